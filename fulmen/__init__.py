@@ -1,0 +1,1 @@
+"""Fulmen: continual training of production AI agents from their own traffic."""
