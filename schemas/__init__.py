@@ -1,0 +1,61 @@
+"""Fulmen's event contracts: Avro schemas (`avro/*.avsc`, the source of truth), their
+pydantic mirrors, and the codecs that put them on the wire."""
+
+from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json, schema_of
+from fulmen.schemas._codec import SINGLE_OBJECT_MAGIC, Codec, DecodeError, DecodeProblem, SingleObjectCodec
+from fulmen.schemas._confluent import ConfluentCodec
+from fulmen.schemas._events import (
+    EVENT_MODELS,
+    Algorithm,
+    Attributes,
+    Event,
+    EventMeta,
+    EventType,
+    LlmCall,
+    Reward,
+    RewardSource,
+    RolloutEvent,
+    RolloutPhase,
+    RolloutStatus,
+    Span,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+    StatusCode,
+    ToolCall,
+    VersionEvent,
+    VersionKind,
+)
+
+__all__ = [
+    "EVENT_MODELS",
+    "SINGLE_OBJECT_MAGIC",
+    "Algorithm",
+    "Attributes",
+    "AvroSchema",
+    "Codec",
+    "ConfluentCodec",
+    "DecodeError",
+    "DecodeProblem",
+    "Event",
+    "EventMeta",
+    "EventType",
+    "LlmCall",
+    "Reward",
+    "RewardSource",
+    "RolloutEvent",
+    "RolloutPhase",
+    "RolloutStatus",
+    "SingleObjectCodec",
+    "Span",
+    "SpanEvent",
+    "SpanKind",
+    "SpanStatus",
+    "StatusCode",
+    "ToolCall",
+    "VersionEvent",
+    "VersionKind",
+    "current_schemas",
+    "load_schema_json",
+    "schema_of",
+]

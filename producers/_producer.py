@@ -1,0 +1,119 @@
+"""The producer an instrumented process holds: identity, sequence numbers, versions in
+force, and the emitter that delivers its events."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO
+
+import uuid_utils
+
+from fulmen.producers._emitter import Emitter, EmitterStats
+from fulmen.producers._settings import FulmenSettings
+from fulmen.producers._spill import Spill
+from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport
+from fulmen.schemas import Codec, ConfluentCodec, Event, EventMeta, SingleObjectCodec
+
+
+class Producer:
+    """Stamps every event with the envelope (`EventMeta`) and emits it.
+
+    One per process is the rule (see `fulmen.configure`). `producer_id` is new on each
+    start, and `sequence` increases by one per event in emit order. `model_version` and
+    `resources_version` are those in force now; a hot-swap updates them, and every event
+    stamped afterwards carries the new ids.
+    """
+
+    def __init__(
+        self,
+        settings: FulmenSettings,
+        *,
+        transport: Transport,
+        codec: Codec | None = None,
+    ) -> None:
+        self.settings = settings
+        config = settings.producer
+        self.agent_name = config.agent_name
+        self.model_version = config.model_version
+        self.resources_version = config.resources_version
+        self.producer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid_utils.uuid7().hex[-8:]}"
+        self._sequence = itertools.count()
+        self._slot_lock, spill_dir = _claim_spill_slot(config.spill_dir)
+        self.emitter = Emitter(
+            transport,
+            codec or _codec_for(settings),
+            settings.topics,
+            Spill(spill_dir, max_bytes=config.spill_max_bytes, run_id=time.time_ns()),
+            queue_max_events=config.queue_max_events,
+        )
+
+    def meta(self, rollout_id: str, attempt: int, *, agent_name: str | None = None) -> EventMeta:
+        """A fresh envelope: new event id, next sequence number, versions in force."""
+        return EventMeta(
+            event_id=str(uuid_utils.uuid7()),
+            rollout_id=rollout_id,
+            attempt=attempt,
+            producer_id=self.producer_id,
+            sequence=next(self._sequence),
+            agent_name=self.agent_name if agent_name is None else agent_name,
+            model_version=self.model_version,
+            resources_version=self.resources_version,
+            emitted_at_unix_nano=time.time_ns(),
+        )
+
+    def emit(self, event: Event) -> None:
+        self.emitter.emit(event)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        return self.emitter.flush(self._timeout(timeout_s))
+
+    def close(self, timeout_s: float | None = None) -> None:
+        self.emitter.close(self._timeout(timeout_s))
+        self._slot_lock.close()
+
+    def stats(self) -> EmitterStats:
+        return self.emitter.stats()
+
+    def _timeout(self, timeout_s: float | None) -> float:
+        return self.settings.producer.flush_timeout_s if timeout_s is None else timeout_s
+
+
+def transport_for(settings: FulmenSettings, *, bus: InProcessBus | None = None) -> Transport:
+    """The transport `settings` ask for (Kafka, or the in-process bus)."""
+    if settings.transport == "inprocess":
+        return InProcessTransport(bus or InProcessBus())
+    from fulmen.kafka._transport import KafkaTransport
+
+    return KafkaTransport(settings.kafka, producer_options=settings.producer.librdkafka_options())
+
+
+def _codec_for(settings: FulmenSettings) -> Codec:
+    registry = settings.schema_registry
+    if registry is None:
+        return SingleObjectCodec()
+    conf = {}
+    if registry.basic_auth_user_info is not None:
+        conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
+    return ConfluentCodec.from_url(registry.url, **conf)
+
+
+def _claim_spill_slot(root: Path) -> tuple[IO[bytes], Path]:
+    """Lock the first free `slot-N` under `root`. A restarted process gets the slot (and the
+    spilled events) of the one that died; concurrent processes get slots of their own."""
+    root.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():
+        directory = root / f"slot-{slot}"
+        directory.mkdir(exist_ok=True)
+        lock = (directory / ".lock").open("wb")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return lock, directory
+    raise AssertionError("unreachable")

@@ -1,0 +1,42 @@
+"""`emit_reward`: score the rollout in progress, one of its spans, or a past rollout."""
+
+from __future__ import annotations
+
+from fulmen.producers._context import NoActiveRollout, current_rollout
+from fulmen.producers._global import get_producer
+from fulmen.schemas import Reward, RewardSource
+
+
+def emit_reward(
+    value: float,
+    *,
+    name: str = "reward",
+    dimensions: dict[str, float] | None = None,
+    source: RewardSource = "programmatic",
+    span_id: str | None = None,
+    comment: str | None = None,
+    rollout_id: str | None = None,
+    attempt: int = 1,
+) -> None:
+    """Emit a reward. Inside a rollout it scores that rollout (or `span_id` of it); a judge or
+    a human scoring later passes `rollout_id=` (and `attempt=`). Raises `NoActiveRollout`
+    when neither applies — a programming error, not a delivery problem."""
+    producer = get_producer()
+    active = current_rollout.get()
+    if rollout_id is None:
+        if active is None:
+            raise NoActiveRollout("emit_reward outside a rollout: pass rollout_id=")
+        meta = producer.meta(active.rollout_id, active.attempt, agent_name=active.agent_name)
+    else:
+        meta = producer.meta(rollout_id, attempt)
+    producer.emit(
+        Reward(
+            meta=meta,
+            name=name,
+            value=value,
+            dimensions=dimensions or {},
+            source=source,
+            span_id=span_id,
+            comment=comment,
+        )
+    )

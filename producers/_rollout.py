@@ -1,0 +1,235 @@
+"""`rollout`: opens a rollout around a function or block, and finishes it with its status."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+import uuid_utils
+
+from fulmen.producers._context import (
+    ActiveRollout,
+    current_rollout,
+    current_span_id,
+    new_span_id,
+    new_trace_id,
+    to_json,
+)
+from fulmen.producers._global import get_producer
+from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus, Span, SpanStatus
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TaskId = str | Callable[..., str]
+
+
+class Rollout:
+    """A rollout scope: `with`, `async with`, or a decorator of sync and async functions.
+
+    On entry it emits `started` (with the task id and input); on exit the root span of the
+    trace and `finished` with status `succeeded`, `failed` (an exception, re-raised) or
+    `cancelled` (cancellation or KeyboardInterrupt). As a decorator, each call is a new
+    rollout; a callable `task_id` receives the function's arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: TaskId = "",
+        rollout_id: str | None = None,
+        attempt: int = 1,
+        input: Any = None,
+        agent_name: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self._task_id = task_id
+        self._rollout_id = rollout_id
+        self._attempt = attempt
+        self._input = input
+        self._agent_name = agent_name
+        self._metadata = metadata or {}
+        self._active: ActiveRollout | None = None
+        self._tokens: tuple[Token[ActiveRollout | None], Token[str | None]] | None = None
+        self._start_ns = 0
+
+    @property
+    def rollout_id(self) -> str:
+        """The id of the rollout in progress (inside `with`)."""
+        if self._active is None:
+            raise RuntimeError("rollout_id is known once the rollout has started")
+        return self._active.rollout_id
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(func):
+            async_func = cast("Callable[P, Awaitable[Any]]", func)
+
+            @functools.wraps(func)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                async with self._for_call(func, args, kwargs):
+                    return await async_func(*args, **kwargs)
+
+            return cast("Callable[P, R]", run_async)
+
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self._for_call(func, args, kwargs):
+                return func(*args, **kwargs)
+
+        return run
+
+    def _for_call(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Rollout:
+        task_id = self._task_id(*args, **kwargs) if callable(self._task_id) else self._task_id
+        call_input = self._input
+        if call_input is None:
+            bound = inspect.signature(func).bind_partial(*args, **kwargs)
+            call_input = dict(bound.arguments)
+        return Rollout(
+            task_id=task_id,
+            rollout_id=self._rollout_id,
+            attempt=self._attempt,
+            input=call_input,
+            agent_name=self._agent_name,
+            metadata=self._metadata,
+        )
+
+    def __enter__(self) -> Rollout:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> Rollout:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    def _start(self) -> None:
+        if self._active is not None:
+            raise RuntimeError("a Rollout object is entered once; use a new one per rollout")
+        producer = get_producer()
+        task_id = self._task_id if isinstance(self._task_id, str) else ""
+        self._active = ActiveRollout(
+            rollout_id=self._rollout_id or str(uuid_utils.uuid7()),
+            attempt=self._attempt,
+            task_id=task_id,
+            trace_id=new_trace_id(),
+            root_span_id=new_span_id(),
+            agent_name=self._agent_name,
+        )
+        self._tokens = (current_rollout.set(self._active), current_span_id.set(self._active.root_span_id))
+        self._start_ns = time.time_ns()
+        producer.emit(
+            RolloutEvent(
+                meta=self._meta(),
+                phase="started",
+                task_id=task_id,
+                trace_id=self._active.trace_id,
+                input=None if self._input is None else to_json(self._input),
+                metadata=self._metadata,
+            )
+        )
+
+    def _finish(self, exc: BaseException | None) -> None:
+        active = self._active
+        assert active is not None and self._tokens is not None
+        status, error = _status_of(exc)
+        producer = get_producer()
+        producer.emit(
+            Span(
+                meta=self._meta(),
+                trace_id=active.trace_id,
+                span_id=active.root_span_id,
+                name="fulmen.rollout",
+                start_time_unix_nano=self._start_ns,
+                end_time_unix_nano=time.time_ns(),
+                status=SpanStatus(code="ERROR", message=error) if error else SpanStatus(code="OK"),
+            )
+        )
+        producer.emit(
+            RolloutEvent(
+                meta=self._meta(),
+                phase="finished",
+                task_id=active.task_id,
+                trace_id=active.trace_id,
+                status=status,
+                error=error,
+                metadata=self._metadata,
+            )
+        )
+        rollout_token, span_token = self._tokens
+        current_span_id.reset(span_token)
+        current_rollout.reset(rollout_token)
+
+    def _meta(self) -> EventMeta:
+        assert self._active is not None
+        return get_producer().meta(
+            self._active.rollout_id, self._active.attempt, agent_name=self._active.agent_name
+        )
+
+
+@overload
+def rollout(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def rollout(
+    *,
+    task_id: TaskId = "",
+    rollout_id: str | None = None,
+    attempt: int = 1,
+    input: Any = None,
+    agent_name: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Rollout: ...
+
+
+def rollout(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    task_id: TaskId = "",
+    rollout_id: str | None = None,
+    attempt: int = 1,
+    input: Any = None,
+    agent_name: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Callable[P, R] | Rollout:
+    """Open a rollout: `@rollout`, `@rollout(task_id=...)`, or `with rollout(...) as r:`."""
+    scope = Rollout(
+        task_id=task_id,
+        rollout_id=rollout_id,
+        attempt=attempt,
+        input=input,
+        agent_name=agent_name,
+        metadata=metadata,
+    )
+    return scope if func is None else scope(func)
+
+
+def _status_of(exc: BaseException | None) -> tuple[RolloutStatus, str | None]:
+    if exc is None:
+        return "succeeded", None
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return "cancelled", error
+    return "failed", error

@@ -1,0 +1,92 @@
+"""Producer configuration: environment (`FULMEN_…`, nested with `__`) and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from fulmen.kafka import KafkaSettings, TopicSettings
+
+TransportKind = Literal["kafka", "inprocess"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+class RegistrySettings(BaseModel):
+    """A Confluent-compatible schema registry; when set, events use the Confluent wire format."""
+
+    url: str
+    basic_auth_user_info: SecretStr | None = None
+
+
+class ProducerSettings(BaseModel):
+    """How the SDK buffers, batches and spills. Sizes bound the SDK's memory and disk."""
+
+    agent_name: str = ""
+    model_version: str = ""
+    resources_version: str = ""
+    queue_max_events: int = Field(default=100_000, ge=1)
+    buffer_max_messages: int = Field(default=200_000, ge=1, description="librdkafka queue bound")
+    buffer_max_kbytes: int = Field(default=262_144, ge=1, description="librdkafka queue bound")
+    linger_ms: int = Field(default=20, ge=0)
+    batch_size_bytes: int = Field(default=1_048_576, ge=1)
+    compression: Compression = "lz4"
+    message_timeout_ms: int = Field(default=300_000, ge=1)
+    spill_dir: Path = Path(".fulmen/spill")
+    spill_max_bytes: int = Field(default=1 << 30, ge=1)
+    flush_timeout_s: float = Field(default=10.0, ge=0)
+    capture_openai: bool = True
+    request_token_ids: bool = Field(
+        default=False,
+        description="Ask OpenAI-compatible servers for logprobs and token ids (vLLM's return_token_ids).",
+    )
+
+    def librdkafka_options(self) -> dict[str, str]:
+        return {
+            "queue.buffering.max.messages": str(self.buffer_max_messages),
+            "queue.buffering.max.kbytes": str(self.buffer_max_kbytes),
+            "linger.ms": str(self.linger_ms),
+            "batch.size": str(self.batch_size_bytes),
+            "compression.type": self.compression,
+            "message.timeout.ms": str(self.message_timeout_ms),
+        }
+
+
+class FulmenSettings(BaseSettings):
+    """Everything an instrumented process reads at start-up.
+
+    Sources, strongest first: arguments, `FULMEN_*` environment variables (nested fields
+    with `__`, e.g. `FULMEN_KAFKA__BOOTSTRAP_SERVERS`), the TOML file named by
+    `FULMEN_CONFIG_FILE` (default `fulmen.toml`), defaults.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="FULMEN_", env_nested_delimiter="__", toml_file="fulmen.toml", extra="ignore"
+    )
+
+    transport: TransportKind = "inprocess"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    schema_registry: RegistrySettings | None = None
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("FULMEN_CONFIG_FILE", "fulmen.toml")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        return (init_settings, env_settings, toml, file_secret_settings)

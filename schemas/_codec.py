@@ -1,0 +1,96 @@
+"""Event ⇄ bytes. Avro single-object encoding by default: `C3 01`, the writer schema's
+8-byte CRC-64-AVRO fingerprint, then the Avro binary body. No registry needed: every reader
+ships the schemas (and their history) it can resolve.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from typing import Literal
+
+from fastavro import schemaless_reader, schemaless_writer
+from pydantic import ValidationError
+
+from fulmen.errors import FulmenError
+from fulmen.schemas._avro import AvroSchema, current_schemas
+from fulmen.schemas._events import EVENT_MODELS, Event
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8
+
+DecodeProblem = Literal[
+    "truncated", "bad_magic", "unknown_fingerprint", "corrupt_payload", "invalid_event", "registry"
+]
+
+
+class DecodeError(FulmenError):
+    """Bytes that cannot become an event. `problem` names what is wrong; consumers route the
+    original bytes to the dead-letter topic with it and go on."""
+
+    def __init__(self, problem: DecodeProblem, detail: str) -> None:
+        super().__init__(f"{problem}: {detail}")
+        self.problem: DecodeProblem = problem
+        self.detail = detail
+
+
+class Codec(ABC):
+    """Turns events into message values and back. Implementations are thread-safe."""
+
+    @abstractmethod
+    def encode(self, event: Event, *, topic: str) -> bytes:
+        """The message value for `event` on `topic`."""
+
+    @abstractmethod
+    def decode(self, data: bytes, *, topic: str) -> Event:
+        """The event in `data`; raises `DecodeError` (never anything else) when it is not one."""
+
+
+class SingleObjectCodec(Codec):
+    """Avro single-object encoding.
+
+    `writer_schemas` adds schemas that other producers may write with (older or newer
+    versions of the contracts); their events are resolved into this build's reader schemas
+    by Avro's schema-resolution rules.
+    """
+
+    def __init__(self, *, writer_schemas: tuple[AvroSchema, ...] = ()) -> None:
+        self._current = current_schemas()
+        self._by_fingerprint = {s.fingerprint: s for s in (*self._current.values(), *writer_schemas)}
+
+    def encode(self, event: Event, *, topic: str) -> bytes:
+        schema = self._current[event.event_type]
+        buffer = io.BytesIO()
+        buffer.write(SINGLE_OBJECT_MAGIC)
+        buffer.write(schema.fingerprint)
+        schemaless_writer(buffer, schema.parsed, event.model_dump())
+        return buffer.getvalue()
+
+    def decode(self, data: bytes, *, topic: str) -> Event:
+        if len(data) < _HEADER_LEN:
+            raise DecodeError("truncated", f"{len(data)} bytes, a header alone is {_HEADER_LEN}")
+        if data[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError("bad_magic", f"expected C3 01, got {data[:2].hex(' ').upper()}")
+        writer = self._by_fingerprint.get(data[2:_HEADER_LEN])
+        if writer is None:
+            raise DecodeError("unknown_fingerprint", data[2:_HEADER_LEN].hex())
+        reader = self._current.get(writer.event_type)
+        if reader is None or reader.name != writer.name:
+            raise DecodeError("unknown_fingerprint", f"no reader schema for {writer.name}")
+        return decode_body(data, _HEADER_LEN, writer=writer, reader=reader)
+
+
+def decode_body(data: bytes, offset: int, *, writer: AvroSchema, reader: AvroSchema) -> Event:
+    """Decode an Avro body starting at `offset`, resolving `writer` into `reader`."""
+    body = io.BytesIO(data)
+    body.seek(offset)
+    try:
+        record = schemaless_reader(body, writer.parsed, reader.parsed)
+    except Exception as exc:  # fastavro raises many types on corrupt input; all mean the same
+        raise DecodeError("corrupt_payload", f"{type(exc).__name__}: {exc}") from exc
+    if body.tell() != len(data):
+        raise DecodeError("corrupt_payload", f"{len(data) - body.tell()} trailing bytes")
+    try:
+        return EVENT_MODELS[reader.event_type].model_validate(record)
+    except ValidationError as exc:
+        raise DecodeError("invalid_event", str(exc)) from exc

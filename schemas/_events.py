@@ -1,0 +1,171 @@
+"""Pydantic mirrors of the Avro contracts in `avro/*.avsc`.
+
+The `.avsc` files are the source of truth; `tests/unit/test_schema_lockstep.py` fails when a
+field, type, default or enum symbol here drifts from them. Models are frozen: an event is a
+fact, never edited after it was emitted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventType = Literal["span", "reward", "rollout", "version"]
+SpanKind = Literal["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
+StatusCode = Literal["UNSET", "OK", "ERROR"]
+RewardSource = Literal["programmatic", "human", "judge"]
+RolloutPhase = Literal["started", "finished"]
+RolloutStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
+VersionKind = Literal["model", "prompt"]
+Algorithm = Literal["base", "rl", "apo", "sft", "manual"]
+
+TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventMeta(_Record):
+    """Envelope of every event; see `event_meta.avsc` for each field's contract."""
+
+    event_id: str = Field(min_length=1)
+    rollout_id: str = Field(min_length=1)
+    attempt: int = Field(ge=1)
+    producer_id: str = Field(min_length=1)
+    sequence: int = Field(ge=0)
+    agent_name: str = ""
+    model_version: str = ""
+    resources_version: str = ""
+    emitted_at_unix_nano: int
+
+
+class SpanStatus(_Record):
+    code: StatusCode = "UNSET"
+    message: str = ""
+
+
+class Attributes(_Record):
+    """OTel attributes, split by value type; structured values are JSON strings."""
+
+    strings: dict[str, str] = Field(default_factory=dict)
+    ints: dict[str, int] = Field(default_factory=dict)
+    doubles: dict[str, float] = Field(default_factory=dict)
+    bools: dict[str, bool] = Field(default_factory=dict)
+
+
+class SpanEvent(_Record):
+    name: str
+    time_unix_nano: int
+    attributes: Attributes = Field(default_factory=Attributes)
+
+
+class LlmCall(_Record):
+    """GenAI semantic conventions of an inference span, plus the tokens RL needs."""
+
+    operation_name: str = "chat"
+    provider_name: str = "openai"
+    request_model: str
+    response_model: str | None = None
+    response_id: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reasons: list[str] = Field(default_factory=list)
+    input_messages: str = "[]"
+    output_messages: str = "[]"
+    tool_definitions: str = "[]"
+    streamed: bool = False
+    prompt_token_ids: list[int] = Field(default_factory=list)
+    response_token_ids: list[int] = Field(default_factory=list)
+    response_logprobs: list[float] = Field(default_factory=list)
+
+
+class ToolCall(_Record):
+    """GenAI semantic conventions of an execute_tool span."""
+
+    name: str
+    call_id: str | None = None
+    type: str = "function"
+    arguments: str = "{}"
+    result: str = "null"
+
+
+class Span(_Record):
+    """One OpenTelemetry span: an LLM call, a tool call, a custom step or the rollout."""
+
+    event_type: ClassVar[EventType] = "span"
+
+    meta: EventMeta
+    trace_id: TraceId
+    span_id: SpanId
+    parent_span_id: SpanId | None = None
+    name: str
+    kind: SpanKind = "INTERNAL"
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status: SpanStatus = Field(default_factory=SpanStatus)
+    attributes: Attributes = Field(default_factory=Attributes)
+    events: list[SpanEvent] = Field(default_factory=list)
+    llm: LlmCall | None = None
+    tool: ToolCall | None = None
+
+
+class Reward(_Record):
+    """A reward for a rollout, or for one of its spans when `span_id` is set."""
+
+    event_type: ClassVar[EventType] = "reward"
+
+    meta: EventMeta
+    name: str = "reward"
+    value: float
+    dimensions: dict[str, float] = Field(default_factory=dict)
+    source: RewardSource = "programmatic"
+    span_id: SpanId | None = None
+    comment: str | None = None
+
+
+class RolloutEvent(_Record):
+    """Rollout lifecycle: `started`, then `finished` with a status."""
+
+    event_type: ClassVar[EventType] = "rollout"
+
+    meta: EventMeta
+    phase: RolloutPhase
+    task_id: str = ""
+    trace_id: TraceId
+    input: str | None = None
+    status: RolloutStatus | None = None
+    error: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class VersionEvent(_Record):
+    """A model or prompt version published on the control topic."""
+
+    event_type: ClassVar[EventType] = "version"
+
+    meta: EventMeta
+    version_id: str = Field(min_length=1)
+    kind: VersionKind
+    target_agent: str | None = None
+    parent_version: str | None = None
+    algorithm: Algorithm = "manual"
+    window_id: str | None = None
+    dataset_hash: str | None = None
+    artifact_uri: str | None = None
+    model_name: str | None = None
+    prompt_templates: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+Event = Span | Reward | RolloutEvent | VersionEvent
+EVENT_MODELS: dict[EventType, type[Event]] = {
+    "span": Span,
+    "reward": Reward,
+    "rollout": RolloutEvent,
+    "version": VersionEvent,
+}
