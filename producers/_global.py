@@ -50,4 +50,3 @@ def shutdown(timeout_s: float | None = None) -> None:
         producer, _producer = _producer, None
     if producer is not None:
         producer.close(timeout_s)
-

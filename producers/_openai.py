@@ -14,14 +14,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from openai import AsyncStream, Stream
-from openai.resources.chat.completions import AsyncCompletions, Completions
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
 from fulmen.producers._context import ActiveRollout, new_span_id, to_json
 from fulmen.producers._global import get_producer
 from fulmen.producers._spans import emit_span, parent_of_new_span
 from fulmen.schemas import LlmCall
+from openai import AsyncStream, Stream
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 _ORIGINALS: dict[str, Callable[..., Any]] = {}
 
@@ -232,7 +231,8 @@ class _ChunkAccumulator:
                 self.content.append(delta.content)
             for call in delta.tool_calls or []:
                 entry = self.tool_calls.setdefault(
-                    call.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                    call.index,
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
                 )
                 entry["id"] = call.id or entry["id"]
                 if call.function is not None:

@@ -11,14 +11,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fulmen.producers._context import ActiveRollout, current_rollout, to_json
+from fulmen.producers._spans import emit_span
+from fulmen.schemas import Attributes, LlmCall, SpanKind, ToolCall
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as OtelSpan
 from opentelemetry.trace import SpanKind as OtelSpanKind
-
-from fulmen.producers._context import ActiveRollout, current_rollout, to_json
-from fulmen.producers._spans import emit_span
-from fulmen.schemas import Attributes, LlmCall, SpanKind, ToolCall
 
 _KINDS: dict[OtelSpanKind, SpanKind] = {
     OtelSpanKind.INTERNAL: "INTERNAL",
@@ -108,7 +107,9 @@ def _llm_call(attributes: Mapping[str, Any]) -> LlmCall | None:
     finish = attributes.get("gen_ai.response.finish_reasons") or ()
     return LlmCall(
         operation_name=str(operation),
-        provider_name=str(attributes.get("gen_ai.provider.name", attributes.get("gen_ai.system", ""))),
+        provider_name=str(
+            attributes.get("gen_ai.provider.name", attributes.get("gen_ai.system", ""))
+        ),
         request_model=str(attributes.get("gen_ai.request.model", "")),
         response_model=_str_or_none(attributes.get("gen_ai.response.model")),
         response_id=_str_or_none(attributes.get("gen_ai.response.id")),

@@ -12,7 +12,6 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import uuid_utils
-
 from fulmen.producers._context import (
     ActiveRollout,
     current_rollout,
@@ -136,7 +135,10 @@ class Rollout:
             root_span_id=new_span_id(),
             agent_name=self._agent_name,
         )
-        self._tokens = (current_rollout.set(self._active), current_span_id.set(self._active.root_span_id))
+        self._tokens = (
+            current_rollout.set(self._active),
+            current_span_id.set(self._active.root_span_id),
+        )
         self._start_ns = time.time_ns()
         producer.emit(
             RolloutEvent(
@@ -151,7 +153,8 @@ class Rollout:
 
     def _finish(self, exc: BaseException | None) -> None:
         active = self._active
-        assert active is not None and self._tokens is not None
+        assert active is not None
+        assert self._tokens is not None
         status, error = _status_of(exc)
         producer = get_producer()
         producer.emit(

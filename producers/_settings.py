@@ -46,7 +46,7 @@ class ProducerSettings(BaseModel):
     capture_openai: bool = True
     request_token_ids: bool = Field(
         default=False,
-        description="Ask OpenAI-compatible servers for logprobs and token ids (vLLM's return_token_ids).",
+        description="Ask servers for logprobs and token ids (vLLM's return_token_ids).",
     )
 
     def librdkafka_options(self) -> dict[str, str]:

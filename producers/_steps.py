@@ -8,7 +8,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from fulmen.producers._context import current_span_id, new_span_id, to_json
 from fulmen.producers._spans import emit_span, parent_of_new_span
@@ -17,7 +17,12 @@ from fulmen.schemas import ToolCall
 P = ParamSpec("P")
 R = TypeVar("R")
 StepKind = Literal["tool", "step"]
-Decorator = Callable[[Callable[P, R]], Callable[P, R]]
+
+
+class Decorator(Protocol):
+    """What `@tool(...)` and `@step(...)` return: a signature-preserving decorator."""
+
+    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @dataclass
@@ -26,7 +31,9 @@ class _Outcome:
 
 
 @contextlib.contextmanager
-def _span_scope(kind: StepKind, name: str, arguments: Callable[[], dict[str, Any]]) -> Iterator[_Outcome]:
+def _span_scope(
+    kind: StepKind, name: str, arguments: Callable[[], dict[str, Any]]
+) -> Iterator[_Outcome]:
     """Nest a span under the current one for the duration of the block (no-op outside a rollout)."""
     outcome = _Outcome()
     active, parent = parent_of_new_span()
@@ -59,7 +66,7 @@ def _span_scope(kind: StepKind, name: str, arguments: Callable[[], dict[str, Any
         )
 
 
-def _record(kind: StepKind, name: str | None) -> Decorator[P, R]:
+def _record(kind: StepKind, name: str | None) -> Decorator:
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         span_name = name or func.__name__
         signature = inspect.signature(func)
@@ -92,22 +99,22 @@ def _record(kind: StepKind, name: str | None) -> Decorator[P, R]:
 @overload
 def tool(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def tool(*, name: str | None = None) -> Decorator[P, R]: ...
+def tool(*, name: str | None = None) -> Decorator: ...
 def tool(
     func: Callable[P, R] | None = None, /, *, name: str | None = None
-) -> Callable[P, R] | Decorator[P, R]:
+) -> Callable[P, R] | Decorator:
     """Record each call as an `execute_tool` span (arguments and result as JSON)."""
-    decorate: Decorator[P, R] = _record("tool", name)
+    decorate: Decorator = _record("tool", name)
     return decorate if func is None else decorate(func)
 
 
 @overload
 def step(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def step(*, name: str | None = None) -> Decorator[P, R]: ...
+def step(*, name: str | None = None) -> Decorator: ...
 def step(
     func: Callable[P, R] | None = None, /, *, name: str | None = None
-) -> Callable[P, R] | Decorator[P, R]:
+) -> Callable[P, R] | Decorator:
     """Record each call as a custom step span; spans made inside it nest under it."""
-    decorate: Decorator[P, R] = _record("step", name)
+    decorate: Decorator = _record("step", name)
     return decorate if func is None else decorate(func)

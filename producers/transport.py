@@ -89,7 +89,9 @@ class InProcessBus:
             self._changed.notify_all()
             return offset
 
-    def read(self, topic: str, offset: int, *, max_messages: int, timeout_s: float) -> list[BusMessage]:
+    def read(
+        self, topic: str, offset: int, *, max_messages: int, timeout_s: float
+    ) -> list[BusMessage]:
         """Messages from `offset` on, waiting up to `timeout_s` when there are none yet."""
         with self._changed:
             self._changed.wait_for(lambda: self._next_offset.get(topic, 0) > offset, timeout_s)

@@ -2,7 +2,13 @@
 pydantic mirrors, and the codecs that put them on the wire."""
 
 from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json, schema_of
-from fulmen.schemas._codec import SINGLE_OBJECT_MAGIC, Codec, DecodeError, DecodeProblem, SingleObjectCodec
+from fulmen.schemas._codec import (
+    SINGLE_OBJECT_MAGIC,
+    Codec,
+    DecodeError,
+    DecodeProblem,
+    SingleObjectCodec,
+)
 from fulmen.schemas._confluent import ConfluentCodec
 from fulmen.schemas._events import (
     EVENT_MODELS,

@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
-
 from fulmen.schemas._events import EVENT_MODELS, EventType
 
 # Named types defined in a file of their own, shared by the event schemas.
@@ -47,7 +46,7 @@ def load_schema_json(
     canonical = to_parsing_canonical_form(parsed)
     return AvroSchema(
         event_type=event_type,
-        name=str(parsed["name"]),
+        name=str(cast("dict[str, Any]", parsed)["name"]),
         parsed=parsed,
         expanded_json=json.dumps(document),
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),

@@ -10,7 +10,6 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
 from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json
 from fulmen.schemas._codec import Codec, DecodeError, decode_body
 from fulmen.schemas._events import Event, EventType
@@ -57,7 +56,9 @@ class ConfluentCodec(Codec):
         if magic != 0:
             raise DecodeError("bad_magic", f"expected 00, got {data[:1].hex().upper()}")
         writer = self._writer(schema_id)
-        return decode_body(data, _HEADER.size, writer=writer, reader=self._current[writer.event_type])
+        return decode_body(
+            data, _HEADER.size, writer=writer, reader=self._current[writer.event_type]
+        )
 
     def _writer(self, schema_id: int) -> AvroSchema:
         writer = self._writers.get(schema_id)
@@ -67,7 +68,7 @@ class ConfluentCodec(Codec):
             registered = self._registry.get_schema(schema_id)
         except Exception as exc:  # network, auth or 404: all leave the bytes undecodable
             raise DecodeError("registry", f"schema id {schema_id}: {exc}") from exc
-        document = json.loads(registered.schema_str)
+        document = json.loads(registered.schema_str or "{}")
         event_type = _event_type_named(str(document.get("name", "")), document.get("namespace"))
         writer = load_schema_json(document, event_type=event_type, self_contained=True)
         self._writers[schema_id] = writer

@@ -1,5 +1,14 @@
 """The one place Fulmen talks to Kafka through confluent-kafka."""
 
+from fulmen.kafka._consumer import Consumed, EventConsumer, create_topics
 from fulmen.kafka._settings import KafkaSettings, SaslMechanism, SecurityProtocol, TopicSettings
 
-__all__ = ["KafkaSettings", "SaslMechanism", "SecurityProtocol", "TopicSettings"]
+__all__ = [
+    "Consumed",
+    "EventConsumer",
+    "create_topics",
+    "KafkaSettings",
+    "SaslMechanism",
+    "SecurityProtocol",
+    "TopicSettings",
+]

@@ -68,7 +68,9 @@ class TopicSettings(BaseModel):
         return self.prefix + name
 
     def event_topics(self) -> list[str]:
-        return [self.prefix + name for name in (self.spans, self.rewards, self.rollouts, self.control)]
+        return [
+            self.prefix + name for name in (self.spans, self.rewards, self.rollouts, self.control)
+        ]
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -55,4 +55,6 @@ class KafkaTransport(Transport):
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
-            self.report_failure(message.topic(), message.key(), message.value(), error.str())
+            self.report_failure(
+                message.topic() or "", message.key() or b"", message.value() or b"", error.str()
+            )

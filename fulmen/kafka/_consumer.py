@@ -1,0 +1,96 @@
+"""Reading Fulmen events back from Kafka, with undecodable messages reported, not fatal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fulmen.kafka._settings import KafkaSettings
+from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """One message: the event, or the `DecodeError` saying why its bytes are not one."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    event: Event | DecodeError
+
+
+class EventConsumer:
+    """A consumer-group member over Fulmen topics that decodes as it reads.
+
+    Offsets are committed only by `commit()`, after the caller has processed what it read.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: list[str],
+        *,
+        group_id: str,
+        codec: Codec | None = None,
+        from_beginning: bool = True,
+    ) -> None:
+        self._codec = codec or SingleObjectCodec()
+        self._consumer = Consumer(
+            {
+                **settings.client_config(),
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                **settings.options,
+            }
+        )
+        self._consumer.subscribe(topics)
+
+    def poll(self, *, max_messages: int = 500, timeout_s: float = 1.0) -> list[Consumed]:
+        batch: list[Consumed] = []
+        for message in self._consumer.consume(max_messages, timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                continue
+            topic, value = message.topic() or "", message.value() or b""
+            event: Event | DecodeError
+            try:
+                event = self._codec.decode(value, topic=topic)
+            except DecodeError as problem:
+                event = problem
+            batch.append(
+                Consumed(
+                    topic,
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.key() or b"",
+                    value,
+                    event,
+                )
+            )
+        return batch
+
+    def commit(self) -> None:
+        self._consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def create_topics(settings: KafkaSettings, topics: list[str], *, partitions: int = 4) -> None:
+    """Create `topics` (those that exist already are left as they are)."""
+    admin = AdminClient(settings.client_config())
+    existing = set(admin.list_topics(timeout=30).topics)
+    wanted = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
+    for topic, future in admin.create_topics(wanted).items() if wanted else []:
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"creating {topic}: {exc}") from exc
