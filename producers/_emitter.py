@@ -23,6 +23,8 @@ logger = logging.getLogger("fulmen.producers")
 _BATCH = 512
 _IDLE_WAIT_S = 0.005
 _DROP_WARNING_EVERY_S = 10.0
+# Segments are read whole when re-sent; rotating bounds that memory.
+_SEGMENT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ class Emitter:
             except TransportFull:
                 self._enter_spill_mode(first_index=index)
         assert self._active is not None
+        if self._spill.open_size(self._active) >= _SEGMENT_BYTES:
+            self._active = self._spill.segment_for(index, "b")
         self._spill_append(self._active, SpilledMessage(topic, key, value))
 
     def _on_failure(self, topic: str, key: bytes, value: bytes, reason: str) -> None:
@@ -215,7 +219,7 @@ class Emitter:
             return False
         drain = self._draining
         assert drain is not None
-        for message in drain.messages:
+        while (message := drain.next_message()) is not None:
             try:
                 self._transport.produce(message.topic, message.key, message.value)
             except TransportFull:
@@ -291,12 +295,11 @@ class _SegmentDrain:
         self.sent = 0
         self.failed: str | None = None
 
-    @property
-    def messages(self) -> Iterator[SpilledMessage]:
+    def next_message(self) -> SpilledMessage | None:
         if self._pushed_back is not None:
             message, self._pushed_back = self._pushed_back, None
-            yield message
-        yield from self._records
+            return message
+        return next(self._records, None)
 
     def push_back(self, message: SpilledMessage) -> None:
         self._pushed_back = message

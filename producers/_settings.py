@@ -35,7 +35,7 @@ class ProducerSettings(BaseModel):
     resources_version: str = ""
     queue_max_events: int = Field(default=100_000, ge=1)
     buffer_max_messages: int = Field(default=200_000, ge=1, description="librdkafka queue bound")
-    buffer_max_kbytes: int = Field(default=262_144, ge=1, description="librdkafka queue bound")
+    buffer_max_kbytes: int = Field(default=65_536, ge=1, description="librdkafka queue bound")
     linger_ms: int = Field(default=20, ge=0)
     batch_size_bytes: int = Field(default=1_048_576, ge=1)
     compression: Compression = "lz4"

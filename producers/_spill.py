@@ -69,6 +69,11 @@ class Spill:
         file.flush()
         self._size += _RECORD.size + len(body)
 
+    def open_size(self, segment: Path) -> int:
+        """Bytes appended so far to `segment` if it is open for appends, else 0."""
+        file = self._open.get(segment)
+        return 0 if file is None else file.tell()
+
     def seal(self, segment: Path) -> None:
         """No more appends to `segment`: sync it to disk and close it."""
         file = self._open.pop(segment, None)

@@ -1,0 +1,92 @@
+"""One valid event of each type, for tests that need realistic events."""
+
+from __future__ import annotations
+
+import time
+
+import uuid_utils
+
+from fulmen.schemas import (
+    Attributes,
+    Event,
+    EventMeta,
+    LlmCall,
+    Reward,
+    RolloutEvent,
+    Span,
+    ToolCall,
+    VersionEvent,
+)
+
+
+def meta(rollout_id: str = "rollout-1", sequence: int = 0) -> EventMeta:
+    return EventMeta(
+        event_id=str(uuid_utils.uuid7()),
+        rollout_id=rollout_id,
+        attempt=1,
+        producer_id="test-producer",
+        sequence=sequence,
+        agent_name="calc",
+        model_version="m1",
+        resources_version="r1",
+        emitted_at_unix_nano=time.time_ns(),
+    )
+
+
+def llm_span(rollout_id: str = "rollout-1", sequence: int = 0, *, payload: int = 200) -> Span:
+    return Span(
+        meta=meta(rollout_id, sequence),
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        span_id="b7ad6b7169203331",
+        parent_span_id="00f067aa0ba902b7",
+        name="chat smollm2",
+        kind="CLIENT",
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_500_000_000,
+        attributes=Attributes(strings={"server.address": "127.0.0.1"}, ints={"server.port": 8000}),
+        llm=LlmCall(
+            request_model="smollm2",
+            input_tokens=12,
+            output_tokens=3,
+            finish_reasons=["stop"],
+            input_messages='[{"role": "user", "content": "' + "x" * payload + '"}]',
+            output_messages='[{"role": "assistant", "content": "4"}]',
+            prompt_token_ids=list(range(12)),
+            response_token_ids=[19, 20, 2],
+            response_logprobs=[-0.25, -1.5, -0.125],
+        ),
+    )
+
+
+def all_events(rollout_id: str = "rollout-1") -> list[Event]:
+    return [
+        RolloutEvent(
+            meta=meta(rollout_id, 0), phase="started", task_id="2+2", trace_id="0af7651916cd43dd8448eb211c80319c"
+        ),
+        llm_span(rollout_id, 1),
+        Span(
+            meta=meta(rollout_id, 2),
+            trace_id="0af7651916cd43dd8448eb211c80319c",
+            span_id="c7ad6b7169203331",
+            name="execute_tool calculator",
+            start_time_unix_nano=1,
+            end_time_unix_nano=2,
+            tool=ToolCall(name="calculator", call_id="call_1", arguments='{"a": 2}', result="4"),
+        ),
+        Reward(meta=meta(rollout_id, 3), value=1.0, dimensions={"exact": 1.0}, source="judge"),
+        RolloutEvent(
+            meta=meta(rollout_id, 4),
+            phase="finished",
+            task_id="2+2",
+            trace_id="0af7651916cd43dd8448eb211c80319c",
+            status="succeeded",
+        ),
+        VersionEvent(
+            meta=meta(rollout_id, 5),
+            version_id="calc-v2",
+            kind="model",
+            parent_version="calc-v1",
+            algorithm="rl",
+            metrics={"heldout_reward": 0.8},
+        ),
+    ]
