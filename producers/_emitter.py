@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fulmen.kafka import TopicSettings
 from fulmen.producers._spill import Spill, SpilledMessage, SpillFull
 from fulmen.producers.transport import Transport, TransportFull
 from fulmen.schemas import Codec, Event
-
-from fulmen.kafka import TopicSettings
 
 logger = logging.getLogger("fulmen.producers")
 

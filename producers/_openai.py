@@ -10,17 +10,20 @@ vLLM's `return_token_ids` (top-level `prompt_token_ids`, per-choice `token_ids`)
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+from openai import APIResponse, AsyncAPIResponse, AsyncStream, Stream
+from openai._legacy_response import LegacyAPIResponse  # what `with_raw_response` returns
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fulmen.producers._context import ActiveRollout, new_span_id, to_json
 from fulmen.producers._global import get_producer
 from fulmen.producers._spans import emit_span, parent_of_new_span
 from fulmen.schemas import LlmCall
-from openai import AsyncStream, Stream
-from openai.resources.chat.completions import AsyncCompletions, Completions
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 _ORIGINALS: dict[str, Callable[..., Any]] = {}
 
@@ -53,6 +56,13 @@ class _Call:
         self.done = False
         self.chunks = _ChunkAccumulator()
 
+    def record(self, completion: object) -> None:
+        """Finish with what a non-streamed call returned."""
+        if isinstance(completion, ChatCompletion):
+            self.finish(_from_completion(self.request, completion))
+        else:
+            self.finish(None)
+
     def finish(self, llm: LlmCall | None, error: BaseException | None = None) -> None:
         if self.done:
             return
@@ -69,6 +79,13 @@ class _Call:
             error=None if error is None else f"{type(error).__name__}: {error}",
             llm=llm or _request_only(self.request),
         )
+
+
+def _is_raw(response: object, call: _Call) -> bool:
+    """`with_raw_response` / `with_streaming_response` results of non-streamed calls. Their
+    `parse()` caches, so parsing here costs the agent nothing when it parses too."""
+    raw = (LegacyAPIResponse, APIResponse, AsyncAPIResponse)
+    return isinstance(response, raw) and not call.request.get("stream")
 
 
 def _prepare(kwargs: dict[str, Any]) -> _Call | None:
@@ -94,8 +111,12 @@ def _capture_sync(create: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if isinstance(response, Stream):
             return _CapturedStream(response, call)
-        if isinstance(response, ChatCompletion):
-            call.finish(_from_completion(call.request, response))
+        try:
+            completion = response.parse() if _is_raw(response, call) else response
+        except Exception as exc:
+            call.finish(None, exc)
+            return response
+        call.record(completion)
         return response
 
     return create_and_capture
@@ -114,8 +135,14 @@ def _capture_async(create: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if isinstance(response, AsyncStream):
             return _CapturedAsyncStream(response, call)
-        if isinstance(response, ChatCompletion):
-            call.finish(_from_completion(call.request, response))
+        try:
+            completion = response.parse() if _is_raw(response, call) else response
+            if inspect.isawaitable(completion):
+                completion = await completion
+        except Exception as exc:
+            call.finish(None, exc)
+            return response
+        call.record(completion)
         return response
 
     return create_and_capture
@@ -133,6 +160,9 @@ class _CapturedStream:
             for chunk in self._inner:
                 self._call.chunks.add(chunk)
                 yield chunk
+        except GeneratorExit:  # the agent stopped reading: not an error
+            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            raise
         except BaseException as exc:
             self._call.finish(self._call.chunks.llm_call(self._call.request), exc)
             raise
@@ -173,6 +203,9 @@ class _CapturedAsyncStream:
             async for chunk in self._inner:
                 self._call.chunks.add(chunk)
                 yield chunk
+        except GeneratorExit:  # the agent stopped reading: not an error
+            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            raise
         except BaseException as exc:
             self._call.finish(self._call.chunks.llm_call(self._call.request), exc)
             raise

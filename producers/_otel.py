@@ -11,13 +11,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fulmen.producers._context import ActiveRollout, current_rollout, to_json
-from fulmen.producers._spans import emit_span
-from fulmen.schemas import Attributes, LlmCall, SpanKind, ToolCall
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as OtelSpan
 from opentelemetry.trace import SpanKind as OtelSpanKind
+
+from fulmen.producers._context import ActiveRollout, current_rollout, current_span_id, to_json
+from fulmen.producers._spans import emit_span
+from fulmen.schemas import Attributes, LlmCall, SpanKind, ToolCall
 
 _KINDS: dict[OtelSpanKind, SpanKind] = {
     OtelSpanKind.INTERNAL: "INTERNAL",
@@ -37,30 +38,33 @@ class FulmenSpanProcessor(SpanProcessor):
     """
 
     def __init__(self) -> None:
-        self._rollouts: dict[int, ActiveRollout] = {}
+        self._rollouts: dict[int, tuple[ActiveRollout, str | None]] = {}
         self._lock = threading.Lock()
 
     def on_start(self, span: OtelSpan, parent_context: Context | None = None) -> None:
         active = current_rollout.get()
         if active is not None:
             with self._lock:
-                self._rollouts[span.context.span_id] = active
+                self._rollouts[span.context.span_id] = (active, current_span_id.get())
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None:
             return
         with self._lock:
-            active = self._rollouts.pop(context.span_id, None)
-        if active is None:
+            started = self._rollouts.pop(context.span_id, None)
+        if started is None:
             return
+        active, fulmen_parent = started
         attributes = dict(span.attributes or {})
         error = span.status.description or "error" if not span.status.is_ok else None
         emit_span(
             active,
             name=span.name,
             span_id=f"{context.span_id:016x}",
-            parent_span_id=None if span.parent is None else f"{span.parent.span_id:016x}",
+            # An OTel root span nests under the Fulmen span it started in (the rollout's root,
+            # a @step or @tool), so the rollout's trace keeps a single root.
+            parent_span_id=fulmen_parent if span.parent is None else f"{span.parent.span_id:016x}",
             start_ns=span.start_time or 0,
             end_ns=span.end_time or 0,
             kind=_KINDS.get(span.kind, "INTERNAL"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 import uuid_utils
+
 from fulmen.producers._emitter import Emitter, EmitterStats
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers._spill import Spill

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import uuid_utils
+
 from fulmen.producers._context import (
     ActiveRollout,
     current_rollout,

@@ -9,6 +9,7 @@ from importlib.resources import files
 from typing import Any, cast
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
 from fulmen.schemas._events import EVENT_MODELS, EventType
 
 # Named types defined in a file of their own, shared by the event schemas.

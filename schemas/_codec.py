@@ -10,11 +10,11 @@ from abc import ABC, abstractmethod
 from typing import Literal
 
 from fastavro import schemaless_reader, schemaless_writer
-from fulmen.schemas._avro import AvroSchema, current_schemas
-from fulmen.schemas._events import EVENT_MODELS, Event
 from pydantic import ValidationError
 
 from fulmen.errors import FulmenError
+from fulmen.schemas._avro import AvroSchema, current_schemas
+from fulmen.schemas._events import EVENT_MODELS, Event
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
 from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json
 from fulmen.schemas._codec import Codec, DecodeError, decode_body
 from fulmen.schemas._events import Event, EventType

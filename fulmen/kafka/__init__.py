@@ -6,9 +6,9 @@ from fulmen.kafka._settings import KafkaSettings, SaslMechanism, SecurityProtoco
 __all__ = [
     "Consumed",
     "EventConsumer",
-    "create_topics",
     "KafkaSettings",
     "SaslMechanism",
     "SecurityProtocol",
     "TopicSettings",
+    "create_topics",
 ]

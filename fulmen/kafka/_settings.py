@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 from fulmen.schemas import EventType
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+ClientConfig = dict[str, str | int | float | bool]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
 
 
@@ -27,9 +28,9 @@ class KafkaSettings(BaseModel):
     ssl_key_password: SecretStr | None = None
     options: dict[str, str] = Field(default_factory=dict)
 
-    def client_config(self) -> dict[str, str]:
+    def client_config(self) -> ClientConfig:
         """librdkafka configuration for any client (producer, consumer, admin)."""
-        config = {
+        config: ClientConfig = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol.lower(),
         }

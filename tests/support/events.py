@@ -61,7 +61,10 @@ def llm_span(rollout_id: str = "rollout-1", sequence: int = 0, *, payload: int =
 def all_events(rollout_id: str = "rollout-1") -> list[Event]:
     return [
         RolloutEvent(
-            meta=meta(rollout_id, 0), phase="started", task_id="2+2", trace_id="0af7651916cd43dd8448eb211c80319c"
+            meta=meta(rollout_id, 0),
+            phase="started",
+            task_id="2+2",
+            trace_id="0af7651916cd43dd8448eb211c80319c",
         ),
         llm_span(rollout_id, 1),
         Span(

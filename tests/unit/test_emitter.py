@@ -26,7 +26,11 @@ class SwitchableTransport(InProcessTransport):
 
 
 def _emitter(tmp_path: Path, transport: InProcessTransport, **kwargs) -> Emitter:
-    spill = Spill(tmp_path / "spill", max_bytes=kwargs.pop("spill_bytes", 1 << 24), run_id=kwargs.pop("run", 1))
+    spill = Spill(
+        tmp_path / "spill",
+        max_bytes=kwargs.pop("spill_bytes", 1 << 24),
+        run_id=kwargs.pop("run", 1),
+    )
     return Emitter(transport, SingleObjectCodec(), TopicSettings(), spill, **kwargs)
 
 

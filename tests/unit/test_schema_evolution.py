@@ -23,8 +23,9 @@ def _newer_span_schema() -> dict[str, Any]:
 
 def test_current_reader_reads_a_newer_writer() -> None:
     newer = load_schema_json(_newer_span_schema(), event_type="span")
-    from fastavro import schemaless_writer
     import io
+
+    from fastavro import schemaless_writer
 
     record = llm_span().model_dump()
     del record["tool"]
@@ -43,8 +44,9 @@ def test_current_reader_reads_a_newer_writer() -> None:
 
 
 def test_newer_reader_reads_the_current_writer() -> None:
-    from fastavro import schemaless_reader
     import io
+
+    from fastavro import schemaless_reader
 
     newer = load_schema_json(_newer_span_schema(), event_type="span")
     data = SingleObjectCodec().encode(llm_span(), topic="t")
@@ -59,8 +61,9 @@ def test_an_incompatible_change_is_caught() -> None:
     document = copy.deepcopy(raw_schema("span"))
     document["fields"].append({"name": "required_new", "type": "string"})
     stricter = load_schema_json(document, event_type="span")
-    from fastavro import schemaless_reader
     import io
+
+    from fastavro import schemaless_reader
 
     data = SingleObjectCodec().encode(llm_span(), topic="t")
     with pytest.raises(Exception, match="required_new"):

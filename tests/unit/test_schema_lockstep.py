@@ -32,7 +32,8 @@ def _unwrap_annotated(annotation: Any) -> Any:
 def _check_type(avro: Any, annotation: Any, named: dict[str, Any], where: str) -> None:
     annotation = _unwrap_annotated(annotation)
     if isinstance(avro, list):  # union: only ["null", T] is used
-        assert avro[0] == "null" and len(avro) == 2, where
+        assert avro[0] == "null", where
+        assert len(avro) == 2, where
         assert get_origin(annotation) in (types.UnionType, typing.Union), where
         non_null = [a for a in get_args(annotation) if a is not type(None)]
         assert len(non_null) == 1, where
@@ -46,7 +47,8 @@ def _check_type(avro: Any, annotation: Any, named: dict[str, Any], where: str) -
     kind = avro["type"]
     if kind == "record":
         named[f"fulmen.{avro['name']}"] = avro
-        assert isinstance(annotation, type) and issubclass(annotation, BaseModel), where
+        assert isinstance(annotation, type), where
+        assert issubclass(annotation, BaseModel), where
         _check_record(avro, annotation, named)
     elif kind == "enum":
         named[f"fulmen.{avro['name']}"] = avro
@@ -56,7 +58,8 @@ def _check_type(avro: Any, annotation: Any, named: dict[str, Any], where: str) -
         assert get_origin(annotation) is list, where
         _check_type(avro["items"], get_args(annotation)[0], named, where)
     elif kind == "map":
-        assert get_origin(annotation) is dict and get_args(annotation)[0] is str, where
+        assert get_origin(annotation) is dict, where
+        assert get_args(annotation)[0] is str, where
         _check_type(avro["values"], get_args(annotation)[1], named, where)
     else:
         _check_type(kind, annotation, named, where)

@@ -16,7 +16,9 @@ from fulmen.schemas import Event, Reward, RolloutEvent, SingleObjectCodec, Span
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[InProcessBus]:
     bus = InProcessBus()
-    settings = FulmenSettings(producer={"spill_dir": tmp_path, "agent_name": "calc", "capture_openai": False})
+    settings = FulmenSettings(
+        producer={"spill_dir": tmp_path, "agent_name": "calc", "capture_openai": False}
+    )
     fulmen.configure(settings, bus=bus)
     yield bus
     fulmen.shutdown()
@@ -52,28 +54,47 @@ def test_decorated_rollout_emits_lifecycle_spans_and_reward(bus: InProcessBus) -
 
     assert agent("2+2") == 4
     events = _events(bus)
-    assert [type(e).__name__ for e in events] == ["RolloutEvent", "Span", "Span", "Reward", "Span", "RolloutEvent"]
+    assert [type(e).__name__ for e in events] == [
+        "RolloutEvent",
+        "Span",
+        "Span",
+        "Reward",
+        "Span",
+        "RolloutEvent",
+    ]
     started, tool_span, step_span, reward, root, finished = events
-    assert isinstance(started, RolloutEvent) and started.task_id == "2+2" and started.input == '{"question": "2+2"}'
-    assert isinstance(tool_span, Span) and tool_span.tool is not None
-    assert tool_span.tool.arguments == '{"a": 2, "b": 2}' and tool_span.tool.result == "4"
-    assert isinstance(step_span, Span) and isinstance(root, Span)
+    assert isinstance(started, RolloutEvent)
+    assert started.task_id == "2+2"
+    assert started.input == '{"question": "2+2"}'
+    assert isinstance(tool_span, Span)
+    assert tool_span.tool is not None
+    assert tool_span.tool.arguments == '{"a": 2, "b": 2}'
+    assert tool_span.tool.result == "4"
+    assert isinstance(step_span, Span)
+    assert isinstance(root, Span)
     assert tool_span.parent_span_id == step_span.span_id
-    assert step_span.parent_span_id == root.span_id and root.parent_span_id is None
-    assert isinstance(reward, Reward) and reward.dimensions == {"exact": 1.0}
-    assert isinstance(finished, RolloutEvent) and finished.status == "succeeded"
+    assert step_span.parent_span_id == root.span_id
+    assert root.parent_span_id is None
+    assert isinstance(reward, Reward)
+    assert reward.dimensions == {"exact": 1.0}
+    assert isinstance(finished, RolloutEvent)
+    assert finished.status == "succeeded"
     assert {e.meta.rollout_id for e in events} == {started.meta.rollout_id}
     assert {e.meta.agent_name for e in events} == {"calc"}
     assert len({e.meta.event_id for e in events}) == len(events)
 
 
 def test_exception_finishes_the_rollout_failed_and_propagates(bus: InProcessBus) -> None:
-    with pytest.raises(ZeroDivisionError), fulmen.rollout(task_id="div"):
-        add(1, 1)
-        _ = 1 / 0
+    @fulmen.rollout(task_id="div")
+    def agent() -> float:
+        return add(1, 1) / 0
+
+    with pytest.raises(ZeroDivisionError):
+        agent()
     finished = _events(bus)[-1]
     assert isinstance(finished, RolloutEvent)
-    assert finished.status == "failed" and finished.error == "ZeroDivisionError: division by zero"
+    assert finished.status == "failed"
+    assert finished.error == "ZeroDivisionError: division by zero"
 
 
 def test_async_rollouts_are_isolated_per_task(bus: InProcessBus) -> None:
@@ -95,7 +116,8 @@ def test_async_rollouts_are_isolated_per_task(bus: InProcessBus) -> None:
     for rollout_events in by_rollout.values():
         started = rollout_events[0]
         reward = next(e for e in rollout_events if isinstance(e, Reward))
-        assert isinstance(started, RolloutEvent) and reward.value == float(started.task_id)
+        assert isinstance(started, RolloutEvent)
+        assert reward.value == float(started.task_id)
 
 
 def test_cancellation_is_recorded_as_cancelled(bus: InProcessBus) -> None:
@@ -112,7 +134,8 @@ def test_cancellation_is_recorded_as_cancelled(bus: InProcessBus) -> None:
 
     asyncio.run(main())
     finished = _events(bus)[-1]
-    assert isinstance(finished, RolloutEvent) and finished.status == "cancelled"
+    assert isinstance(finished, RolloutEvent)
+    assert finished.status == "cancelled"
 
 
 def test_reward_outside_a_rollout_needs_a_rollout_id(bus: InProcessBus) -> None:
@@ -120,7 +143,8 @@ def test_reward_outside_a_rollout_needs_a_rollout_id(bus: InProcessBus) -> None:
         fulmen.emit_reward(1.0)
     fulmen.emit_reward(0.5, rollout_id="earlier-rollout", source="judge")
     (reward,) = _events(bus)
-    assert isinstance(reward, Reward) and reward.meta.rollout_id == "earlier-rollout"
+    assert isinstance(reward, Reward)
+    assert reward.meta.rollout_id == "earlier-rollout"
 
 
 def test_tools_outside_a_rollout_just_run(bus: InProcessBus) -> None:

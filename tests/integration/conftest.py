@@ -1,0 +1,34 @@
+"""Fixtures for integration tests that need a real Kafka broker.
+
+One Apache Kafka 4.1.1 KRaft broker (``fulmen.local.kafka_broker``) is started per test
+session on free loopback ports, with its data in a pytest temp dir, and stopped at the end.
+The first run downloads the jars from Maven Central into the fulmen cache (about 30 s).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fulmen.local.kafka_broker import KafkaBroker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A running single-node broker shared by the whole session."""
+    broker = KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(kafka_broker: KafkaBroker) -> str:
+    """``bootstrap.servers`` of the session broker, e.g. ``127.0.0.1:40123``."""
+    return kafka_broker.bootstrap_servers
