@@ -44,7 +44,7 @@ kafka-down:
 	$(RUN) fulmen kafka down
 
 bench-producer: setup  ## bench/results/producer.json
-	$(RUN) python bench/producer_bench.py
+	$(RUN) python -m bench.producer_bench
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache

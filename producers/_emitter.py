@@ -15,7 +15,7 @@ from pathlib import Path
 from fulmen.kafka import TopicSettings
 from fulmen.producers._spill import Spill, SpilledMessage, SpillFull
 from fulmen.producers.transport import Transport, TransportFull
-from fulmen.schemas import Codec, Event
+from fulmen.schemas import EVENT_MODELS, Codec, Event
 
 logger = logging.getLogger("fulmen.producers")
 
@@ -63,7 +63,7 @@ class Emitter:
     ) -> None:
         self._transport = transport
         self._codec = codec
-        self._topics = topics
+        self._topic_of = {event_type: topics.for_event(event_type) for event_type in EVENT_MODELS}
         self._spill = spill
         self._queue: deque[Event] = deque()
         self._queue_max = queue_max_events
@@ -174,7 +174,7 @@ class Emitter:
     def _send(self, event: Event) -> None:
         index = self._next_index
         self._next_index += 1
-        topic = self._topics.for_event(event.event_type)
+        topic = self._topic_of[event.event_type]
         key = event.meta.rollout_id.encode()
         value = self._codec.encode(event, topic=topic)
         if self._active is None:

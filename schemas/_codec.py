@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from fulmen.errors import FulmenError
 from fulmen.schemas._avro import AvroSchema, current_schemas
 from fulmen.schemas._events import EVENT_MODELS, Event
+from fulmen.schemas._records import avro_record
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8
@@ -65,7 +66,7 @@ class SingleObjectCodec(Codec):
         buffer = io.BytesIO()
         buffer.write(SINGLE_OBJECT_MAGIC)
         buffer.write(schema.fingerprint)
-        schemaless_writer(buffer, schema.parsed, event.model_dump())
+        schemaless_writer(buffer, schema.parsed, avro_record(event))
         return buffer.getvalue()
 
     def decode(self, data: bytes, *, topic: str) -> Event:

@@ -14,6 +14,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json
 from fulmen.schemas._codec import Codec, DecodeError, decode_body
 from fulmen.schemas._events import Event, EventType
+from fulmen.schemas._records import avro_record
 
 CONFLUENT_MAGIC = b"\x00"
 _HEADER = struct.Struct(">bI")
@@ -85,4 +86,4 @@ def _event_type_named(name: str, namespace: str | None) -> EventType:
 
 
 def _to_dict(event: Event, _context: SerializationContext) -> dict[str, Any]:
-    return event.model_dump()
+    return avro_record(event)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from fulmen.kafka._settings import KafkaSettings
+from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
 from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec
 
 
@@ -47,6 +48,7 @@ class EventConsumer:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
                 **settings.options,
+                "logger": LIBRDKAFKA_LOGGER,
             }
         )
         self._consumer.subscribe(topics)
@@ -86,7 +88,8 @@ class EventConsumer:
 
 def create_topics(settings: KafkaSettings, topics: list[str], *, partitions: int = 4) -> None:
     """Create `topics` (those that exist already are left as they are)."""
-    admin = AdminClient(settings.client_config())
+    config: dict[str, Any] = {**settings.client_config(), "logger": LIBRDKAFKA_LOGGER}
+    admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=30).topics)
     wanted = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
     for topic, future in admin.create_topics(wanted).items() if wanted else []:

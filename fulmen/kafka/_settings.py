@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -10,6 +11,9 @@ from fulmen.schemas import EventType
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 ClientConfig = dict[str, str | int | float | bool]
+
+# librdkafka's own log lines (broker down, reconnects) go through Python logging, not stderr.
+LIBRDKAFKA_LOGGER = logging.getLogger("fulmen.kafka.librdkafka")
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from fulmen.kafka._settings import KafkaSettings
+from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
 from fulmen.producers.transport import Transport, TransportFull
 
 
@@ -30,6 +30,7 @@ class KafkaTransport(Transport):
             **settings.options,
         }
         config["on_delivery"] = self._on_delivery
+        config["logger"] = LIBRDKAFKA_LOGGER
         self._producer = Producer(config)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:

@@ -784,12 +784,16 @@ def run_producer_performance(
     record_size: int,
     acks: str = "all",
     producer_props: dict[str, str] | None = None,
+    payload_file: Path | None = None,
     timeout_s: float = 300,
 ) -> ProducerPerformanceResult:
     """Run Kafka's ``ProducerPerformance`` (unthrottled, ``--throughput -1``) and parse it.
 
     ``producer_props`` are extra producer configs (e.g. ``{"compression.type": "lz4"}``);
-    they override ``bootstrap.servers`` and ``acks``. The topic is auto-created by the broker
+    they override ``bootstrap.servers`` and ``acks``. ``payload_file`` (one payload per line,
+    picked at random per record) replaces the tool's single repeated payload of
+    ``record_size`` bytes, which compresses far better than real records. The topic is
+    auto-created by the broker
     if it does not exist.
 
     Raises:
@@ -803,8 +807,11 @@ def run_producer_performance(
         topic,
         "--num-records",
         str(num_records),
-        "--record-size",
-        str(record_size),
+        *(
+            ("--record-size", str(record_size))
+            if payload_file is None
+            else ("--payload-file", str(payload_file), "--payload-delimiter", "\n")
+        ),
         "--throughput",
         "-1",
         "--producer-props",

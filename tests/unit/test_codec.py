@@ -87,3 +87,19 @@ def test_confluent_codec_reports_unknown_schema_ids() -> None:
     with pytest.raises(DecodeError) as raised:
         codec.decode(b"\x00\x00\x00\x03\xe7rest", topic="t")
     assert raised.value.problem == "registry"
+
+
+def test_fast_records_equal_model_dump() -> None:
+    from fulmen.schemas._records import avro_record
+
+    def plain(value: object) -> object:
+        if isinstance(value, tuple):  # (record name, record): a named union branch
+            return plain(value[1])
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    for event in all_events():
+        assert plain(avro_record(event)) == event.model_dump()

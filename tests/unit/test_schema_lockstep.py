@@ -66,6 +66,7 @@ def _check_type(avro: Any, annotation: Any, named: dict[str, Any], where: str) -
 
 
 def _check_record(avro: dict[str, Any], model: type[BaseModel], named: dict[str, Any]) -> None:
+    assert avro["name"] == model.__name__  # the codec names union branches by class name
     avro_fields = [f["name"] for f in avro["fields"]]
     assert avro_fields == list(model.model_fields), f"{model.__name__} field names/order"
     for field in avro["fields"]:
