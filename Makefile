@@ -3,20 +3,22 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer clean
+.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer clean
 
-setup:  ## Install uv (if missing), the locked dependencies, and the Kafka jars (cached in ~/.cache/fulmen)
+deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
+
+setup: deps  ## …and Kafka's jars (cached in ~/.cache/fulmen)
 	$(RUN) fulmen kafka jars
 
-demo: setup  ## The main job on the embedded default (no broker, no server)
+demo: deps  ## The main job on the embedded default (no broker, no server)
 	$(RUN) fulmen demo
 
 test: setup lint typecheck  ## Every test, integration tests against a real Kafka broker included
 	$(RUN) pytest -q
 
-test-unit: setup
+test-unit: deps
 	$(RUN) pytest -q tests/unit
 
 test-integration: setup
@@ -40,7 +42,7 @@ kafka-jars:
 kafka-up: setup  ## A broker on 127.0.0.1:9092 that outlives this command
 	$(RUN) fulmen kafka up
 
-kafka-down:
+kafka-down: deps
 	$(RUN) fulmen kafka down
 
 bench-producer: setup  ## bench/results/producer.json

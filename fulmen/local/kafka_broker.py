@@ -5,7 +5,8 @@ once with Maven into a cache outside the clone (:func:`cache_dir`), and run as a
 (``kafka.Kafka server.properties``) in combined broker+controller mode on loopback.
 
 Requirements on the machine: ``java`` (17+) and, for the first download only, ``mvn`` with
-access to Maven Central. Everything here uses the standard library only, and importing this
+access to Maven Central. Everything here uses the standard library only (and Fulmen's root
+error), and importing this
 module has no side effects.
 
 Entry points:
@@ -38,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from fulmen.errors import FulmenError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,7 +77,7 @@ _TOOL_JVM_OPTS = ("-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 _LOG_TAIL_BYTES = 8000
 
 
-class KafkaBrokerError(Exception):
+class KafkaBrokerError(FulmenError):
     """Any failure to fetch, start, stop or use the local Kafka broker and its tools."""
 
 

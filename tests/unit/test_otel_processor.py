@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 import fulmen
 from fulmen.producers import FulmenSettings, InProcessBus
-from fulmen.producers._otel import FulmenSpanProcessor, split_attributes
+from fulmen.producers.otel import FulmenSpanProcessor, split_attributes
 from fulmen.schemas import Attributes, SingleObjectCodec, Span
 
 

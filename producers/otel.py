@@ -1,5 +1,5 @@
-"""An OpenTelemetry span processor: spans of any OTel-instrumented framework (LangChain,
-the OpenAI Agents SDK, …) become Fulmen spans of the rollout they ran in.
+"""An OpenTelemetry span processor (needs the `otel` extra): spans of any OTel-instrumented
+framework (LangChain, the OpenAI Agents SDK, …) become Fulmen spans of the rollout they ran in.
 
 The rollout is taken from the Fulmen context when the span starts. GenAI semantic-convention
 attributes (`gen_ai.*`) fill `llm` / `tool`; the rest land in the typed attribute maps.
@@ -33,8 +33,9 @@ _INFERENCE_OPERATIONS = {"chat", "text_completion", "generate_content"}
 class FulmenSpanProcessor(SpanProcessor):
     """Add to a `TracerProvider` with `provider.add_span_processor(FulmenSpanProcessor())`.
 
-    Spans that start outside a Fulmen rollout are ignored. The OTel trace and span ids are
-    kept, so a framework's span tree is preserved as is.
+    Spans that start outside a Fulmen rollout are ignored. Span ids and parent links are kept
+    (a framework's root span nests under the Fulmen span current when it started), and every
+    span joins the rollout's trace.
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,53 @@
+"""The examples in docs/ run as written."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fulmen
+from fulmen.producers import FulmenSettings, InProcessBus
+from fulmen.schemas import Reward, RolloutEvent, SingleObjectCodec, Span
+from tests.support.openai_server import OpenAIServer
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def python_blocks(page: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.DOTALL)
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[InProcessBus]:
+    bus = InProcessBus()
+    fulmen.configure(FulmenSettings(producer={"spill_dir": tmp_path}), bus=bus)
+    yield bus
+    fulmen.shutdown()
+
+
+def test_instrumented_agent_in_producers_md(
+    bus: InProcessBus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = python_blocks("producers.md")[0]
+    with OpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        exec(compile(agent, "docs/producers.md", "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.strip() == "2 + 2 = 4"
+    assert fulmen.get_producer().flush(5)
+    codec = SingleObjectCodec()
+    events = [
+        codec.decode(m.value, topic=topic)
+        for topic in ("fulmen.spans", "fulmen.rewards", "fulmen.rollouts")
+        for m in bus.read(topic, 0, max_messages=100, timeout_s=0)
+    ]
+    llm_spans = [e for e in events if isinstance(e, Span) and e.llm is not None]
+    assert len(llm_spans) == 1
+    assert [e.value for e in events if isinstance(e, Reward)] == [1.0]
+    assert [e.status for e in events if isinstance(e, RolloutEvent)] == [None, "succeeded"]
+
+
+def test_otel_setup_in_producers_md() -> None:
+    exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
