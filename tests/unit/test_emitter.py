@@ -3,6 +3,7 @@ count drops, never raise into the caller."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fulmen.kafka import TopicSettings
@@ -34,6 +35,13 @@ def _emitter(tmp_path: Path, transport: InProcessTransport, **kwargs) -> Emitter
     return Emitter(transport, SingleObjectCodec(), TopicSettings(), spill, **kwargs)
 
 
+def _wait_until_sent(emitter: Emitter) -> None:
+    """Until the sender has taken every queued event (to the transport or the spill)."""
+    deadline = time.monotonic() + 30
+    while emitter.stats().queued and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def _sequences(bus: InProcessBus) -> list[int]:
     codec = SingleObjectCodec()
     return [
@@ -52,7 +60,7 @@ def test_outage_spills_then_resends_everything_in_order(tmp_path: Path) -> None:
     transport.down = True
     for i in range(100, 300):
         emitter.emit(llm_span(sequence=i))
-    assert not emitter.flush(0.3)
+    _wait_until_sent(emitter)
     assert emitter.stats().spilled == 200
     transport.down = False
     for i in range(300, 400):
@@ -61,7 +69,9 @@ def test_outage_spills_then_resends_everything_in_order(tmp_path: Path) -> None:
     emitter.close(1)
     assert _sequences(bus) == list(range(400))
     stats = emitter.stats()
-    assert (stats.emitted, stats.resent, stats.dropped) == (400, 300, 0)
+    assert (stats.emitted, stats.dropped) == (400, 0)
+    # 300-399 were spilled too if they arrived before the spill was drained, else sent directly
+    assert 200 <= stats.resent <= 300
 
 
 def test_spilled_events_are_resent_by_the_next_process(tmp_path: Path) -> None:
@@ -88,7 +98,7 @@ def test_full_queue_and_full_spill_drop_and_count_without_raising(tmp_path: Path
     emitter = _emitter(tmp_path, transport, spill_bytes=5_000)
     for i in range(100):
         emitter.emit(llm_span(sequence=i))
-    emitter.flush(0.5)
+    _wait_until_sent(emitter)
     stats = emitter.stats()
     assert stats.spilled + stats.dropped == 100
     assert stats.dropped > 0
