@@ -56,6 +56,10 @@ class _Call:
         self.done = False
         self.chunks = _ChunkAccumulator()
 
+    def end_stream(self, error: BaseException | None = None) -> None:
+        """Finish with what the stream's chunks said so far."""
+        self.finish(self.chunks.llm_call(self.request), error)
+
     def record(self, completion: object) -> None:
         """Finish with what a non-streamed call returned."""
         if isinstance(completion, ChatCompletion):
@@ -161,18 +165,18 @@ class _CapturedStream:
                 self._call.chunks.add(chunk)
                 yield chunk
         except GeneratorExit:  # the agent stopped reading: not an error
-            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            self._call.end_stream()
             raise
         except BaseException as exc:
-            self._call.finish(self._call.chunks.llm_call(self._call.request), exc)
+            self._call.end_stream(exc)
             raise
-        self._call.finish(self._call.chunks.llm_call(self._call.request))
+        self._call.end_stream()
 
     def __next__(self) -> ChatCompletionChunk:
         try:
             chunk = next(self._inner)
         except StopIteration:
-            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            self._call.end_stream()
             raise
         self._call.chunks.add(chunk)
         return chunk
@@ -185,7 +189,7 @@ class _CapturedStream:
 
     def close(self) -> None:
         self._inner.close()
-        self._call.finish(self._call.chunks.llm_call(self._call.request))
+        self._call.end_stream()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -204,18 +208,18 @@ class _CapturedAsyncStream:
                 self._call.chunks.add(chunk)
                 yield chunk
         except GeneratorExit:  # the agent stopped reading: not an error
-            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            self._call.end_stream()
             raise
         except BaseException as exc:
-            self._call.finish(self._call.chunks.llm_call(self._call.request), exc)
+            self._call.end_stream(exc)
             raise
-        self._call.finish(self._call.chunks.llm_call(self._call.request))
+        self._call.end_stream()
 
     async def __anext__(self) -> ChatCompletionChunk:
         try:
             chunk = await self._inner.__anext__()
         except StopAsyncIteration:
-            self._call.finish(self._call.chunks.llm_call(self._call.request))
+            self._call.end_stream()
             raise
         self._call.chunks.add(chunk)
         return chunk
@@ -228,7 +232,7 @@ class _CapturedAsyncStream:
 
     async def close(self) -> None:
         await self._inner.close()
-        self._call.finish(self._call.chunks.llm_call(self._call.request))
+        self._call.end_stream()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -22,7 +22,8 @@ from fulmen.producers._context import (
     to_json,
 )
 from fulmen.producers._global import get_producer
-from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus, Span, SpanStatus
+from fulmen.producers._spans import emit_span
+from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -157,19 +158,16 @@ class Rollout:
         assert active is not None
         assert self._tokens is not None
         status, error = _status_of(exc)
-        producer = get_producer()
-        producer.emit(
-            Span(
-                meta=self._meta(),
-                trace_id=active.trace_id,
-                span_id=active.root_span_id,
-                name="fulmen.rollout",
-                start_time_unix_nano=self._start_ns,
-                end_time_unix_nano=time.time_ns(),
-                status=SpanStatus(code="ERROR", message=error) if error else SpanStatus(code="OK"),
-            )
+        emit_span(
+            active,
+            name="fulmen.rollout",
+            span_id=active.root_span_id,
+            parent_span_id=None,
+            start_ns=self._start_ns,
+            end_ns=time.time_ns(),
+            error=error,
         )
-        producer.emit(
+        get_producer().emit(
             RolloutEvent(
                 meta=self._meta(),
                 phase="finished",
