@@ -28,7 +28,12 @@ _SEGMENT_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class EmitterStats:
-    """Counters since the emitter started. `delivered` excludes what is still pending."""
+    """Counters since the emitter started.
+
+    `emitted` counts events `emit` accepted; `dropped` those it refused (queue full, closed)
+    plus those the spill had no room for. `delivered` excludes what is still `pending` in the
+    transport; `queued` is what the sender has not taken yet; `resent` came from the spill.
+    """
 
     emitted: int
     delivered: int
@@ -73,9 +78,12 @@ class Emitter:
         self._closing = False
         self._closed = threading.Event()
         self._flush_deadline = 0.0
-        # Counters (written by one thread each; reads are racy but never torn).
-        self._emitted = self._handed = self._spilled = self._resent = 0
-        self._failed = self._dropped = self._in_hand = 0
+        # Counters written by the sender thread only; `emitted` is derived from them, so agent
+        # threads never do a read-modify-write that another thread could interleave.
+        self._taken = self._handed = self._spilled = self._resent = 0
+        self._failed = self._in_hand = 0
+        self._drops = threading.Lock()
+        self._dropped = 0
         self._last_drop_warning = 0.0
         # Spill state, owned by the sender thread.
         self._next_index = 0
@@ -95,14 +103,12 @@ class Emitter:
             self._drop("emitter closed" if self._closing else "queue full")
             return
         self._queue.append(event)
-        self._emitted += 1
         if self._idle:
             self._wake.set()
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until every emitted event is delivered (spill included); False on timeout."""
         deadline = time.monotonic() + timeout_s
-        self._flush_deadline = deadline
         self._next_drain_at = 0.0
         self._wake.set()
         while time.monotonic() < deadline:
@@ -123,11 +129,12 @@ class Emitter:
 
     def stats(self) -> EmitterStats:
         pending = self._transport.pending()
+        queued = len(self._queue)
         return EmitterStats(
-            emitted=self._emitted,
+            emitted=self._taken + queued,
             delivered=self._handed - self._failed - pending,
             pending=pending,
-            queued=len(self._queue) + self._in_hand,
+            queued=queued + self._in_hand,
             spilled=self._spilled,
             resent=self._resent,
             failed=self._failed,
@@ -169,6 +176,7 @@ class Emitter:
             while len(batch) < _BATCH:
                 batch.append(self._queue.popleft())
         self._in_hand = len(batch)
+        self._taken += len(batch)
         return batch
 
     def _send(self, event: Event) -> None:
@@ -277,11 +285,13 @@ class Emitter:
             self._closed.set()
 
     def _drop(self, reason: str) -> None:
-        self._dropped += 1
-        now = time.monotonic()
-        if now - self._last_drop_warning >= _DROP_WARNING_EVERY_S:
+        with self._drops:
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_warning < _DROP_WARNING_EVERY_S:
+                return
             self._last_drop_warning = now
-            logger.warning("fulmen dropped events (%s); %d dropped so far", reason, self._dropped)
+        logger.warning("fulmen dropped events (%s); %d dropped so far", reason, self._dropped)
 
 
 class _SegmentDrain:
