@@ -9,7 +9,7 @@ from fulmen.producers._producer import Producer, transport_for
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers.transport import InProcessBus, Transport
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _producer: Producer | None = None
 
 
@@ -40,7 +40,10 @@ def configure(
 def get_producer() -> Producer:
     """The process-wide producer, configured from the environment on first use."""
     producer = _producer
-    return producer if producer is not None else configure()
+    if producer is not None:
+        return producer
+    with _lock:  # two threads starting their first rollout at once configure once
+        return _producer if _producer is not None else configure()
 
 
 def shutdown(timeout_s: float | None = None) -> None:

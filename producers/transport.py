@@ -100,13 +100,10 @@ class InProcessBus:
             return log[start : start + max_messages]
 
     def release(self, topic: str, before_offset: int) -> None:
+        """Forget messages before `before_offset`, making room for new ones."""
         with self._changed:
             log = self._logs.get(topic, [])
             self._logs[topic] = [m for m in log if m.offset >= before_offset]
-
-    def end_offset(self, topic: str) -> int:
-        with self._changed:
-            return self._next_offset.get(topic, 0)
 
 
 class InProcessTransport(Transport):
