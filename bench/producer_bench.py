@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from fulmen.kafka import KafkaSettings, create_topics
-from fulmen.local.kafka_broker import KafkaBroker, run_producer_performance
+from fulmen.local import KafkaBroker, run_producer_performance
 from fulmen.producers import FulmenSettings, Producer, transport_for
 from fulmen.schemas import SingleObjectCodec, Span
 from tests.support.events import llm_span

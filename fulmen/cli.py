@@ -30,7 +30,7 @@ def demo(rollouts: int = typer.Option(50, min=1, help="How many agent rollouts t
 @kafka_app.command("jars")
 def kafka_jars() -> None:
     """Fetch Kafka's jars from Maven Central into the cache (once)."""
-    from fulmen.local.kafka_broker import ensure_kafka_jars
+    from fulmen.local import ensure_kafka_jars
 
     typer.echo(ensure_kafka_jars())
 
@@ -38,7 +38,7 @@ def kafka_jars() -> None:
 @kafka_app.command("up")
 def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener.")) -> None:
     """Start a single-node KRaft broker on 127.0.0.1 that outlives this command."""
-    from fulmen.local.kafka_broker import up
+    from fulmen.local import up
 
     typer.echo(f"kafka running at {up(port)}")
 
@@ -46,6 +46,6 @@ def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the broker started by `fulmen kafka up`."""
-    from fulmen.local.kafka_broker import down
+    from fulmen.local import down
 
     typer.echo("kafka stopped" if down() else "no kafka was running")

@@ -1,2 +1,31 @@
 """The local stack: real services (a Kafka broker) started on this machine for development,
-tests and benchmarks."""
+tests and benchmarks.
+
+Entry points:
+
+* :class:`KafkaBroker`: one broker owned by the calling process (tests, scripts).
+* :func:`up` / :func:`down`: a detached dev broker whose state lives in ``.fulmen/kafka/``
+  of the current working directory (``make kafka-up`` / ``make kafka-down``).
+* :func:`run_producer_performance`: Kafka's own ``ProducerPerformance`` tool, parsed.
+* :func:`ensure_kafka_jars` / :func:`cache_dir`: the Kafka jars, downloaded once.
+
+Every module here uses the standard library only; importing the package has no side effects.
+"""
+
+from fulmen.local._dev_broker import down, up
+from fulmen.local._jvm import KAFKA_VERSION, cache_dir, ensure_kafka_jars
+from fulmen.local.kafka_broker import KafkaBroker, KafkaBrokerError, KafkaBrokerStartError
+from fulmen.local.producer_performance import ProducerPerformanceResult, run_producer_performance
+
+__all__ = [
+    "KAFKA_VERSION",
+    "KafkaBroker",
+    "KafkaBrokerError",
+    "KafkaBrokerStartError",
+    "ProducerPerformanceResult",
+    "cache_dir",
+    "down",
+    "ensure_kafka_jars",
+    "run_producer_performance",
+    "up",
+]

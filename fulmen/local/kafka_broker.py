@@ -1,20 +1,10 @@
-"""A real Apache Kafka 4.1.1 single-node KRaft broker for development and tests.
+"""A real Apache Kafka 4.1.1 single-node KRaft broker, owned by the calling process.
 
-The broker is assembled from Maven Central jars (``fulmen/local/kafka/pom.xml``), downloaded
-once with Maven into a cache outside the clone (:func:`cache_dir`), and run as a child JVM
-(``kafka.Kafka server.properties``) in combined broker+controller mode on loopback.
-
-Requirements on the machine: ``java`` (17+) and, for the first download only, ``mvn`` with
-access to Maven Central. Everything here uses the standard library only (and Fulmen's root
-error), and importing this
-module has no side effects.
-
-Entry points:
-
-* :class:`KafkaBroker`: one broker owned by the calling process (tests, scripts).
-* :func:`up` / :func:`down`: a detached dev broker whose state lives in ``.fulmen/kafka/``
-  of the current working directory (``make kafka-up`` / ``make kafka-down``).
-* :func:`run_producer_performance`: Kafka's own ``ProducerPerformance`` tool, parsed.
+:class:`KafkaBroker` runs the cached jars (:func:`fulmen.local.ensure_kafka_jars`) as a child
+JVM (``kafka.Kafka server.properties``) in combined broker+controller mode on loopback.
+Failures raise :class:`KafkaBrokerError` (:class:`KafkaBrokerStartError` when the broker does
+not come up). Standard library only (and Fulmen's root error); importing this module has no
+side effects.
 """
 
 from __future__ import annotations
@@ -22,48 +12,25 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import dataclasses
-import fcntl
-import hashlib
-import importlib.resources
-import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from fulmen.errors import FulmenError
+from fulmen.local._jvm import _LOG_TAIL_BYTES, KafkaBrokerError, _java_command, ensure_kafka_jars
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from types import TracebackType
 
-__all__ = [
-    "KAFKA_VERSION",
-    "KafkaBroker",
-    "KafkaBrokerError",
-    "KafkaBrokerStartError",
-    "ProducerPerformanceResult",
-    "cache_dir",
-    "down",
-    "ensure_kafka_jars",
-    "run_producer_performance",
-    "up",
-]
+__all__ = ["KafkaBroker", "KafkaBrokerError", "KafkaBrokerStartError"]
 
-KAFKA_VERSION = "4.1.1"
-"""The Apache Kafka version that ``fulmen/local/kafka/pom.xml`` pins."""
-
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
-_MARKER_NAME = ".complete"
 _BROKER_JVM_OPTS = (
     "-Xms256m",
     "-Xmx1g",
@@ -73,12 +40,6 @@ _BROKER_JVM_OPTS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )
-_TOOL_JVM_OPTS = ("-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
-_LOG_TAIL_BYTES = 8000
-
-
-class KafkaBrokerError(FulmenError):
-    """Any failure to fetch, start, stop or use the local Kafka broker and its tools."""
 
 
 class KafkaBrokerStartError(KafkaBrokerError):
@@ -90,163 +51,6 @@ class KafkaBrokerStartError(KafkaBrokerError):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         super().__init__(f"{message}\n--- broker log tail ---\n{log_tail}" if log_tail else message)
         self.log_tail = log_tail
-
-
-# --------------------------------------------------------------------------------------------
-# Jars
-# --------------------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Return the fulmen cache directory: ``$FULMEN_CACHE_DIR`` if set and non-empty, else
-    ``~/.cache/fulmen``. The directory is not created."""
-    configured = os.environ.get("FULMEN_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "fulmen"
-
-
-def _kafka_home() -> Path:
-    return cache_dir() / f"kafka-{KAFKA_VERSION}"
-
-
-def _resource(name: str) -> bytes:
-    return importlib.resources.files("fulmen.local").joinpath("kafka", name).read_bytes()
-
-
-def _resources_digest(pom: bytes, log4j: bytes) -> str:
-    return hashlib.sha256(pom + b"\0" + log4j).hexdigest()
-
-
-def _marker_ok(marker: Path, digest: str) -> bool:
-    try:
-        return marker.read_text().strip() == digest
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def ensure_kafka_jars() -> Path:
-    """Make sure the Kafka classpath is in the cache and return its ``libs`` directory.
-
-    Contract:
-
-    * The jars land in ``<cache_dir()>/kafka-4.1.1/libs``; the pom and the log4j2 config are
-      copied next to it (the package directory may be read-only).
-    * Idempotent: a marker holding the digest of the pom and log4j2 config is written last,
-      so an interrupted download, or a changed pom, is redone from scratch on the next call.
-      When the marker matches, the call only reads two small files (milliseconds).
-    * Safe across processes: the download runs under an exclusive file lock.
-    * Prints one line to stderr while downloading.
-
-    Raises:
-        KafkaBrokerError: ``mvn`` is missing or fails, or the broker jar is not found after.
-    """
-    home = _kafka_home()
-    libs = home / "libs"
-    marker = home / _MARKER_NAME
-    pom = _resource("pom.xml")
-    log4j = _resource("log4j2.properties")
-    digest = _resources_digest(pom, log4j)
-    if _marker_ok(marker, digest):
-        return libs
-
-    with _file_lock(home / ".lock"):
-        if _marker_ok(marker, digest):  # another process finished while we waited
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaBrokerError(
-                "Apache Maven ('mvn') is not on PATH; it is needed once to download the Kafka "
-                f"jars into {libs}"
-            )
-        marker.unlink(missing_ok=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        _write_atomic(home / "pom.xml", pom)
-        _write_atomic(home / "log4j2.properties", log4j)
-        print(
-            f"fulmen: downloading Apache Kafka {KAFKA_VERSION} jars from Maven Central "
-            f"into {libs} (once) ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        command = [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(home / "pom.xml"),
-            f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={libs}",
-        ]
-        completed = subprocess.run(
-            command,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0:
-            output = (completed.stdout + completed.stderr)[-_LOG_TAIL_BYTES:]
-            raise KafkaBrokerError(
-                f"mvn copy-dependencies failed (exit {completed.returncode}):\n{output}"
-            )
-        if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-            raise KafkaBrokerError(
-                f"mvn succeeded but kafka_2.13-{KAFKA_VERSION}.jar is not in {libs}"
-            )
-        _write_atomic(marker, f"{digest}\n".encode())
-    return libs
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.is_file():
-            return str(candidate)
-    java = shutil.which("java")
-    if java is None:
-        raise KafkaBrokerError("'java' (17+) is not on PATH and JAVA_HOME is not set")
-    return java
-
-
-def _java_command(main_class: str, jvm_opts: tuple[str, ...], *args: str) -> list[str]:
-    libs = ensure_kafka_jars()
-    log4j = libs.parent / "log4j2.properties"
-    return [
-        _java(),
-        *jvm_opts,
-        f"-Dlog4j2.configurationFile={log4j}",
-        "-cp",
-        f"{libs}{os.sep}*",
-        main_class,
-        *args,
-    ]
-
-
-# --------------------------------------------------------------------------------------------
-# Broker
-# --------------------------------------------------------------------------------------------
 
 
 def _free_ports(count: int) -> list[int]:
@@ -614,232 +418,3 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-# --------------------------------------------------------------------------------------------
-# Persistent dev broker: make kafka-up / make kafka-down
-# --------------------------------------------------------------------------------------------
-
-
-def _state_dir() -> Path:
-    return Path.cwd() / ".fulmen" / "kafka"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (non-zombie) process; reaps it if it is our dead child."""
-    with contextlib.suppress(ChildProcessError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        stat = ""
-    if stat:
-        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_our_broker(pid: int, data_dir: str) -> bool:
-    """Guard against pid reuse: the process must be a ``kafka.Kafka`` JVM of ``data_dir``."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return _pid_alive(pid)  # no /proc: trust the pid
-    return b"kafka.Kafka" in cmdline and any(data_dir.encode() in part for part in cmdline)
-
-
-def _read_state(state_file: Path) -> dict[str, object] | None:
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def _running_state(state_file: Path) -> tuple[int, int, str] | None:
-    """(pid, port, data_dir) of a live dev broker recorded in ``state_file``, else None."""
-    state = _read_state(state_file)
-    if state is None:
-        return None
-    pid, port, data_dir = state.get("pid"), state.get("port"), state.get("data_dir")
-    if not (isinstance(pid, int) and isinstance(port, int) and isinstance(data_dir, str)):
-        return None
-    if not (_pid_alive(pid) and _is_our_broker(pid, data_dir)):
-        return None
-    return pid, port, data_dir
-
-
-def up(port: int = 9092) -> str:
-    """Start the dev broker detached (it outlives the calling process) and return its
-    bootstrap servers.
-
-    State (pid, ports, data dir, log) is kept in ``.fulmen/kafka/state.json`` of the current
-    working directory, data in ``.fulmen/kafka/data-dir/`` (kept by :func:`down`; delete the
-    directory for a fresh cluster). Idempotent: if the recorded broker is alive, its bootstrap
-    servers are returned (even if ``port`` differs). A stale state file is replaced.
-
-    Raises:
-        KafkaBrokerError / KafkaBrokerStartError: as :meth:`KafkaBroker.start`.
-    """
-    state_dir = _state_dir()
-    state_file = state_dir / "state.json"
-    with _file_lock(state_dir / ".lock"):
-        running = _running_state(state_file)
-        if running is not None:
-            _, running_port, _ = running
-            return f"127.0.0.1:{running_port}"
-        state_file.unlink(missing_ok=True)
-        broker = KafkaBroker(port=port, data_dir=state_dir / "data-dir")
-        broker.start()
-        pid = broker.detach()
-        state = {
-            "pid": pid,
-            "port": broker.port,
-            "controller_port": broker.controller_port,
-            "bootstrap_servers": broker.bootstrap_servers,
-            "data_dir": str(broker.data_dir),
-            "log": str(broker.log_path),
-            "kafka_version": KAFKA_VERSION,
-        }
-        _write_atomic(state_file, (json.dumps(state, indent=2) + "\n").encode())
-        return broker.bootstrap_servers
-
-
-def down(timeout_s: float = 30) -> bool:
-    """Stop the dev broker recorded in ``.fulmen/kafka/state.json`` of the current working
-    directory: SIGTERM, then SIGKILL after ``timeout_s``. Removes the state file, keeps data.
-
-    Returns True if a running broker was stopped, False if none was running.
-    """
-    state_dir = _state_dir()
-    state_file = state_dir / "state.json"
-    if not state_file.exists():
-        return False
-    with _file_lock(state_dir / ".lock"):
-        running = _running_state(state_file)
-        if running is None:
-            state_file.unlink(missing_ok=True)
-            return False
-        pid, _, _ = running
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            kill_deadline = time.monotonic() + 10
-            while _pid_alive(pid) and time.monotonic() < kill_deadline:
-                time.sleep(0.1)
-        state_file.unlink(missing_ok=True)
-        return True
-
-
-# --------------------------------------------------------------------------------------------
-# ProducerPerformance
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProducerPerformanceResult:
-    """The final summary line of ``org.apache.kafka.tools.ProducerPerformance``."""
-
-    records: int
-    records_per_s: float
-    mb_per_s: float
-    avg_latency_ms: float
-    max_latency_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    p999_ms: float
-
-
-_NUM = r"([0-9]+(?:[.,][0-9]+)?)"
-_SUMMARY = re.compile(
-    rf"^(\d+) records sent, {_NUM} records/sec \({_NUM} MB/sec\), {_NUM} ms avg latency, "
-    rf"{_NUM} ms max latency, {_NUM} ms 50th, {_NUM} ms 95th, {_NUM} ms 99th, "
-    rf"{_NUM} ms 99\.9th\.\s*$",
-    re.MULTILINE,
-)
-
-
-def _parse_producer_performance(output: str) -> ProducerPerformanceResult | None:
-    matches = list(_SUMMARY.finditer(output))
-    if not matches:
-        return None
-    groups = matches[-1].groups()
-    values = [float(value.replace(",", ".")) for value in groups[1:]]
-    return ProducerPerformanceResult(int(groups[0]), *values)
-
-
-def run_producer_performance(
-    *,
-    bootstrap_servers: str,
-    topic: str,
-    num_records: int,
-    record_size: int,
-    acks: str = "all",
-    producer_props: dict[str, str] | None = None,
-    payload_file: Path | None = None,
-    timeout_s: float = 300,
-) -> ProducerPerformanceResult:
-    """Run Kafka's ``ProducerPerformance`` (unthrottled, ``--throughput -1``) and parse it.
-
-    ``producer_props`` are extra producer configs (e.g. ``{"compression.type": "lz4"}``);
-    they override ``bootstrap.servers`` and ``acks``. ``payload_file`` (one payload per line,
-    picked at random per record) replaces the tool's single repeated payload of
-    ``record_size`` bytes, which compresses far better than real records. The topic is
-    auto-created by the broker
-    if it does not exist.
-
-    Raises:
-        KafkaBrokerError: the tool exits non-zero, times out, or prints no summary line.
-    """
-    props = {"bootstrap.servers": bootstrap_servers, "acks": acks, **(producer_props or {})}
-    command = _java_command(
-        "org.apache.kafka.tools.ProducerPerformance",
-        _TOOL_JVM_OPTS,
-        "--topic",
-        topic,
-        "--num-records",
-        str(num_records),
-        *(
-            ("--record-size", str(record_size))
-            if payload_file is None
-            else ("--payload-file", str(payload_file), "--payload-delimiter", "\n")
-        ),
-        "--throughput",
-        "-1",
-        "--producer-props",
-        *(f"{key}={value}" for key, value in props.items()),
-    )
-    try:
-        completed = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaBrokerError(f"ProducerPerformance timed out after {timeout_s:g}s") from exc
-    output = completed.stdout + completed.stderr
-    if completed.returncode != 0:
-        raise KafkaBrokerError(
-            f"ProducerPerformance failed (exit {completed.returncode}):\n"
-            f"{output[-_LOG_TAIL_BYTES:]}"
-        )
-    result = _parse_producer_performance(completed.stdout)
-    if result is None:
-        raise KafkaBrokerError(
-            f"ProducerPerformance printed no summary line:\n{output[-_LOG_TAIL_BYTES:]}"
-        )
-    return result

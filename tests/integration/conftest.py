@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fulmen.local.kafka_broker import KafkaBroker
+from fulmen.local import KafkaBroker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

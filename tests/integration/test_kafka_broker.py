@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fulmen.local.kafka_broker import KafkaBroker, run_producer_performance
+from fulmen.local import KafkaBroker, run_producer_performance
 
 if TYPE_CHECKING:
     from pathlib import Path

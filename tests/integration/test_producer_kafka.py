@@ -17,7 +17,7 @@ from confluent_kafka import Producer as RawProducer
 
 import fulmen
 from fulmen.kafka import Consumed, EventConsumer, KafkaSettings, create_topics
-from fulmen.local.kafka_broker import KafkaBroker
+from fulmen.local import KafkaBroker
 from fulmen.producers import FulmenSettings, Producer
 from fulmen.schemas import DecodeError, Event
 from tests.support.events import all_events, llm_span
