@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import Token
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
 
 import uuid_utils
 
@@ -31,6 +31,24 @@ R = TypeVar("R")
 TaskId = str | Callable[..., str]
 
 
+class RolloutOptions(TypedDict, total=False):
+    """What a rollout is opened with; every key is optional."""
+
+    task_id: TaskId
+    """The task (rollouts of one task form a group); a callable gets the decorated
+    function's arguments. Default: empty."""
+    rollout_id: str
+    """Default: a new UUIDv7. Pass it to continue or retry a known rollout."""
+    attempt: int
+    """1 for the first attempt (default), incremented on retries."""
+    input: Any
+    """The task input, recorded as JSON. Default: the decorated function's arguments."""
+    agent_name: str
+    """The agent this rollout trains; default: the producer's `agent_name`."""
+    metadata: dict[str, str]
+    """Free-form labels on the lifecycle events."""
+
+
 class Rollout:
     """A rollout scope: `with`, `async with`, or a decorator of sync and async functions.
 
@@ -40,22 +58,14 @@ class Rollout:
     rollout; a callable `task_id` receives the function's arguments.
     """
 
-    def __init__(
-        self,
-        *,
-        task_id: TaskId = "",
-        rollout_id: str | None = None,
-        attempt: int = 1,
-        input: Any = None,
-        agent_name: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> None:
-        self._task_id = task_id
-        self._rollout_id = rollout_id
-        self._attempt = attempt
-        self._input = input
-        self._agent_name = agent_name
-        self._metadata = metadata or {}
+    def __init__(self, **options: Unpack[RolloutOptions]) -> None:
+        self._options = options
+        self._task_id = options.get("task_id", "")
+        self._rollout_id = options.get("rollout_id")
+        self._attempt = options.get("attempt", 1)
+        self._input = options.get("input")
+        self._agent_name = options.get("agent_name")
+        self._metadata = options.get("metadata", {})
         self._active: ActiveRollout | None = None
         self._tokens: tuple[Token[ActiveRollout | None], Token[str | None]] | None = None
         self._start_ns = 0
@@ -91,14 +101,10 @@ class Rollout:
         if call_input is None:
             bound = inspect.signature(func).bind_partial(*args, **kwargs)
             call_input = dict(bound.arguments)
-        return Rollout(
-            task_id=task_id,
-            rollout_id=self._rollout_id,
-            attempt=self._attempt,
-            input=call_input,
-            agent_name=self._agent_name,
-            metadata=self._metadata,
-        )
+        options = self._options.copy()
+        options["task_id"] = task_id
+        options["input"] = call_input
+        return Rollout(**options)
 
     def __enter__(self) -> Rollout:
         self._start()
@@ -191,40 +197,13 @@ class Rollout:
 
 @overload
 def rollout(func: Callable[P, R], /) -> Callable[P, R]: ...
-
-
 @overload
+def rollout(**options: Unpack[RolloutOptions]) -> Rollout: ...
 def rollout(
-    *,
-    task_id: TaskId = "",
-    rollout_id: str | None = None,
-    attempt: int = 1,
-    input: Any = None,
-    agent_name: str | None = None,
-    metadata: dict[str, str] | None = None,
-) -> Rollout: ...
-
-
-def rollout(
-    func: Callable[P, R] | None = None,
-    /,
-    *,
-    task_id: TaskId = "",
-    rollout_id: str | None = None,
-    attempt: int = 1,
-    input: Any = None,
-    agent_name: str | None = None,
-    metadata: dict[str, str] | None = None,
+    func: Callable[P, R] | None = None, /, **options: Unpack[RolloutOptions]
 ) -> Callable[P, R] | Rollout:
     """Open a rollout: `@rollout`, `@rollout(task_id=...)`, or `with rollout(...) as r:`."""
-    scope = Rollout(
-        task_id=task_id,
-        rollout_id=rollout_id,
-        attempt=attempt,
-        input=input,
-        agent_name=agent_name,
-        metadata=metadata,
-    )
+    scope = Rollout(**options)
     return scope if func is None else scope(func)
 
 
