@@ -19,6 +19,10 @@ from fulmen.schemas import (
 )
 
 
+# Recent enough for every table's TTL; fixed for the session, so events compare equal.
+NOW_NS = time.time_ns()
+
+
 def meta(rollout_id: str = "rollout-1", sequence: int = 0) -> EventMeta:
     return EventMeta(
         event_id=str(uuid_utils.uuid7()),
@@ -41,8 +45,8 @@ def llm_span(rollout_id: str = "rollout-1", sequence: int = 0, *, payload: int =
         parent_span_id="00f067aa0ba902b7",
         name="chat smollm2",
         kind="CLIENT",
-        start_time_unix_nano=1_700_000_000_000_000_000,
-        end_time_unix_nano=1_700_000_000_500_000_000,
+        start_time_unix_nano=NOW_NS,
+        end_time_unix_nano=NOW_NS + 500_000_000,
         attributes=Attributes(strings={"server.address": "127.0.0.1"}, ints={"server.port": 8000}),
         llm=LlmCall(
             request_model="smollm2",
@@ -72,8 +76,8 @@ def all_events(rollout_id: str = "rollout-1") -> list[Event]:
             trace_id="0af7651916cd43dd8448eb211c80319c",
             span_id="c7ad6b7169203331",
             name="execute_tool calculator",
-            start_time_unix_nano=1,
-            end_time_unix_nano=2,
+            start_time_unix_nano=NOW_NS,
+            end_time_unix_nano=NOW_NS + 1_000,
             tool=ToolCall(name="calculator", call_id="call_1", arguments='{"a": 2}', result="4"),
         ),
         Reward(meta=meta(rollout_id, 3), value=1.0, dimensions={"exact": 1.0}, source="judge"),

@@ -1,0 +1,23 @@
+"""The LightningStore on ClickHouse: migrations, columnar writes, trainer windows and
+snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse server)."""
+
+from fulmen.store._arrow import TABLES
+from fulmen.store._client import connect
+from fulmen.store._conform import BatchRejected
+from fulmen.store._migrations import MigrationError, migrate
+from fulmen.store._settings import StoreSettings, TableTtl
+from fulmen.store._store import LightningStore, Snapshot, WindowQuery, content_hash
+
+__all__ = [
+    "TABLES",
+    "BatchRejected",
+    "LightningStore",
+    "MigrationError",
+    "Snapshot",
+    "StoreSettings",
+    "TableTtl",
+    "WindowQuery",
+    "connect",
+    "content_hash",
+    "migrate",
+]

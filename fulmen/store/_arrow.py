@@ -1,0 +1,315 @@
+"""Arrow schemas of the store's tables, and events turned into Arrow columns.
+
+The schemas mirror the DDL in `schemas/clickhouse/`; `tests/unit/test_store_tables.py`
+keeps the two in lock-step (names, order, nullability). Writes are columnar: one Python
+list per column, one `pa.table` per batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from fulmen.schemas import EventMeta, Reward, RolloutEvent, Span, VersionEvent
+
+_NS = pa.timestamp("ns", tz="UTC")
+_MS = pa.timestamp("ms", tz="UTC")
+_STR = pa.string()
+
+
+def _strings() -> pa.DataType:
+    return pa.map_(pa.string(), pa.string())
+
+
+_META: list[pa.Field] = [
+    pa.field("event_id", _STR, nullable=False),
+    pa.field("rollout_id", _STR, nullable=False),
+    pa.field("attempt", pa.uint32(), nullable=False),
+    pa.field("producer_id", _STR, nullable=False),
+    pa.field("sequence", pa.uint64(), nullable=False),
+    pa.field("agent_name", _STR, nullable=False),
+    pa.field("model_version", _STR, nullable=False),
+    pa.field("resources_version", _STR, nullable=False),
+    pa.field("emitted_at", _NS, nullable=False),
+]
+
+
+def _required(name: str, kind: pa.DataType) -> pa.Field:
+    return pa.field(name, kind, nullable=False)
+
+
+def _optional(name: str, kind: pa.DataType) -> pa.Field:
+    return pa.field(name, kind, nullable=True)
+
+
+TABLES: dict[str, pa.Schema] = {
+    "spans": pa.schema(
+        [
+            *_META,
+            _required("trace_id", _STR),
+            _required("span_id", _STR),
+            _optional("parent_span_id", _STR),
+            _required("name", _STR),
+            _required("kind", _STR),
+            _required("start_time", _NS),
+            _required("end_time", _NS),
+            _required("status_code", _STR),
+            _required("status_message", _STR),
+            _required("attr_strings", _strings()),
+            _required("attr_ints", pa.map_(pa.string(), pa.int64())),
+            _required("attr_doubles", pa.map_(pa.string(), pa.float64())),
+            _required("attr_bools", pa.map_(pa.string(), pa.bool_())),
+            _required("events", _STR),
+            _required("llm_operation", _STR),
+            _required("llm_provider", _STR),
+            _required("llm_request_model", _STR),
+            _optional("llm_response_model", _STR),
+            _optional("llm_response_id", _STR),
+            _optional("llm_temperature", pa.float64()),
+            _optional("llm_max_tokens", pa.int64()),
+            _optional("llm_input_tokens", pa.int64()),
+            _optional("llm_output_tokens", pa.int64()),
+            _required("llm_finish_reasons", pa.list_(_STR)),
+            _required("llm_input_messages", _STR),
+            _required("llm_output_messages", _STR),
+            _required("llm_tool_definitions", _STR),
+            _required("llm_streamed", pa.bool_()),
+            _required("llm_prompt_token_ids", pa.list_(pa.uint32())),
+            _required("llm_response_token_ids", pa.list_(pa.uint32())),
+            _required("llm_response_logprobs", pa.list_(pa.float32())),
+            _required("tool_name", _STR),
+            _optional("tool_call_id", _STR),
+            _required("tool_type", _STR),
+            _required("tool_arguments", _STR),
+            _required("tool_result", _STR),
+        ]
+    ),
+    "rewards": pa.schema(
+        [
+            *_META,
+            _required("name", _STR),
+            _required("value", pa.float64()),
+            _required("dimensions", pa.map_(pa.string(), pa.float64())),
+            _required("source", _STR),
+            _optional("span_id", _STR),
+            _optional("comment", _STR),
+        ]
+    ),
+    "rollouts": pa.schema(
+        [
+            *_META,
+            _required("phase", _STR),
+            _required("task_id", _STR),
+            _required("trace_id", _STR),
+            _optional("input", _STR),
+            _optional("status", _STR),
+            _optional("error", _STR),
+            _required("metadata", _strings()),
+        ]
+    ),
+    "dead_letters": pa.schema(
+        [
+            _required("received_at", _MS),
+            _required("topic", _STR),
+            _required("partition", pa.uint32()),
+            _required("offset", pa.uint64()),
+            _required("key", pa.binary()),
+            _required("value", pa.binary()),
+            _required("problem", _STR),
+            _required("detail", _STR),
+        ]
+    ),
+    "episodes": pa.schema(
+        [
+            _required("rollout_id", _STR),
+            _required("attempt", pa.uint32()),
+            _required("revision", pa.uint32()),
+            _required("agent_name", _STR),
+            _required("task_id", _STR),
+            _required("model_version", _STR),
+            _required("resources_version", _STR),
+            _required("status", _STR),
+            _required("reward", pa.float64()),
+            _required("rewards", pa.map_(pa.string(), pa.float64())),
+            _required("credit_assignment", _STR),
+            _required("started_at", _NS),
+            _required("finished_at", _NS),
+            _required("assembled_at", _MS),
+            _required("num_spans", pa.uint32()),
+            _required("num_llm_calls", pa.uint32()),
+            _required("num_tool_calls", pa.uint32()),
+            _required("num_tool_errors", pa.uint32()),
+            _optional("input", _STR),
+            _optional("error", _STR),
+        ]
+    ),
+    "triplets": pa.schema(
+        [
+            _required("rollout_id", _STR),
+            _required("attempt", pa.uint32()),
+            _required("revision", pa.uint32()),
+            _required("step", pa.uint32()),
+            _required("span_id", _STR),
+            _required("agent_name", _STR),
+            _required("task_id", _STR),
+            _required("model_version", _STR),
+            _required("resources_version", _STR),
+            _required("finished_at", _NS),
+            _required("request_model", _STR),
+            _required("prompt", _STR),
+            _required("response", _STR),
+            _required("prompt_token_ids", pa.list_(pa.uint32())),
+            _required("response_token_ids", pa.list_(pa.uint32())),
+            _required("response_logprobs", pa.list_(pa.float32())),
+            _required("reward", pa.float64()),
+            _optional("advantage", pa.float64()),
+        ]
+    ),
+    "versions": pa.schema(
+        [
+            _required("version_id", _STR),
+            _required("kind", _STR),
+            _optional("target_agent", _STR),
+            _optional("parent_version", _STR),
+            _required("algorithm", _STR),
+            _optional("window_id", _STR),
+            _optional("dataset_hash", _STR),
+            _optional("artifact_uri", _STR),
+            _optional("model_name", _STR),
+            _required("prompt_templates", _strings()),
+            _required("metrics", pa.map_(pa.string(), pa.float64())),
+            _required("published_at", _NS),
+            _required("event_id", _STR),
+        ]
+    ),
+}
+
+
+def _meta_columns(meta: EventMeta) -> dict[str, Any]:
+    return {
+        "event_id": meta.event_id,
+        "rollout_id": meta.rollout_id,
+        "attempt": meta.attempt,
+        "producer_id": meta.producer_id,
+        "sequence": meta.sequence,
+        "agent_name": meta.agent_name,
+        "model_version": meta.model_version,
+        "resources_version": meta.resources_version,
+        "emitted_at": meta.emitted_at_unix_nano,
+    }
+
+
+def _span_row(span: Span) -> dict[str, Any]:
+    llm, tool = span.llm, span.tool
+    return {
+        **_meta_columns(span.meta),
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "name": span.name,
+        "kind": span.kind,
+        "start_time": span.start_time_unix_nano,
+        "end_time": span.end_time_unix_nano,
+        "status_code": span.status.code,
+        "status_message": span.status.message,
+        "attr_strings": span.attributes.strings,
+        "attr_ints": span.attributes.ints,
+        "attr_doubles": span.attributes.doubles,
+        "attr_bools": span.attributes.bools,
+        "events": json.dumps([event.model_dump() for event in span.events])
+        if span.events
+        else "[]",
+        "llm_operation": llm.operation_name if llm else "",
+        "llm_provider": llm.provider_name if llm else "",
+        "llm_request_model": llm.request_model if llm else "",
+        "llm_response_model": llm.response_model if llm else None,
+        "llm_response_id": llm.response_id if llm else None,
+        "llm_temperature": llm.temperature if llm else None,
+        "llm_max_tokens": llm.max_tokens if llm else None,
+        "llm_input_tokens": llm.input_tokens if llm else None,
+        "llm_output_tokens": llm.output_tokens if llm else None,
+        "llm_finish_reasons": llm.finish_reasons if llm else [],
+        "llm_input_messages": llm.input_messages if llm else "",
+        "llm_output_messages": llm.output_messages if llm else "",
+        "llm_tool_definitions": llm.tool_definitions if llm else "",
+        "llm_streamed": llm.streamed if llm else False,
+        "llm_prompt_token_ids": llm.prompt_token_ids if llm else [],
+        "llm_response_token_ids": llm.response_token_ids if llm else [],
+        "llm_response_logprobs": llm.response_logprobs if llm else [],
+        "tool_name": tool.name if tool else "",
+        "tool_call_id": tool.call_id if tool else None,
+        "tool_type": tool.type if tool else "",
+        "tool_arguments": tool.arguments if tool else "",
+        "tool_result": tool.result if tool else "",
+    }
+
+
+def _reward_row(reward: Reward) -> dict[str, Any]:
+    return {
+        **_meta_columns(reward.meta),
+        "name": reward.name,
+        "value": reward.value,
+        "dimensions": reward.dimensions,
+        "source": reward.source,
+        "span_id": reward.span_id,
+        "comment": reward.comment,
+    }
+
+
+def _rollout_row(event: RolloutEvent) -> dict[str, Any]:
+    return {
+        **_meta_columns(event.meta),
+        "phase": event.phase,
+        "task_id": event.task_id,
+        "trace_id": event.trace_id,
+        "input": event.input,
+        "status": event.status,
+        "error": event.error,
+        "metadata": event.metadata,
+    }
+
+
+def _version_row(event: VersionEvent) -> dict[str, Any]:
+    return {
+        "version_id": event.version_id,
+        "kind": event.kind,
+        "target_agent": event.target_agent,
+        "parent_version": event.parent_version,
+        "algorithm": event.algorithm,
+        "window_id": event.window_id,
+        "dataset_hash": event.dataset_hash,
+        "artifact_uri": event.artifact_uri,
+        "model_name": event.model_name,
+        "prompt_templates": event.prompt_templates,
+        "metrics": event.metrics,
+        "published_at": event.meta.emitted_at_unix_nano,
+        "event_id": event.meta.event_id,
+    }
+
+
+def _columnar(table: str, rows: Sequence[Any], to_row: Callable[[Any], dict[str, Any]]) -> pa.Table:
+    schema = TABLES[table]
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for row in map(to_row, rows):
+        for name, values in columns.items():
+            values.append(row[name])
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def spans_table(spans: Sequence[Span]) -> pa.Table:
+    return _columnar("spans", spans, _span_row)
+
+
+def rewards_table(rewards: Sequence[Reward]) -> pa.Table:
+    return _columnar("rewards", rewards, _reward_row)
+
+
+def rollouts_table(events: Sequence[RolloutEvent]) -> pa.Table:
+    return _columnar("rollouts", events, _rollout_row)
+
+
+def versions_table(events: Sequence[VersionEvent]) -> pa.Table:
+    return _columnar("versions", events, _version_row)

@@ -1,0 +1,124 @@
+"""Versioned DDL from `schemas/clickhouse/NNNN_name.sql`, applied once each, in order.
+
+Each migration's statements are idempotent (`IF NOT EXISTS`), so a migration that failed
+half-way is re-run whole. An applied migration whose file changed is an error: the
+schema history is append-only, like the Avro contracts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+from string import Template
+
+from clickhouse_connect.driver.client import Client
+
+from fulmen.errors import FulmenError
+from fulmen.store._settings import StoreSettings
+
+_LEDGER = "schema_migrations"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(FulmenError):
+    """The store's schema history does not match this build's migrations."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    """This build's migrations, in version order."""
+    found = []
+    for entry in files("fulmen.schemas").joinpath("clickhouse").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+def migrate(client: Client, settings: StoreSettings) -> list[Migration]:
+    """Apply the migrations the store has not seen; returns those applied now."""
+    database = settings.database
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.{_LEDGER} "
+        "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC') "
+        "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+    )
+    applied = {
+        int(version): checksum
+        for version, checksum in client.query(
+            f"SELECT version, checksum FROM {database}.{_LEDGER}"
+        ).result_rows
+    }
+    done = []
+    for migration in migrations():
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} changed after it was "
+                    "applied; add a new migration instead"
+                )
+            continue
+        for statement in render(migration, settings):
+            client.command(statement)
+        client.insert(
+            f"{database}.{_LEDGER}",
+            [[migration.version, migration.name, migration.checksum]],
+            column_names=["version", "name", "checksum"],
+        )
+        done.append(migration)
+    return done
+
+
+def render(migration: Migration, settings: StoreSettings) -> list[str]:
+    """The statements of `migration` for this store (engine, TTLs, settings filled in)."""
+    ttl = settings.ttl
+    sql = _strip_comments(migration.sql)
+    statements = [s.strip() for s in sql.split(";") if s.strip()]
+    rendered = []
+    for statement in statements:
+        table = re.search(r"\$database\.(\w+)", statement)
+        table_name = table[1] if table else "unknown"
+        rendered.append(
+            Template(statement).substitute(
+                database=settings.database,
+                engine=_engine(settings, table_name),
+                settings=_table_settings(settings),
+                ttl_spans_days=ttl.spans_days,
+                ttl_rewards_days=ttl.rewards_days,
+                ttl_rollouts_days=ttl.rollouts_days,
+                ttl_dead_letters_days=ttl.dead_letters_days,
+                ttl_episodes_days=ttl.episodes_days,
+                ttl_triplets_days=ttl.triplets_days,
+            )
+        )
+    return rendered
+
+
+def _engine(settings: StoreSettings, table: str) -> str:
+    if settings.replicated:
+        path = f"/clickhouse/tables/{{shard}}/{settings.database}/{table}"
+        return f"ReplicatedMergeTree('{path}', '{{replica}}')"
+    return "MergeTree"
+
+
+def _table_settings(settings: StoreSettings) -> str:
+    if settings.replicated:
+        return f"replicated_deduplication_window = {settings.dedup_window_blocks}"
+    return f"non_replicated_deduplication_window = {settings.dedup_window_blocks}"
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))

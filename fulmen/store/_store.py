@@ -1,0 +1,164 @@
+"""The LightningStore: columnar writes of events and episodes, trainer windows, snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from clickhouse_connect.driver.client import Client
+
+from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.store._arrow import TABLES, rewards_table, rollouts_table, spans_table, versions_table
+from fulmen.store._client import connect
+from fulmen.store._conform import conform
+from fulmen.store._migrations import migrate
+from fulmen.store._settings import StoreSettings
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """Which triplets a trainer reads: the latest revision of each finished episode in
+    [`since`, `until`), optionally of one agent, some tasks and some model versions, keeping
+    only tasks with at least `min_group_size` episodes (a GRPO group)."""
+
+    agent_name: str | None = None
+    task_ids: tuple[str, ...] = ()
+    model_versions: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    min_group_size: int = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An exported window: an immutable Parquet file named by its content hash."""
+
+    path: Path
+    sha256: str
+    rows: int
+
+
+class LightningStore:
+    """One store, embedded (chDB) or on a ClickHouse server; migrated on first use."""
+
+    def __init__(
+        self, settings: StoreSettings | None = None, *, client: Client | None = None
+    ) -> None:
+        self.settings = settings or StoreSettings()
+        self.client = client or connect(self.settings)
+        migrate(self.client, self.settings)
+        self._db = self.settings.database
+
+    def insert(self, table: str, batch: pa.Table, *, dedup_token: str | None = None) -> int:
+        """Insert an Arrow batch into `table` as one write. A replay with the same
+        `dedup_token` is dropped by ClickHouse. Raises `BatchRejected` (naming the column
+        and row) before anything is written when the batch does not fit the table."""
+        rows = conform(table, batch)
+        count: int = rows.num_rows
+        if count == 0:
+            return 0
+        settings: dict[str, Any] = {"max_insert_block_size": max(count, 1_048_576)}
+        if dedup_token is not None:
+            settings["insert_deduplication_token"] = dedup_token
+        self.client.insert_arrow(f"{self._db}.{table}", rows, settings=settings)
+        return count
+
+    def write_events(
+        self, events: Sequence[Event], *, dedup_token: str | None = None
+    ) -> dict[str, int]:
+        """Write decoded events to their tables (spans, rewards, rollouts, versions)."""
+        batches = {
+            "spans": spans_table([e for e in events if isinstance(e, Span)]),
+            "rewards": rewards_table([e for e in events if isinstance(e, Reward)]),
+            "rollouts": rollouts_table([e for e in events if isinstance(e, RolloutEvent)]),
+            "versions": versions_table([e for e in events if isinstance(e, VersionEvent)]),
+        }
+        return {
+            table: self.insert(table, batch, dedup_token=dedup_token and f"{dedup_token}/{table}")
+            for table, batch in batches.items()
+        }
+
+    def window(self, query: WindowQuery) -> pa.Table:
+        """The triplets of `query`, ordered by agent, task, rollout, attempt and step."""
+        where, parameters = _episode_filter(query)
+        sql = f"""
+            WITH latest AS (
+                SELECT rollout_id, attempt, max(revision) AS revision, any(task_id) AS task_id
+                FROM {self._db}.episodes WHERE {where}
+                GROUP BY rollout_id, attempt
+            ), groups AS (
+                SELECT task_id FROM latest GROUP BY task_id HAVING count() >= {{min_group:UInt32}}
+            )
+            SELECT * FROM {self._db}.triplets
+            WHERE {where}
+              AND (rollout_id, attempt, revision) IN
+                  (SELECT rollout_id, attempt, revision FROM latest)
+              AND task_id IN (SELECT task_id FROM groups)
+            ORDER BY agent_name, task_id, rollout_id, attempt, step
+        """
+        parameters["min_group"] = query.min_group_size
+        table: pa.Table = self.client.query_arrow(sql, parameters=parameters)
+        return table
+
+    def export_window(self, query: WindowQuery, directory: Path) -> Snapshot:
+        """Write the window as `window-<sha256>.parquet` under `directory` (read-only once
+        written; an identical window maps to the same file) and return its lineage."""
+        table = conform("triplets", self.window(query))
+        digest = content_hash(table)
+        path = directory / f"window-{digest[:32]}.parquet"
+        if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            pq.write_table(table, partial, compression="zstd")
+            partial.chmod(0o444)
+            partial.replace(path)
+        return Snapshot(path=path, sha256=digest, rows=table.num_rows)
+
+    def sql(self, statement: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        """Run a query and return its result as Arrow."""
+        table: pa.Table = self.client.query_arrow(statement, parameters=parameters or {})
+        return table
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def content_hash(table: pa.Table) -> str:
+    """SHA-256 of the table's rows and column types, independent of file format and writer."""
+    digest = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    schema = pa.schema([field.remove_metadata() for field in table.schema])
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(table.replace_schema_metadata(None).cast(schema))
+    digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()
+
+
+def _episode_filter(query: WindowQuery) -> tuple[str, dict[str, Any]]:
+    clauses = ["1"]
+    parameters: dict[str, Any] = {}
+    if query.agent_name is not None:
+        clauses.append("agent_name = {agent:String}")
+        parameters["agent"] = query.agent_name
+    if query.task_ids:
+        clauses.append("task_id IN {tasks:Array(String)}")
+        parameters["tasks"] = list(query.task_ids)
+    if query.model_versions:
+        clauses.append("model_version IN {versions:Array(String)}")
+        parameters["versions"] = list(query.model_versions)
+    if query.since is not None:
+        clauses.append("finished_at >= {since:DateTime64(9, 'UTC')}")
+        parameters["since"] = query.since
+    if query.until is not None:
+        clauses.append("finished_at < {until:DateTime64(9, 'UTC')}")
+        parameters["until"] = query.until
+    return " AND ".join(clauses), parameters
+
+
+assert set(TABLES) >= {"spans", "rewards", "rollouts", "versions", "episodes", "triplets"}

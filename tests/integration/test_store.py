@@ -1,0 +1,195 @@
+"""The LightningStore on the real ClickHouse engine (chDB): migrations, writes, dedup,
+revisions, windows, snapshots and rejected batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from fulmen.store import BatchRejected, LightningStore, MigrationError, StoreSettings, WindowQuery
+from fulmen.store._arrow import TABLES
+from fulmen.store._migrations import Migration, migrate, migrations, render
+from tests.support.events import all_events, llm_span
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def store(new_store: Callable[[], LightningStore]) -> LightningStore:
+    return new_store()
+
+
+def _count(store: LightningStore, table: str, where: str = "1") -> int:
+    db = store.settings.database
+    return int(store.sql(f"SELECT count() AS n FROM {db}.{table} WHERE {where}")["n"][0].as_py())
+
+
+def test_migrations_create_every_table_and_rerun_as_no_ops(store: LightningStore) -> None:
+    tables = set(
+        store.sql(
+            "SELECT name FROM system.tables WHERE database = {db:String}",
+            {"db": store.settings.database},
+        )["name"].to_pylist()
+    )
+    assert tables >= set(TABLES) | {"schema_migrations"}
+    assert migrate(store.client, store.settings) == []
+    assert _count(store, "schema_migrations") == len(migrations())
+
+
+def test_arrow_schemas_match_the_ddl(store: LightningStore) -> None:
+    for table, schema in TABLES.items():
+        described = store.sql(f"DESCRIBE TABLE {store.settings.database}.{table}").to_pylist()
+        stored = [(row["name"], row["type"]) for row in described if row["default_type"] != "ALIAS"]
+        assert [name for name, _ in stored] == schema.names, table
+        for (name, kind), field in zip(stored, schema, strict=True):
+            assert ("Nullable" in kind) == field.nullable, f"{table}.{name}: {kind}"
+
+
+def test_a_changed_migration_is_refused(new_store: Callable[[], LightningStore]) -> None:
+    store = new_store()
+    store.client.command(
+        f"ALTER TABLE {store.settings.database}.schema_migrations UPDATE checksum = 'edited' "
+        "WHERE version = {v:UInt32}",
+        parameters={"v": migrations()[0].version},
+        settings={"mutations_sync": 2},
+    )
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(store.client, store.settings)
+
+
+def test_replicated_engines_are_selectable() -> None:
+    statements = render(migrations()[0], StoreSettings(replicated=True))
+    assert (
+        "ReplicatedMergeTree('/clickhouse/tables/{shard}/fulmen/spans', '{replica}')"
+        in statements[0]
+    )
+    assert "replicated_deduplication_window" in statements[0]
+    assert isinstance(migrations()[0], Migration)
+
+
+def test_events_round_trip_and_a_replayed_batch_is_dropped(store: LightningStore) -> None:
+    events = all_events("replayed-rollout")
+    written = store.write_events(events, dedup_token="topic/0/100-105")
+    assert written == {"spans": 2, "rewards": 1, "rollouts": 2, "versions": 1}
+    store.write_events(events, dedup_token="topic/0/100-105")
+    assert _count(store, "spans", "rollout_id = 'replayed-rollout'") == 2
+    row = store.sql(
+        "SELECT llm_response_token_ids AS ids, llm_response_logprobs AS lp, attr_ints AS ints "
+        f"FROM {store.settings.database}.spans "
+        "WHERE rollout_id = 'replayed-rollout' AND llm_request_model != ''"
+    ).to_pylist()[0]
+    assert row["ids"] == [19, 20, 2]
+    assert row["lp"] == [-0.25, -1.5, -0.125]
+    assert dict(row["ints"]) == {"server.port": 8000}
+
+
+def _episode(
+    rollout: str, task: str, revision: int, reward: float, model: str = "m1"
+) -> dict[str, object]:
+    now = time.time_ns()
+    return {
+        "rollout_id": rollout, "attempt": 1, "revision": revision, "agent_name": "calc",
+        "task_id": task, "model_version": model, "resources_version": "r1", "status": "succeeded",
+        "reward": reward, "rewards": {"reward": reward}, "credit_assignment": "final",
+        "started_at": now, "finished_at": now, "assembled_at": now // 1_000_000,
+        "num_spans": 3, "num_llm_calls": 1, "num_tool_calls": 1, "num_tool_errors": 0,
+        "input": None, "error": None,
+    }  # fmt: skip
+
+
+def _triplet(
+    rollout: str, task: str, revision: int, reward: float, model: str = "m1"
+) -> dict[str, object]:
+    return {
+        "rollout_id": rollout, "attempt": 1, "revision": revision, "step": 0, "span_id": "a" * 16,
+        "agent_name": "calc", "task_id": task, "model_version": model, "resources_version": "r1",
+        "finished_at": time.time_ns(), "request_model": "calc", "prompt": "2+2?", "response": "4",
+        "prompt_token_ids": [1, 2, 3], "response_token_ids": [4], "response_logprobs": [-0.5],
+        "reward": reward, "advantage": None,
+    }  # fmt: skip
+
+
+def _rows(table: str, rows: list[dict[str, object]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=TABLES[table])
+
+
+@pytest.fixture(scope="module")
+def episodes(store: LightningStore) -> None:
+    episodes = [
+        _episode("w-1", "task-a", 0, 0.0),
+        _episode("w-1", "task-a", 1, 1.0),  # a late reward revised it
+        _episode("w-2", "task-a", 0, 0.5),
+        _episode("w-3", "task-b", 0, 1.0),
+        _episode("w-4", "task-a", 0, 0.2, model="m0"),
+    ]
+    triplets = [
+        _triplet("w-1", "task-a", 0, 0.0),
+        _triplet("w-1", "task-a", 1, 1.0),
+        _triplet("w-2", "task-a", 0, 0.5),
+        _triplet("w-3", "task-b", 0, 1.0),
+        _triplet("w-4", "task-a", 0, 0.2, model="m0"),
+    ]
+    store.insert("episodes", _rows("episodes", episodes), dedup_token="episodes-1")
+    store.insert("triplets", _rows("triplets", triplets), dedup_token="triplets-1")
+
+
+@pytest.mark.usefixtures("episodes")
+def test_window_takes_the_latest_revision_and_whole_groups(store: LightningStore) -> None:
+    window = store.window(WindowQuery(agent_name="calc", model_versions=("m1",), min_group_size=2))
+    assert window.select(["rollout_id", "revision", "reward"]).to_pylist() == [
+        {"rollout_id": "w-1", "revision": 1, "reward": 1.0},
+        {"rollout_id": "w-2", "revision": 0, "reward": 0.5},
+    ]
+    everything = store.window(WindowQuery(agent_name="calc"))
+    assert sorted(everything["rollout_id"].to_pylist()) == ["w-1", "w-2", "w-3", "w-4"]
+
+
+@pytest.mark.usefixtures("episodes")
+def test_window_snapshots_are_immutable_and_hash_stably(
+    store: LightningStore, tmp_path: Path
+) -> None:
+    query = WindowQuery(agent_name="calc", min_group_size=1)
+    first = store.export_window(query, tmp_path / "a")
+    second = store.export_window(query, tmp_path / "b")
+    assert first.sha256 == second.sha256
+    assert first.rows == second.rows == 4
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert not first.path.stat().st_mode & 0o222
+    assert pa.parquet.read_table(first.path).num_rows == 4  # type: ignore[attr-defined]
+
+
+def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+_GOOD = 5
+
+
+@pytest.mark.parametrize(
+    ("change", "column", "row"),
+    [
+        (lambda t: t.drop_columns(["sequence"]), "sequence", None),
+        (lambda t: t.append_column("surprise", pa.array([1] * _GOOD)), "surprise", None),
+        (
+            lambda t: _with_column(t, "agent_name", pa.array(["a", "b", None, "d", "e"])),
+            "agent_name",
+            2,
+        ),
+        (lambda t: _with_column(t, "attempt", pa.array([1, 1, 1, -1, 1])), "attempt", 3),
+    ],
+)
+def test_a_bad_batch_names_column_and_row_and_writes_nothing(
+    store: LightningStore, change, column: str, row: int | None
+) -> None:
+    from fulmen.store._arrow import spans_table
+
+    good = spans_table([llm_span(f"bad-{i}", i) for i in range(_GOOD)])
+    before = _count(store, "spans")
+    with pytest.raises(BatchRejected) as rejected:
+        store.insert("spans", change(good))
+    assert (rejected.value.column, rejected.value.row) == (column, row)
+    assert _count(store, "spans") == before
