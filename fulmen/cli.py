@@ -9,6 +9,8 @@ app = typer.Typer(
 )
 kafka_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker for development.")
 app.add_typer(kafka_app, name="kafka")
+store_app = typer.Typer(no_args_is_help=True, help="The LightningStore (ClickHouse).")
+app.add_typer(store_app, name="store")
 
 
 @app.command()
@@ -49,3 +51,43 @@ def kafka_down() -> None:
     from fulmen.local import down
 
     typer.echo("kafka stopped" if down() else "no kafka was running")
+
+
+@store_app.command("migrate")
+def store_migrate() -> None:
+    """Apply the store's pending schema migrations (they also run on first use)."""
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import connect, migrate
+
+    settings = FulmenSettings().store
+    client = connect(settings)
+    applied = migrate(client, settings)
+    for migration in applied:
+        typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    typer.echo(f"{settings.database}: {len(applied)} migration(s) applied, schema up to date")
+
+
+@app.command()
+def sql(
+    statement: str = typer.Argument(..., help="A ClickHouse SQL query."),
+    limit: int = typer.Option(200, min=1, help="Rows to print at most."),
+) -> None:
+    """Run SQL against the LightningStore and print the result as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore
+
+    store = LightningStore(FulmenSettings().store)
+    try:
+        result = store.sql(statement)
+    except Exception as exc:  # the server's message is what the analyst needs
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    table = Table(*result.column_names, caption=f"{result.num_rows} row(s)")
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*(str(value) for value in row.values()))
+    Console().print(table)

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from fulmen.kafka import KafkaSettings, TopicSettings
+from fulmen.store import StoreSettings
 
 TransportKind = Literal["kafka", "inprocess"]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
@@ -77,6 +78,7 @@ class FulmenSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     schema_registry: RegistrySettings | None = None
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -18,7 +18,6 @@ from fulmen.schemas import (
     VersionEvent,
 )
 
-
 # Recent enough for every table's TTL; fixed for the session, so events compare equal.
 NOW_NS = time.time_ns()
 
