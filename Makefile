@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer clean
+.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -47,6 +47,9 @@ kafka-down: deps
 
 bench-producer: setup  ## bench/results/producer.json
 	$(RUN) python -m bench.producer_bench
+
+bench-store: deps  ## bench/results/store.json
+	$(RUN) python -m bench.store_bench
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache

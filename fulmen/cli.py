@@ -67,6 +67,33 @@ def store_migrate() -> None:
     typer.echo(f"{settings.database}: {len(applied)} migration(s) applied, schema up to date")
 
 
+@store_app.command("serve")
+def store_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8123, help="Port of the ClickHouse HTTP interface."),
+) -> None:
+    """Own the embedded store and serve it over ClickHouse's HTTP protocol, so that other
+    processes, clickhouse-connect, curl and any ClickHouse client can use it."""
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore, StoreServer, StoreUser, serve
+
+    settings = FulmenSettings().store
+    if settings.url is not None:
+        typer.echo(f"the store is the server at {settings.url}; nothing to serve", err=True)
+        raise typer.Exit(2)
+    LightningStore(settings).close()  # migrated before anyone connects
+    users = {settings.username: StoreUser(password=settings.password.get_secret_value())}
+    users |= {
+        name: StoreUser(password=secret.get_secret_value(), readonly=True)
+        for name, secret in settings.readers.items()
+    }
+
+    def ready(server: StoreServer) -> None:
+        typer.echo(f"LightningStore {settings.path} at {server.url} (database {settings.database})")
+
+    serve(settings.path, host, port, users, on_ready=ready)
+
+
 @app.command()
 def sql(
     statement: str = typer.Argument(..., help="A ClickHouse SQL query."),

@@ -4,6 +4,7 @@ snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse 
 from fulmen.store._arrow import TABLES
 from fulmen.store._client import connect
 from fulmen.store._conform import BatchRejected
+from fulmen.store._http_server import StoreServer, StoreServerError, StoreUser, serve
 from fulmen.store._migrations import MigrationError, migrate
 from fulmen.store._settings import StoreSettings, TableTtl
 from fulmen.store._store import LightningStore, Snapshot, WindowQuery, content_hash
@@ -14,10 +15,14 @@ __all__ = [
     "LightningStore",
     "MigrationError",
     "Snapshot",
+    "StoreServer",
+    "StoreServerError",
     "StoreSettings",
+    "StoreUser",
     "TableTtl",
     "WindowQuery",
     "connect",
     "content_hash",
     "migrate",
+    "serve",
 ]

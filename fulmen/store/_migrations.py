@@ -115,9 +115,13 @@ def _engine(settings: StoreSettings, table: str) -> str:
 
 
 def _table_settings(settings: StoreSettings) -> str:
+    # Inserts of ~10k wide rows make parts of a few MB to a few hundred MB; as Compact parts
+    # (one file) they are written 3x faster than Wide ones (two files per column). Merges
+    # turn them into Wide parts once they pass the threshold.
+    compact = "min_bytes_for_wide_part = 268435456"
     if settings.replicated:
-        return f"replicated_deduplication_window = {settings.dedup_window_blocks}"
-    return f"non_replicated_deduplication_window = {settings.dedup_window_blocks}"
+        return f"replicated_deduplication_window = {settings.dedup_window_blocks}, {compact}"
+    return f"non_replicated_deduplication_window = {settings.dedup_window_blocks}, {compact}"
 
 
 def _strip_comments(sql: str) -> str:

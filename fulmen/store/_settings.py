@@ -21,9 +21,10 @@ class TableTtl(BaseModel):
 class StoreSettings(BaseModel):
     """The store: embedded chDB at `path` unless `url` names a ClickHouse server.
 
-    `replicated` makes every table a ReplicatedMergeTree (`{shard}`/`{replica}` macros
-    must be defined on the cluster); otherwise MergeTree with a deduplication window, so
-    replayed batches with the same insert token are dropped there too.
+    `username`/`password` is the pipeline's writing user; `fulmen store serve` also admits
+    the read-only `readers`. `replicated` makes every table a ReplicatedMergeTree (the
+    `{shard}`/`{replica}` macros must be defined on the cluster); otherwise MergeTree with a
+    deduplication window, so replayed batches with the same insert token are dropped too.
     """
 
     url: str | None = None
@@ -31,6 +32,10 @@ class StoreSettings(BaseModel):
     database: str = Field(default="fulmen", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     username: str = "default"
     password: SecretStr = SecretStr("")
+    readers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Read-only users (analysts, dashboards) of `fulmen store serve`, by name.",
+    )
     replicated: bool = False
     dedup_window_blocks: int = Field(default=10_000, ge=1)
     ttl: TableTtl = Field(default_factory=TableTtl)
