@@ -51,3 +51,23 @@ def test_instrumented_agent_in_producers_md(
 
 def test_otel_setup_in_producers_md() -> None:
     exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
+
+
+def test_store_example_in_store_md(tmp_path: Path) -> None:
+    """Run in a process of its own: chDB opens one data directory per process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", python_blocks("store.md")[0]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    name, rows = done.stdout.split()
+    assert name.startswith("window-")
+    assert name.endswith(".parquet")
+    assert rows == "0"
