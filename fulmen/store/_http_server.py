@@ -24,10 +24,9 @@ Contract, as far as a client can tell it apart from a ClickHouse server:
 * Errors answer ClickHouse's HTTP status for the error code, the body
   ``Code: <n>. DB::Exception: <message> (version …)`` and ``X-ClickHouse-Exception-Code``.
 
-Every query runs in a fresh chDB connection on the shared engine, so a query's settings,
-``readonly`` level and current database never leak into another query; HTTP sessions
-(``session_id``) are accepted but keep no state between requests. One lock serializes
-all engine work.
+How the engine runs queries, and which errors it answers with, is
+:mod:`fulmen.store._http_engine`; how the SQL is split, :mod:`fulmen.store._sql_lexer`.
+HTTP sessions (``session_id``) are accepted but keep no state between requests.
 """
 
 from __future__ import annotations
@@ -47,17 +46,19 @@ import tempfile
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from fulmen.errors import FulmenError
+from fulmen.store._http_engine import ClickHouseError, Engine, Outcome, ReadonlyLevel, sql_string
+from fulmen.store._sql_lexer import Statement, parse_statement, sql_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,85 +95,7 @@ _PROTOCOL_PARAMS = frozenset(
 """URL parameters the HTTP interface itself consumes; they are not ClickHouse settings."""
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ERROR = re.compile(r"^Code: (\d+)\. (?:DB::Exception: )?(.*)$", re.DOTALL)
-_ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
-_WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_$]*")
 _DEFAULT_FORMAT = "TabSeparated"
-
-# The HTTP status a ClickHouse server answers for an error, by the error's name
-# (src/Server/HTTP/exceptionCodeToHTTPStatus.cpp); anything else is 500.
-_HTTP_STATUS_BY_ERROR: dict[str, int] = {
-    "REQUIRED_PASSWORD": 401,
-    **dict.fromkeys(
-        (
-            "UNKNOWN_USER",
-            "WRONG_PASSWORD",
-            "AUTHENTICATION_FAILED",
-            "SET_NON_GRANTED_ROLE",
-            "ACCESS_DENIED",
-        ),
-        403,
-    ),
-    **dict.fromkeys(
-        (
-            "BAD_ARGUMENTS",
-            "CANNOT_COMPILE_REGEXP",
-            "CANNOT_PARSE_TEXT",
-            "CANNOT_PARSE_ESCAPE_SEQUENCE",
-            "CANNOT_PARSE_QUOTED_STRING",
-            "CANNOT_PARSE_DATE",
-            "CANNOT_PARSE_DATETIME",
-            "CANNOT_PARSE_NUMBER",
-            "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
-            "CANNOT_PARSE_IPV4",
-            "CANNOT_PARSE_IPV6",
-            "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
-            "CANNOT_PARSE_UUID",
-            "DUPLICATE_COLUMN",
-            "ILLEGAL_COLUMN",
-            "UNKNOWN_ELEMENT_IN_AST",
-            "UNKNOWN_TYPE_OF_AST_NODE",
-            "THERE_IS_NO_COLUMN",
-            "TOO_DEEP_AST",
-            "TOO_BIG_AST",
-            "UNEXPECTED_AST_STRUCTURE",
-            "SYNTAX_ERROR",
-            "INCORRECT_DATA",
-            "TYPE_MISMATCH",
-            "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
-        ),
-        400,
-    ),
-    **dict.fromkeys(
-        (
-            "UNKNOWN_TABLE",
-            "UNKNOWN_FUNCTION",
-            "UNKNOWN_IDENTIFIER",
-            "UNKNOWN_TYPE",
-            "UNKNOWN_STORAGE",
-            "UNKNOWN_DATABASE",
-            "UNKNOWN_SETTING",
-            "UNKNOWN_DIRECTION_OF_SORTING",
-            "UNKNOWN_AGGREGATE_FUNCTION",
-            "UNKNOWN_FORMAT",
-            "UNKNOWN_DATABASE_ENGINE",
-            "UNKNOWN_TYPE_OF_QUERY",
-            "UNKNOWN_ROLE",
-        ),
-        404,
-    ),
-    "QUERY_IS_TOO_LARGE": 413,
-    "NOT_IMPLEMENTED": 501,
-    "SOCKET_TIMEOUT": 503,
-    "CANNOT_OPEN_FILE": 503,
-    "CANNOT_SCHEDULE_TASK": 503,
-    "HTTP_LENGTH_REQUIRED": 411,
-    "TIMEOUT_EXCEEDED": 408,
-    "UNSUPPORTED_MEDIA_TYPE": 415,
-}
-
-ReadonlyLevel = Literal[0, 1, 2]
-"""ClickHouse's ``readonly`` setting: 0 writes, 1 reads only, 2 reads and changes settings."""
 
 
 class StoreServerError(FulmenError):
@@ -190,307 +113,6 @@ class StoreUser:
 
     password: str
     readonly: bool = False
-
-
-class _ClickHouseError(Exception):
-    """An error to answer the way a ClickHouse server would: code, name and message."""
-
-    def __init__(self, code: int, name: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.name = name
-        self.message = message
-
-    @classmethod
-    def from_engine(cls, exc: BaseException) -> _ClickHouseError:
-        """Parse chDB's ``Code: <n>. DB::Exception: <message> (<NAME>)`` text."""
-        text = str(exc).strip()
-        match = _ERROR.match(text)
-        if match is None:
-            return cls(1001, "STD_EXCEPTION", text or type(exc).__name__)
-        name = _ERROR_NAME.search(match.group(2))
-        return cls(int(match.group(1)), name.group(1) if name else "", match.group(2))
-
-    @property
-    def http_status(self) -> int:
-        """The status a ClickHouse server answers for this error."""
-        return _HTTP_STATUS_BY_ERROR.get(self.name, 500)
-
-    def body(self, version: str) -> bytes:
-        """The response body, with the server-version trailer clients strip."""
-        message = self.message
-        if self.name and not message.rstrip().endswith(f"({self.name})"):
-            message = f"{message} ({self.name})"
-        return f"Code: {self.code}. DB::Exception: {message} (version {version})\n".encode()
-
-
-# --- the engine -------------------------------------------------------------------------
-
-
-class _EngineResult(Protocol):
-    """The part of chDB's ``query_result`` the server reads."""
-
-    def bytes(self) -> bytes: ...
-    def rows_read(self) -> int: ...
-    def bytes_read(self) -> int: ...
-    def rows_written(self) -> int: ...
-    def bytes_written(self) -> int: ...
-    def elapsed(self) -> float: ...
-
-
-class _EngineConnection(Protocol):
-    """The part of ``chdb.session.Session`` the server calls."""
-
-    def query(
-        self, sql: str, fmt: str = ..., udf_path: str = ..., params: dict[str, str] | None = ...
-    ) -> _EngineResult: ...
-    def close(self) -> None: ...
-
-
-def _connect(path: Path) -> _EngineConnection:
-    """Open one chDB connection (its own ClickHouse session) on the process's engine."""
-    from chdb.session import Session  # imported late: chDB is heavy to load
-
-    # chdb's Session is unannotated; its query() returns a query_result for byte formats.
-    session: _EngineConnection = Session(str(path))  # type: ignore[no-untyped-call]
-    return session
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What the engine produced for one statement."""
-
-    body: bytes
-    read_rows: int
-    read_bytes: int
-    written_rows: int
-    written_bytes: int
-    elapsed_ns: int
-
-
-class _Engine:
-    """chDB on one data directory; every call holds one lock.
-
-    An anchor connection stays open for the engine's lifetime, so the per-query
-    connections (one per statement, see :meth:`run`) never restart the engine.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self._path = data_dir
-        self._lock = threading.Lock()
-        self._anchor: _EngineConnection | None = _connect(data_dir)
-        raw = self._anchor.query("SELECT version(), timezone()", "TabSeparated").bytes()
-        version, timezone = raw.decode().rstrip("\n").split("\t")
-        self.version = version
-        self.timezone = timezone
-
-    def run(
-        self,
-        sql: str,
-        *,
-        fmt: str,
-        readonly: ReadonlyLevel,
-        settings: Mapping[str, str],
-        params: Mapping[str, str],
-        database: str | None,
-    ) -> _Outcome:
-        """Run one statement in a fresh connection: ``readonly`` first, then ``settings``.
-
-        Raises :class:`_ClickHouseError` with the engine's code and message.
-        """
-        with self._lock:
-            if self._anchor is None:
-                raise _ClickHouseError(210, "NETWORK_ERROR", "The store server is stopping")
-            conn = _connect(self._path)
-            try:
-                if readonly:
-                    conn.query(f"SET readonly = {readonly}", "TabSeparated")
-                if settings:
-                    assignments = ", ".join(f"{k} = {_sql_string(v)}" for k, v in settings.items())
-                    conn.query(f"SET {assignments}", "TabSeparated")
-                if database:
-                    conn.query(f"USE {_sql_identifier(database)}", "TabSeparated")
-                result = conn.query(sql, fmt, params=dict(params))
-                return _Outcome(
-                    body=result.bytes(),
-                    read_rows=result.rows_read(),
-                    read_bytes=result.bytes_read(),
-                    written_rows=result.rows_written(),
-                    written_bytes=result.bytes_written(),
-                    elapsed_ns=int(result.elapsed() * 1e9),
-                )
-            except _ClickHouseError:
-                raise
-            except Exception as exc:  # chDB raises RuntimeError/ChdbError with CH's text
-                raise _ClickHouseError.from_engine(exc) from exc
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        """Close the anchor connection; later :meth:`run` calls fail."""
-        with self._lock:
-            if self._anchor is not None:
-                self._anchor.close()
-                self._anchor = None
-
-
-def _sql_string(value: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _sql_identifier(name: str) -> str:
-    """A back-quoted ClickHouse identifier."""
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-# --- the statement ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: Literal["word", "quoted", "open", "close", "other"]
-    text: bytes  # upper-cased for words
-    start: int
-    end: int
-    depth: int
-
-
-def _tokens(sql: bytes) -> Iterator[_Token]:
-    """ClickHouse-ish lexing, enough to find clauses: strings, quoted names, comments."""
-    i, n, depth = 0, len(sql), 0
-    while i < n:
-        c = sql[i : i + 1]
-        if c in b" \t\r\n\f\v":
-            i += 1
-        elif sql.startswith(b"--", i) or sql.startswith(b"# ", i) or sql.startswith(b"#!", i):
-            newline = sql.find(b"\n", i)
-            i = n if newline < 0 else newline + 1
-        elif sql.startswith(b"/*", i):
-            close = sql.find(b"*/", i + 2)
-            i = n if close < 0 else close + 2
-        elif c in (b"'", b'"', b"`"):
-            j = i + 1
-            while j < n:
-                if sql[j : j + 1] == b"\\":
-                    j += 2
-                elif sql[j : j + 1] == c:
-                    if sql[j + 1 : j + 2] == c:  # a doubled quote
-                        j += 2
-                    else:
-                        break
-                else:
-                    j += 1
-            kind: Literal["word", "quoted", "open", "close", "other"] = "quoted"
-            yield _Token(kind, sql[i : j + 1], i, min(j + 1, n), depth)
-            i = j + 1
-        elif c in (b"(", b"["):
-            yield _Token("open", c, i, i + 1, depth)
-            depth += 1
-            i += 1
-        elif c in (b")", b"]"):
-            depth = max(depth - 1, 0)
-            yield _Token("close", c, i, i + 1, depth)
-            i += 1
-        elif (word := _WORD.match(sql, i)) is not None:
-            yield _Token("word", word.group().upper(), i, word.end(), depth)
-            i = word.end()
-        else:
-            yield _Token("other", c, i, i + 1, depth)
-            i += 1
-
-
-@dataclass(frozen=True)
-class _Statement:
-    """One request's SQL, split the way ClickHouse splits it.
-
-    For an ``INSERT … FORMAT <fmt>`` with data, ``head`` is the statement before its
-    ``SETTINGS``/``FORMAT`` clauses, ``tail`` those clauses (without FORMAT), and ``data``
-    the bytes after the format name. Otherwise ``data`` is None and ``head`` the whole SQL.
-    """
-
-    head: bytes
-    fmt: str | None
-    data: bytes | None = None
-    tail: bytes = b""
-    forbidden: str | None = field(default=None)
-
-    @property
-    def is_insert_with_data(self) -> bool:
-        return self.data is not None
-
-
-def _format_name(token: _Token) -> str:
-    text = token.text
-    if token.kind == "quoted":
-        text = text[1:-1]
-    return text.decode("utf-8", errors="replace")
-
-
-def _parse_statement(sql: bytes) -> _Statement:
-    """Find the FORMAT clause (and an INSERT's data) without a full SQL parser."""
-    tokens = _tokens(sql)
-    first = next(tokens, None)
-    if first is None:
-        raise _ClickHouseError(62, "SYNTAX_ERROR", "Empty query")
-    seen: list[_Token] = [first]
-    is_insert = first.kind == "word" and first.text == b"INSERT"
-    forbidden: str | None = None
-    settings_at: int | None = None
-    for token in tokens:
-        previous = seen[-1]
-        seen.append(token)
-        if token.depth or token.kind != "word":
-            continue
-        if previous.kind == "word" and previous.depth == 0:
-            pair = (previous.text, token.text)
-            if pair == (b"INTO", b"OUTFILE"):
-                forbidden = "INTO OUTFILE is not allowed"
-            elif pair == (b"FROM", b"INFILE"):
-                forbidden = "FROM INFILE is not allowed"
-        if not is_insert:
-            continue
-        if token.text in (b"VALUES", b"SELECT", b"WITH") and settings_at is None:
-            break  # data inline in the SQL, or no data at all
-        if token.text == b"SETTINGS" and settings_at is None:
-            settings_at = token.start
-        if token.text == b"FORMAT":
-            name = next(tokens, None)
-            if name is None or name.kind not in ("word", "quoted"):
-                break
-            data_at = name.end
-            while sql[data_at : data_at + 1] in (b" ", b"\t", b"\f", b"\v"):
-                data_at += 1
-            if sql[data_at : data_at + 1] == b"\r":
-                data_at += 1
-            if sql[data_at : data_at + 1] == b"\n":
-                data_at += 1
-            cut = token.start if settings_at is None else settings_at
-            return _Statement(
-                head=sql[:cut],
-                tail=sql[cut : token.start],
-                fmt=_format_name(name),
-                data=sql[data_at:],
-                forbidden=forbidden,
-            )
-    if is_insert:
-        return _Statement(head=sql, fmt=None, forbidden=forbidden)
-    return _Statement(head=sql, fmt=_output_format(seen), forbidden=forbidden)
-
-
-def _output_format(tokens: list[_Token]) -> str | None:
-    """The last top-level ``FORMAT <name>`` that ends the query or precedes SETTINGS."""
-    fmt: str | None = None
-    for i, token in enumerate(tokens[:-1]):
-        if token.kind != "word" or token.depth or token.text != b"FORMAT":
-            continue
-        name = tokens[i + 1]
-        after = tokens[i + 2] if i + 2 < len(tokens) else None
-        if name.kind not in ("word", "quoted"):
-            continue
-        if after is None or after.text in (b";", b"SETTINGS"):
-            fmt = _format_name(name)
-    return fmt
 
 
 # --- the request ------------------------------------------------------------------------
@@ -540,8 +162,8 @@ def _decode_body(body: bytes, encoding: str) -> bytes:
             return zstd.decompress(body)
     except Exception as exc:
         message = f"Cannot decompress the request body ({encoding}): {exc}"
-        raise _ClickHouseError(271, "CANNOT_DECOMPRESS", message) from exc
-    raise _ClickHouseError(
+        raise ClickHouseError(271, "CANNOT_DECOMPRESS", message) from exc
+    raise ClickHouseError(
         48, "NOT_IMPLEMENTED", f"Unknown Content-Encoding of the request body: {encoding}"
     )
 
@@ -556,7 +178,7 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
         if not isinstance(name, str):
             continue
         if part.get_filename() is not None:
-            raise _ClickHouseError(
+            raise ClickHouseError(
                 48, "NOT_IMPLEMENTED", "External data (temporary tables) is not supported"
             )
         payload = part.get_payload(decode=True)
@@ -574,7 +196,7 @@ class _Reply:
 class _Service:
     """The HTTP interface's semantics, apart from the socket: a request in, a reply out."""
 
-    def __init__(self, engine: _Engine, users: Mapping[str, StoreUser], spool: Path) -> None:
+    def __init__(self, engine: Engine, users: Mapping[str, StoreUser], spool: Path) -> None:
         self._engine = engine
         self._users = dict(users) if users else {DEFAULT_USER: StoreUser(password="")}
         self._spool = spool
@@ -588,7 +210,7 @@ class _Service:
             "Keep-Alive": "timeout=10, max=10000",
         }
 
-    def error(self, exc: _ClickHouseError, query_id: str) -> _Reply:
+    def error(self, exc: ClickHouseError, query_id: str) -> _Reply:
         headers = self.common_headers(query_id)
         headers["Content-Type"] = "text/plain; charset=UTF-8"
         headers["X-ClickHouse-Exception-Code"] = str(exc.code)
@@ -605,7 +227,7 @@ class _Service:
             try:
                 decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
-                raise _ClickHouseError(
+                raise ClickHouseError(
                     516, "AUTHENTICATION_FAILED", "Malformed Basic authorization"
                 ) from exc
             name, _, password = decoded.partition(":")
@@ -615,7 +237,7 @@ class _Service:
         name = name or DEFAULT_USER
         user = self._users.get(name)
         if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
-            raise _ClickHouseError(
+            raise ClickHouseError(
                 516,
                 "AUTHENTICATION_FAILED",
                 f"{name}: Authentication failed: password is incorrect, "
@@ -638,7 +260,7 @@ class _Service:
         if path in ("/ping", "/replicas_status") and method in ("GET", "HEAD"):
             return _Reply(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
         if path != "/":
-            error = _ClickHouseError(
+            error = ClickHouseError(
                 48, "NOT_IMPLEMENTED", f"There is no handler {url.path} for {method}"
             )
             reply = self.error(error, query_id)
@@ -653,7 +275,7 @@ class _Service:
                 return _Reply(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
             user = self.authenticate(params, request_headers)
             return self._execute(method, params, user, body, query_id)
-        except _ClickHouseError as exc:
+        except ClickHouseError as exc:
             return self.error(exc, query_id)
 
     def _execute(
@@ -665,14 +287,14 @@ class _Service:
         query_id: str,
     ) -> _Reply:
         if params.get("compress") == "1" or params.get("decompress") == "1":
-            raise _ClickHouseError(
+            raise ClickHouseError(
                 48, "NOT_IMPLEMENTED", "ClickHouse block compression (compress/decompress=1)"
             )
         query_param = params.get("query", "").encode()
         sql = query_param + b"\n" + body if query_param and body else query_param or body
-        statement = _parse_statement(sql)
+        statement = parse_statement(sql)
         if statement.forbidden:
-            raise _ClickHouseError(48, "NOT_IMPLEMENTED", statement.forbidden)
+            raise ClickHouseError(48, "NOT_IMPLEMENTED", statement.forbidden)
         settings: dict[str, str] = {}
         bound: dict[str, str] = {}
         for key, value in params.items():
@@ -680,12 +302,12 @@ class _Service:
                 bound[key[len("param_") :]] = value
             elif key not in _PROTOCOL_PARAMS:
                 if not _SETTING_NAME.match(key):
-                    raise _ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{key}'")
+                    raise ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{key}'")
                 settings[key] = value
         readonly: ReadonlyLevel = 1 if user.readonly else 2 if method in ("GET", "HEAD") else 0
         default_format = params.get("default_format") or _DEFAULT_FORMAT
         fmt = statement.fmt or default_format
-        run: Callable[[str], _Outcome] = lambda text: self._engine.run(  # noqa: E731
+        run: Callable[[str], Outcome] = lambda text: self._engine.run(  # noqa: E731
             text,
             fmt=default_format,
             readonly=readonly,
@@ -696,7 +318,7 @@ class _Service:
         if statement.data is not None:
             outcome = self._insert(statement, statement.data, run)
         else:
-            outcome = run(_sql_text(statement.head))
+            outcome = run(sql_text(statement.head))
         headers = self.common_headers(query_id)
         headers["Content-Type"] = _content_type(fmt)
         headers["X-ClickHouse-Format"] = fmt
@@ -715,28 +337,19 @@ class _Service:
         )
         return _Reply(200, outcome.body, headers)
 
-    def _insert(
-        self, statement: _Statement, data: bytes, run: Callable[[str], _Outcome]
-    ) -> _Outcome:
+    def _insert(self, statement: Statement, data: bytes, run: Callable[[str], Outcome]) -> Outcome:
         """Spool ``data`` and ingest it with ``INSERT … FROM INFILE``; delete the spool."""
         with tempfile.NamedTemporaryFile(dir=self._spool, suffix=".data", delete=False) as f:
             f.write(data)
             spooled = Path(f.name)
         try:
-            head = _sql_text(statement.head).rstrip()
-            tail = _sql_text(statement.tail).strip()
-            infile = f"FROM INFILE {_sql_string(str(spooled))}"
+            head = sql_text(statement.head).rstrip()
+            tail = sql_text(statement.tail).strip()
+            infile = f"FROM INFILE {sql_string(str(spooled))}"
             sql = f"{head} {infile} {tail} FORMAT {statement.fmt}"
             return run(sql)
         finally:
             spooled.unlink(missing_ok=True)
-
-
-def _sql_text(sql: bytes) -> str:
-    try:
-        return sql.decode()
-    except UnicodeDecodeError as exc:
-        raise _ClickHouseError(36, "BAD_ARGUMENTS", f"The query is not UTF-8: {exc}") from exc
 
 
 # --- the HTTP server --------------------------------------------------------------------
@@ -831,7 +444,7 @@ class StoreServer:
         self.host = host
         self._requested_port = port
         self._users = dict(users or {})
-        self._engine: _Engine | None = None
+        self._engine: Engine | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._spool: Path | None = None
@@ -854,7 +467,7 @@ class StoreServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._spool = Path(tempfile.mkdtemp(prefix="fulmen-store-spool-"))
         try:
-            self._engine = _Engine(self.data_dir)
+            self._engine = Engine(self.data_dir)
             service = _Service(self._engine, self._users, self._spool)
             self._httpd = _HTTPServer((self.host, self._requested_port), service)
         except BaseException:
