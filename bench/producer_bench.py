@@ -7,13 +7,10 @@ and BENCH_PACED_RATE (latency run at an agent-like rate).
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import random
 import statistics
 import string
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
+from bench._results import write_result
 from fulmen.kafka import KafkaSettings, create_topics
 from fulmen.local import KafkaBroker, run_producer_performance
 from fulmen.producers import FulmenSettings, Producer, transport_for
@@ -167,32 +165,7 @@ def main() -> None:
         "acks": "all",
         "compression": "lz4",
     }
-    result = {
-        "name": "producer",
-        "git_sha": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "cpu": _cpu_model(),
-        },
-        "metrics": metrics,
-    }
-    out = ROOT / "bench" / "results" / "producer.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print_json(data=result)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    write_result("producer", metrics, console=console)
 
 
 if __name__ == "__main__":

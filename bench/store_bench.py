@@ -7,10 +7,7 @@ Sizes: BENCH_SPAN_ROWS (default 10M), BENCH_TRIPLET_ROWS (default 2M).
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import track
 
+from bench._results import write_result
 from fulmen.store import TABLES, LightningStore, StoreSettings, WindowQuery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,17 +218,9 @@ def main() -> None:
         window_s = _best_of(3, lambda: store.window(query))
         store.close()
 
-    result = {
-        "name": "store",
-        "git_sha": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-        "metrics": {
+    write_result(
+        "store",
+        {
             "insert_rows_per_s": round(insert_rows_per_s),
             "window_read_rows_per_s": round(window_rows / window_s),
             "analyst_query_s": round(analyst_s, 4),
@@ -241,10 +231,8 @@ def main() -> None:
             "triplet_tokens_per_row": 256 + 32,
             "engine": "chDB (embedded ClickHouse) via clickhouse-connect",
         },
-    }
-    out = ROOT / "bench" / "results" / "store.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print_json(data=result)
+        console=console,
+    )
 
 
 def _best_of(times: int, run: object) -> float:
