@@ -1,2 +1,47 @@
-"""The stream side: spans, rewards and rollout events joined into scored episodes, written
-exactly once to the LightningStore. (The Faust application lands here next.)"""
+"""The stream side: spans, rewards and rollout events joined into scored episodes for the
+LightningStore. The assembly and credit assignment here are plain logic, shared by the
+stream worker and the embedded runner."""
+
+from fulmen.streams._assembler import EpisodeAssembler, episodes_table, triplets_table
+from fulmen.streams._assembly import (
+    AssemblyPolicy,
+    Episode,
+    EpisodeRow,
+    EpisodeStatus,
+    RolloutBuffer,
+    TripletRow,
+    add,
+    assemble,
+    is_due,
+    is_expired,
+)
+from fulmen.streams._credit import (
+    CreditAssigner,
+    DiscountedReturn,
+    EpisodeRewards,
+    FinalReward,
+    PerCallReward,
+    split_rewards,
+)
+
+__all__ = [
+    "AssemblyPolicy",
+    "CreditAssigner",
+    "DiscountedReturn",
+    "Episode",
+    "EpisodeAssembler",
+    "EpisodeRewards",
+    "EpisodeRow",
+    "EpisodeStatus",
+    "FinalReward",
+    "PerCallReward",
+    "RolloutBuffer",
+    "TripletRow",
+    "add",
+    "assemble",
+    "episodes_table",
+    "is_due",
+    "is_expired",
+    "split_rewards",
+    "triplets_table",
+]

@@ -1,0 +1,67 @@
+"""Buffers of many rollouts in memory: the embedded runner's episode table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+
+from fulmen.schemas import Event, VersionEvent
+from fulmen.store import TABLES
+from fulmen.streams._assembly import (
+    AssemblyPolicy,
+    Episode,
+    RolloutBuffer,
+    add,
+    assemble,
+    is_due,
+    is_expired,
+)
+
+
+class EpisodeAssembler:
+    """Keeps a `RolloutBuffer` per (rollout id, attempt); `collect` assembles the due ones
+    and forgets the expired ones."""
+
+    def __init__(self, policy: AssemblyPolicy | None = None) -> None:
+        self.policy = policy or AssemblyPolicy()
+        self._buffers: dict[tuple[str, int], RolloutBuffer] = {}
+        self.duplicates = 0
+        self.forgotten = 0
+
+    def add(self, event: Event, *, now: float) -> None:
+        if isinstance(event, VersionEvent):
+            return
+        key = (event.meta.rollout_id, event.meta.attempt)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = RolloutBuffer(rollout_id=key[0], attempt=key[1])
+        if not add(buffer, event, now=now):
+            self.duplicates += 1
+
+    def collect(self, *, now: float) -> list[Episode]:
+        episodes = [
+            assemble(buffer, self.policy, now=now)
+            for buffer in self._buffers.values()
+            if is_due(buffer, self.policy, now=now)
+        ]
+        expired = [k for k, b in self._buffers.items() if is_expired(b, self.policy, now=now)]
+        for key in expired:
+            del self._buffers[key]
+        self.forgotten += len(expired)
+        return episodes
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
+def episodes_table(episodes: list[Episode]) -> pa.Table:
+    """Episode rows as an Arrow batch for the store's `episodes` table."""
+    rows = [dataclasses.asdict(episode.row) for episode in episodes]
+    return pa.Table.from_pylist(rows, schema=TABLES["episodes"])
+
+
+def triplets_table(episodes: list[Episode]) -> pa.Table:
+    """The episodes' triplets as an Arrow batch for the store's `triplets` table."""
+    rows = [dataclasses.asdict(t) for episode in episodes for t in episode.triplets]
+    return pa.Table.from_pylist(rows, schema=TABLES["triplets"])

@@ -1,0 +1,180 @@
+"""Episode assembly as plain logic: order, duplicates, completion, revisions, credit."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fulmen.schemas import Event, LlmCall, Reward, RolloutEvent, Span, ToolCall
+from fulmen.streams import (
+    AssemblyPolicy,
+    DiscountedReturn,
+    EpisodeAssembler,
+    FinalReward,
+    PerCallReward,
+    episodes_table,
+    triplets_table,
+)
+from tests.support.events import NOW_NS, meta
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _span_id(step: int) -> str:
+    return f"{step + 1:016x}"
+
+
+def rollout(rollout_id: str = "r1", *, calls: int = 3, agent: str = "calc") -> list[Event]:
+    """started, `calls` times (LLM call, tool call), a final reward, finished: in emit order."""
+    events: list[Event] = []
+    seq = iter(range(1000))
+
+    def m() -> object:
+        return meta(rollout_id, next(seq)).model_copy(update={"agent_name": agent})
+
+    events.append(
+        RolloutEvent(meta=m(), phase="started", task_id="2+2", trace_id=TRACE, input="{}")
+    )
+    for step in range(calls):
+        events.append(
+            Span(
+                meta=m(), trace_id=TRACE, span_id=_span_id(step), name="chat calc",
+                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
+                llm=LlmCall(
+                    request_model="calc", input_messages=f"[{step}]", output_messages=f"[{step}!]",
+                    prompt_token_ids=[1, 2, step],
+                    response_token_ids=[step],
+                    response_logprobs=[-0.5],
+                ),
+            )
+        )  # fmt: skip
+        events.append(
+            Span(
+                meta=m(), trace_id=TRACE, span_id=f"{step + 100:016x}", name="execute_tool add",
+                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
+                tool=ToolCall(name="add"),
+            )
+        )  # fmt: skip
+    events.append(Reward(meta=m(), value=1.0))
+    events.append(
+        RolloutEvent(meta=m(), phase="finished", task_id="2+2", trace_id=TRACE, status="succeeded")
+    )
+    return events
+
+
+def test_out_of_order_and_duplicated_events_give_the_same_episode() -> None:
+    events = rollout()
+    in_order = EpisodeAssembler()
+    for event in events:
+        in_order.add(event, now=0.0)
+    shuffled = EpisodeAssembler()
+    replay = list(events)
+    replay = replay + replay[:4]  # duplicates
+    random.Random(3).shuffle(replay)
+    for event in replay:
+        shuffled.add(event, now=0.0)
+    (a,) = in_order.collect(now=10.0)
+    (b,) = shuffled.collect(now=10.0)
+    assert shuffled.duplicates == 4
+    assert a.triplets == b.triplets
+    assert a.row == b.row
+    assert [t.step for t in a.triplets] == [0, 1, 2]
+    assert [t.prompt for t in a.triplets] == ["[0]", "[1]", "[2]"]
+
+
+def test_completion_waits_for_grace_and_times_out_when_idle() -> None:
+    policy = AssemblyPolicy(grace_s=5.0, idle_timeout_s=60.0)
+    assembler = EpisodeAssembler(policy)
+    for event in rollout("done"):
+        assembler.add(event, now=100.0)
+    for event in rollout("stalled")[:-1]:  # never finishes
+        assembler.add(event, now=100.0)
+    assert assembler.collect(now=104.0) == []
+    (done,) = assembler.collect(now=105.0)
+    assert (done.row.rollout_id, done.row.status, done.row.revision) == ("done", "succeeded", 0)
+    assert assembler.collect(now=159.0) == []
+    (stalled,) = assembler.collect(now=160.0)
+    assert (stalled.row.rollout_id, stalled.row.status) == ("stalled", "timeout")
+
+
+def test_a_late_reward_revises_the_episode() -> None:
+    assembler = EpisodeAssembler(AssemblyPolicy(grace_s=1.0))
+    events = rollout()
+    for event in events:
+        assembler.add(event, now=0.0)
+    (first,) = assembler.collect(now=1.0)
+    late = Reward(meta=meta("r1", 99), value=2.0)
+    assembler.add(late, now=50.0)
+    assembler.add(late, now=50.5)  # a duplicate of the late reward changes nothing
+    (second,) = assembler.collect(now=51.5)
+    assert (first.row.revision, first.row.reward) == (0, 1.0)
+    assert (second.row.revision, second.row.reward) == (1, 3.0)
+    assert {t.revision for t in second.triplets} == {1}
+    assert assembler.collect(now=60.0) == []
+
+
+def test_written_episodes_are_forgotten_after_retention_and_orphans_dropped() -> None:
+    assembler = EpisodeAssembler(
+        AssemblyPolicy(grace_s=1.0, idle_timeout_s=10.0, retention_s=100.0)
+    )
+    for event in rollout():
+        assembler.add(event, now=0.0)
+    assembler.add(Reward(meta=meta("unknown", 1), value=1.0), now=0.0)
+    assembler.collect(now=1.0)
+    assert len(assembler) == 2
+    assert assembler.collect(now=10.0) == []
+    assert len(assembler) == 1  # the orphan reward is gone
+    assembler.collect(now=101.0)
+    assert len(assembler) == 0
+
+
+def _credited(policy: AssemblyPolicy, extra: list[Event]) -> list[float]:
+    assembler = EpisodeAssembler(policy)
+    for event in [*rollout(), *extra]:
+        assembler.add(event, now=0.0)
+    (episode,) = assembler.collect(now=100.0)
+    return [t.reward for t in episode.triplets]
+
+
+def test_credit_assignment_is_pluggable() -> None:
+    step_reward = Reward(meta=meta("r1", 50), value=0.5, span_id=_span_id(1), source="judge")
+    assert _credited(AssemblyPolicy(credit=FinalReward()), [step_reward]) == [1.0, 1.0, 1.0]
+    gamma = 0.5
+    returns = _credited(AssemblyPolicy(credit=DiscountedReturn(gamma)), [step_reward])
+    # final reward 1.0 after the last call; the judge's 0.5 on call 1
+    assert returns == pytest.approx([gamma * (0.5 + gamma * 1.0), 0.5 + gamma * 1.0, 1.0])
+    per_call = _credited(AssemblyPolicy(credit=PerCallReward(source="judge")), [step_reward])
+    assert per_call == [0.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="gamma"):
+        DiscountedReturn(1.5)
+
+
+def test_multi_agent_triplets_keep_their_agent() -> None:
+    assembler = EpisodeAssembler()
+    planner = rollout("shared", calls=1, agent="planner")
+    solver = [e for e in rollout("shared", calls=2, agent="solver") if isinstance(e, Span)]
+    solver = [
+        s.model_copy(
+            update={
+                "meta": meta("shared", 500 + i).model_copy(update={"agent_name": "solver"}),
+                "span_id": f"{900 + i:016x}",
+            }
+        )
+        for i, s in enumerate(solver)
+    ]
+    for event in [*planner, *solver]:
+        assembler.add(event, now=0.0)
+    (episode,) = assembler.collect(now=10.0)
+    assert [t.agent_name for t in episode.triplets] == ["planner", "solver", "solver"]
+
+
+def test_rows_fit_the_store_tables() -> None:
+    assembler = EpisodeAssembler()
+    for event in rollout():
+        assembler.add(event, now=0.0)
+    episodes = assembler.collect(now=10.0)
+    assert episodes_table(episodes).num_rows == 1
+    triplets = triplets_table(episodes)
+    assert triplets.num_rows == 3
+    assert triplets["response_token_ids"].to_pylist() == [[0], [1], [2]]
