@@ -23,11 +23,13 @@ from fulmen.streams._credit import (
     PerCallReward,
     split_rewards,
 )
+from fulmen.streams._embedded import EmbeddedRunner, RunnerStats
 
 __all__ = [
     "AssemblyPolicy",
     "CreditAssigner",
     "DiscountedReturn",
+    "EmbeddedRunner",
     "Episode",
     "EpisodeAssembler",
     "EpisodeRewards",
@@ -36,6 +38,7 @@ __all__ = [
     "FinalReward",
     "PerCallReward",
     "RolloutBuffer",
+    "RunnerStats",
     "TripletRow",
     "add",
     "assemble",

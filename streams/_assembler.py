@@ -29,15 +29,18 @@ class EpisodeAssembler:
         self.duplicates = 0
         self.forgotten = 0
 
-    def add(self, event: Event, *, now: float) -> None:
+    def add(self, event: Event, *, now: float) -> bool:
+        """Buffer `event`; False for a duplicate of an event still buffered. Version events
+        belong to no episode and are refused (False, not counted)."""
         if isinstance(event, VersionEvent):
-            return
+            return False
         key = (event.meta.rollout_id, event.meta.attempt)
         buffer = self._buffers.get(key)
         if buffer is None:
             buffer = self._buffers[key] = RolloutBuffer(rollout_id=key[0], attempt=key[1])
-        if not add(buffer, event, now=now):
-            self.duplicates += 1
+        added = add(buffer, event, now=now)
+        self.duplicates += not added
+        return added
 
     def collect(self, *, now: float) -> list[Episode]:
         episodes = [

@@ -1,0 +1,133 @@
+"""The embedded runner: the stream stage of the embedded default, in process.
+
+It reads the in-process bus that the producer SDK writes to, and does what the stream worker
+does with Kafka: decode (undecodable messages become dead letters), write each raw event
+once, assemble episodes, write episodes and triplets, and only then release what it read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from fulmen.kafka import TopicSettings
+from fulmen.producers import InProcessBus
+from fulmen.producers.transport import BusMessage
+from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec, VersionEvent
+from fulmen.store import TABLES, LightningStore
+from fulmen.streams._assembler import EpisodeAssembler, episodes_table, triplets_table
+from fulmen.streams._assembly import AssemblyPolicy, Episode
+
+
+@dataclass
+class RunnerStats:
+    events_in: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    episodes_out: int = 0
+    triplets_out: int = 0
+    by_problem: dict[str, int] = field(default_factory=dict)
+
+
+class EmbeddedRunner:
+    """Assembles what the SDK emits on `bus` into `store`. Call `step` in a loop (or `run`
+    in a thread); `finish` assembles every rollout still buffered, timed-out ones included."""
+
+    def __init__(
+        self,
+        bus: InProcessBus,
+        store: LightningStore,
+        *,
+        topics: TopicSettings | None = None,
+        policy: AssemblyPolicy | None = None,
+        codec: Codec | None = None,
+        batch_max: int = 10_000,
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.topics = topics or TopicSettings()
+        self.assembler = EpisodeAssembler(policy)
+        self.codec = codec or SingleObjectCodec()
+        self.batch_max = batch_max
+        self.stats = RunnerStats()
+        self._offsets = dict.fromkeys(self.topics.event_topics(), 0)
+
+    def step(self, *, now: float | None = None, wait_s: float = 0.0) -> int:
+        """Read, write and assemble what is on the bus; returns how many messages it read."""
+        now = time.monotonic() if now is None else now
+        read = 0
+        for topic, offset in self._offsets.items():
+            messages = self.bus.read(topic, offset, max_messages=self.batch_max, timeout_s=wait_s)
+            if not messages:
+                continue
+            fresh: list[Event] = []
+            dead: list[dict[str, object]] = []
+            for message in messages:
+                try:
+                    event = self.codec.decode(message.value, topic=topic)
+                except DecodeError as error:
+                    dead.append(_dead_letter(topic, message.offset, message, error))
+                    continue
+                # Version events go to their table; others once, when the assembler takes them.
+                if isinstance(event, VersionEvent) or self.assembler.add(event, now=now):
+                    fresh.append(event)
+            token = f"{topic}/{messages[0].offset}-{messages[-1].offset}"
+            self.store.write_events(fresh, dedup_token=token)
+            if dead:
+                rows = pa.Table.from_pylist(dead, schema=TABLES["dead_letters"])
+                self.store.insert("dead_letters", rows, dedup_token=token)
+            self._offsets[topic] = messages[-1].offset + 1
+            self.bus.release(topic, self._offsets[topic])
+            self._count(len(messages), len(fresh), dead)
+            read += len(messages)
+        self._write(self.assembler.collect(now=now))
+        return read
+
+    def finish(self) -> None:
+        """Drain the bus and assemble everything still buffered (unfinished rollouts as
+        `timeout`): the end of an embedded run."""
+        while self.step():
+            pass
+        self._write(self.assembler.collect(now=float("inf")))
+
+    def run(self, stop: threading.Event, *, interval_s: float = 0.2) -> None:
+        while not stop.is_set():
+            self.step(wait_s=interval_s)
+
+    def _write(self, episodes: list[Episode]) -> None:
+        if not episodes:
+            return
+        keys = ",".join(f"{e.row.rollout_id}/{e.row.attempt}/{e.row.revision}" for e in episodes)
+        token = hashlib.sha256(keys.encode()).hexdigest()
+        triplets = triplets_table(episodes)
+        self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
+        self.store.insert("episodes", episodes_table(episodes), dedup_token=f"episodes/{token}")
+        self.stats.episodes_out += len(episodes)
+        self.stats.triplets_out += triplets.num_rows
+
+    def _count(self, read: int, fresh: int, dead: list[dict[str, object]]) -> None:
+        self.stats.events_in += read - len(dead)
+        self.stats.duplicates += read - len(dead) - fresh
+        self.stats.dead_letters += len(dead)
+        for row in dead:
+            problem = str(row["problem"])
+            self.stats.by_problem[problem] = self.stats.by_problem.get(problem, 0) + 1
+
+
+def _dead_letter(
+    topic: str, offset: int, message: BusMessage, error: DecodeError
+) -> dict[str, object]:
+    return {
+        "received_at": int(time.time() * 1000),
+        "topic": topic,
+        "partition": 0,
+        "offset": offset,
+        "key": message.key,
+        "value": message.value,
+        "problem": error.problem,
+        "detail": error.detail,
+    }
