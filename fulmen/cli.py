@@ -23,10 +23,10 @@ def version() -> None:
 
 @app.command()
 def demo(rollouts: int = typer.Option(50, min=1, help="How many agent rollouts to run.")) -> None:
-    """Run an instrumented agent on the embedded default and show what it emitted."""
+    """Run an instrumented agent on the embedded default, into the LightningStore."""
     from fulmen._demo import run_demo
 
-    run_demo(rollouts=rollouts)
+    run_demo(rollouts=rollouts).close()
 
 
 @kafka_app.command("jars")
@@ -118,3 +118,7 @@ def sql(
     for row in result.slice(0, limit).to_pylist():
         table.add_row(*(str(value) for value in row.values()))
     Console().print(table)
+
+
+if __name__ == "__main__":
+    app()
