@@ -104,16 +104,17 @@ def sql(
     from rich.table import Table
 
     from fulmen.producers import FulmenSettings
-    from fulmen.store import LightningStore
+    from fulmen.store import connect
 
-    store = LightningStore(FulmenSettings().store)
+    # No migration here: analysts may connect as read-only users.
+    client = connect(FulmenSettings().store)
     try:
-        result = store.sql(statement)
+        result = client.query_arrow(statement)
     except Exception as exc:  # the server's message is what the analyst needs
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
-        store.close()
+        client.close()
     table = Table(*result.column_names, caption=f"{result.num_rows} row(s)")
     for row in result.slice(0, limit).to_pylist():
         table.add_row(*(str(value) for value in row.values()))

@@ -42,6 +42,11 @@ class EpisodeAssembler:
         self.duplicates += not added
         return added
 
+    def is_new(self, event: Event) -> bool:
+        """Whether `event` is not a duplicate of one still buffered."""
+        buffer = self._buffers.get((event.meta.rollout_id, event.meta.attempt))
+        return buffer is None or event.meta.event_id not in buffer.seen
+
     def collect(self, *, now: float) -> list[Episode]:
         episodes = [
             assemble(buffer, self.policy, now=now)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from fulmen.kafka import TopicSettings
 from fulmen.producers import InProcessBus
 from fulmen.producers.transport import BusMessage
-from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec, VersionEvent
+from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec
 from fulmen.store import TABLES, LightningStore
 from fulmen.streams._assembler import EpisodeAssembler, episodes_table, triplets_table
 from fulmen.streams._assembly import AssemblyPolicy, Episode
@@ -66,20 +66,25 @@ class EmbeddedRunner:
                 continue
             fresh: list[Event] = []
             dead: list[dict[str, object]] = []
+            in_batch: set[str] = set()
             for message in messages:
                 try:
                     event = self.codec.decode(message.value, topic=topic)
                 except DecodeError as error:
                     dead.append(_dead_letter(topic, message.offset, message, error))
                     continue
-                # Version events go to their table; others once, when the assembler takes them.
-                if isinstance(event, VersionEvent) or self.assembler.add(event, now=now):
-                    fresh.append(event)
+                if event.meta.event_id in in_batch or not self.assembler.is_new(event):
+                    continue
+                in_batch.add(event.meta.event_id)
+                fresh.append(event)
+            # Written first, buffered after: a failed write leaves nothing marked as seen.
             token = f"{topic}/{messages[0].offset}-{messages[-1].offset}"
             self.store.write_events(fresh, dedup_token=token)
             if dead:
                 rows = pa.Table.from_pylist(dead, schema=TABLES["dead_letters"])
                 self.store.insert("dead_letters", rows, dedup_token=token)
+            for event in fresh:
+                self.assembler.add(event, now=now)
             self._offsets[topic] = messages[-1].offset + 1
             self.bus.release(topic, self._offsets[topic])
             self._count(len(messages), len(fresh), dead)
