@@ -58,7 +58,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fulmen.errors import FulmenError
 from fulmen.store._http_engine import ClickHouseError, Engine, Outcome, ReadonlyLevel, sql_string
-from fulmen.store._sql_lexer import Statement, parse_statement, sql_text
+from fulmen.store._sql_lexer import Statement, host_access_calls, parse_statement, sql_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -295,6 +295,13 @@ class _Service:
         statement = parse_statement(sql)
         if statement.forbidden:
             raise ClickHouseError(48, "NOT_IMPLEMENTED", statement.forbidden)
+        if user.readonly and (calls := host_access_calls(statement.head)):
+            raise ClickHouseError(
+                497,
+                "ACCESS_DENIED",
+                f"{calls[0]}() reaches the store host's files, programs or network; "
+                "read-only users may not call it",
+            )
         settings: dict[str, str] = {}
         bound: dict[str, str] = {}
         for key, value in params.items():

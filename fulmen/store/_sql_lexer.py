@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -163,6 +164,30 @@ def _output_format(tokens: list[_Token]) -> str | None:
         if after is None or after.text in (b";", b"SETTINGS"):
             fmt = _format_name(name)
     return fmt
+
+
+# Table and scalar functions that reach the store host's files, processes or network.
+_HOST_ACCESS = frozenset(
+    name.upper().encode()
+    for name in (
+        "file", "fileCluster", "url", "urlCluster", "s3", "s3Cluster", "gcs", "oss", "cosn",
+        "hdfs", "hdfsCluster", "azureBlobStorage", "azureBlobStorageCluster", "remote",
+        "remoteSecure", "cluster", "clusterAllReplicas", "mysql", "postgresql", "sqlite",
+        "mongodb", "redis", "jdbc", "odbc", "executable", "executablePool", "input", "iceberg",
+        "icebergS3", "icebergAzure", "icebergHDFS", "icebergLocal", "deltaLake", "hudi",
+        "python", "loop",
+    )
+)  # fmt: skip
+
+
+def host_access_calls(sql: bytes) -> list[str]:
+    """Names of calls in `sql` to functions that read the host's files, run programs or open
+    connections (`file(...)`, `url(...)`, `remote(...)`, …), anywhere in the statement."""
+    return [
+        name.text.decode().lower()
+        for name, bracket in pairwise(_tokens(sql))
+        if name.kind == "word" and name.text in _HOST_ACCESS and bracket.text == b"("
+    ]
 
 
 def sql_text(sql: bytes) -> str:

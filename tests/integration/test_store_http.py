@@ -294,3 +294,27 @@ def test_default_user_when_no_users_are_configured(chdb_path: Path) -> None:
         target = Target(running, "default")
         status, _, body = http(target, "SELECT 41 + 1", user=("default", ""), database=None)
         assert (status, body) == (200, b"42\n")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+        "SELECT file('/etc/hostname')",
+        "SELECT count() FROM (SELECT * FROM url('http://127.0.0.1:1/x', 'CSV', 'a String'))",
+        "SELECT * FROM remote('127.0.0.1', system.one)",
+        "select * from FILE('/etc/hostname', 'LineAsString')",
+    ],
+)
+def test_readonly_users_cannot_reach_the_host(server: Target, query: str) -> None:
+    status, headers, body = http(server, query, user=("reader", "r-secret"))
+    assert status == 403
+    assert headers["X-ClickHouse-Exception-Code"] == "497"
+    assert b"read-only users may not call it" in body
+
+
+def test_strings_that_name_host_functions_are_fine(server: Target) -> None:
+    status, _, body = http(
+        server, "SELECT 'file(1)' AS s, `url` FROM (SELECT 1 AS `url`)", user=("reader", "r-secret")
+    )
+    assert status == 200, body
