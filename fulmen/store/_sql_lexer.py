@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 from fulmen.store._http_engine import ClickHouseError
