@@ -184,7 +184,11 @@ class Emitter:
         self._next_index += 1
         topic = self._topic_of[event.event_type]
         key = event.meta.rollout_id.encode()
-        value = self._codec.encode(event, topic=topic)
+        try:
+            value = self._codec.encode(event, topic=topic)
+        except Exception as exc:  # e.g. an int beyond Avro's long: this event only is lost
+            self._drop(f"cannot encode {event.event_type}: {exc}")
+            return
         if self._active is None:
             try:
                 self._transport.produce(topic, key, value)

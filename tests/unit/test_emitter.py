@@ -105,3 +105,17 @@ def test_full_queue_and_full_spill_drop_and_count_without_raising(tmp_path: Path
     emitter.close(0.2)
     emitter.emit(llm_span(sequence=101))  # after close: counted, not raised
     assert emitter.stats().dropped == stats.dropped + 1
+
+
+def test_an_unencodable_event_is_dropped_alone(tmp_path: Path) -> None:
+    bus = InProcessBus()
+    emitter = _emitter(tmp_path, InProcessTransport(bus))
+    too_big = llm_span(sequence=1).model_copy(
+        update={"meta": llm_span().meta.model_copy(update={"sequence": 2**64})}
+    )
+    for event in (llm_span(sequence=0), too_big, llm_span(sequence=2)):
+        emitter.emit(event)
+    assert emitter.flush(5)
+    emitter.close(1)
+    assert _sequences(bus) == [0, 2]
+    assert emitter.stats().dropped == 1
