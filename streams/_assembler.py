@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pyarrow as pa
 
@@ -47,11 +48,13 @@ class EpisodeAssembler:
         buffer = self._buffers.get((event.meta.rollout_id, event.meta.attempt))
         return buffer is None or event.meta.event_id not in buffer.seen
 
-    def collect(self, *, now: float) -> list[Episode]:
+    def collect(self, *, now: float, flush: bool = False) -> list[Episode]:
+        """Assemble the buffers that are due at `now` (all that have anything new, when
+        `flush`: the end of a run, unfinished rollouts becoming `timeout` episodes)."""
         episodes = [
             assemble(buffer, self.policy, now=now)
             for buffer in self._buffers.values()
-            if is_due(buffer, self.policy, now=now)
+            if is_due(buffer, self.policy, now=math.inf if flush else now)
         ]
         expired = [k for k, b in self._buffers.items() if is_expired(b, self.policy, now=now)]
         for key in expired:

@@ -2,8 +2,9 @@
 
 Plain logic over a `RolloutBuffer`, shared by the Faust application (which keeps buffers in
 a changelog-backed table keyed by rollout) and the embedded runner (a dict). Nothing here
-reads a clock: callers pass `now` (processing time, seconds), used only for the grace period
-and idle timeout. Events are ordered by producer sequence numbers, never by timestamps.
+reads a clock: callers pass `now` (the worker's wall clock, Unix seconds), used for the
+grace period, the idle timeout and `assembled_at`. Events are ordered by producer sequence
+numbers, never by their timestamps.
 
 Lifecycle of a buffer: events arrive (duplicates by `event_id` are ignored) → it is *due*
 once the rollout finished and `grace_s` passed without news, or nothing arrived for

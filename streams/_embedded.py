@@ -58,7 +58,7 @@ class EmbeddedRunner:
 
     def step(self, *, now: float | None = None, wait_s: float = 0.0) -> int:
         """Read, write and assemble what is on the bus; returns how many messages it read."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         read = 0
         for topic, offset in self._offsets.items():
             messages = self.bus.read(topic, offset, max_messages=self.batch_max, timeout_s=wait_s)
@@ -97,7 +97,7 @@ class EmbeddedRunner:
         `timeout`): the end of an embedded run."""
         while self.step():
             pass
-        self._write(self.assembler.collect(now=float("inf")))
+        self._write(self.assembler.collect(now=time.time(), flush=True))
 
     def run(self, stop: threading.Event, *, interval_s: float = 0.2) -> None:
         while not stop.is_set():

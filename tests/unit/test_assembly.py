@@ -178,3 +178,13 @@ def test_rows_fit_the_store_tables() -> None:
     triplets = triplets_table(episodes)
     assert triplets.num_rows == 3
     assert triplets["response_token_ids"].to_pylist() == [[0], [1], [2]]
+
+
+def test_flush_assembles_unfinished_rollouts_as_timeouts() -> None:
+    assembler = EpisodeAssembler(AssemblyPolicy(idle_timeout_s=600.0))
+    for event in rollout()[:-1]:
+        assembler.add(event, now=1_700_000_000.0)
+    assert assembler.collect(now=1_700_000_001.0) == []
+    (episode,) = assembler.collect(now=1_700_000_001.0, flush=True)
+    assert episode.row.status == "timeout"
+    assert episode.row.assembled_at == 1_700_000_001_000
