@@ -72,8 +72,11 @@ def store_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8123, help="Port of the ClickHouse HTTP interface."),
 ) -> None:
-    """Own the embedded store and serve it over ClickHouse's HTTP protocol, so that other
-    processes, clickhouse-connect, curl and any ClickHouse client can use it."""
+    """Serve the embedded store over ClickHouse's HTTP protocol.
+
+    The store-owning process: other processes, clickhouse-connect, curl and any ClickHouse
+    client use the store through it (chDB opens a data directory in one process only).
+    """
     from fulmen.producers import FulmenSettings
     from fulmen.store import LightningStore, StoreServer, StoreUser, serve
 
