@@ -19,6 +19,7 @@ _EVENT_FILES: dict[EventType, str] = {
     "reward": "reward",
     "rollout": "rollout_event",
     "version": "version_event",
+    "episode": "episode_completed",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EventType = Literal["span", "reward", "rollout", "version"]
+EventType = Literal["span", "reward", "rollout", "version", "episode"]
 SpanKind = Literal["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 RewardSource = Literal["programmatic", "human", "judge"]
@@ -19,6 +19,7 @@ RolloutPhase = Literal["started", "finished"]
 RolloutStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 VersionKind = Literal["model", "prompt"]
 Algorithm = Literal["base", "rl", "apo", "sft", "manual"]
+EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
@@ -162,10 +163,26 @@ class VersionEvent(_Record):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-Event = Span | Reward | RolloutEvent | VersionEvent
+class EpisodeCompleted(_Record):
+    """An episode revision written to the store; what the scheduler counts. The envelope's
+    agent, model version and rollout are the episode's."""
+
+    event_type: ClassVar[EventType] = "episode"
+
+    meta: EventMeta
+    revision: int = Field(ge=0)
+    task_id: str = ""
+    status: EpisodeStatus
+    reward: float
+    num_llm_calls: int = 0
+    finished_at_unix_nano: int
+
+
+Event = Span | Reward | RolloutEvent | VersionEvent | EpisodeCompleted
 EVENT_MODELS: dict[EventType, type[Event]] = {
     "span": Span,
     "reward": Reward,
     "rollout": RolloutEvent,
     "version": VersionEvent,
+    "episode": EpisodeCompleted,
 }

@@ -7,7 +7,7 @@ import math
 
 import pyarrow as pa
 
-from fulmen.schemas import Event, VersionEvent
+from fulmen.schemas import EpisodeCompleted, Event, VersionEvent
 from fulmen.store import TABLES
 from fulmen.streams._assembly import (
     AssemblyPolicy,
@@ -33,7 +33,7 @@ class EpisodeAssembler:
     def add(self, event: Event, *, now: float) -> bool:
         """Buffer `event`; False for a duplicate of an event still buffered. Version events
         belong to no episode and are refused (False, not counted)."""
-        if isinstance(event, VersionEvent):
+        if isinstance(event, (VersionEvent, EpisodeCompleted)):
             return False
         key = (event.meta.rollout_id, event.meta.attempt)
         buffer = self._buffers.get(key)

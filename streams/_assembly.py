@@ -16,14 +16,19 @@ reward) makes it due again after `grace_s`, and it is assembled as revision 1, 2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import (
+    EpisodeCompleted,
+    EpisodeStatus,
+    Event,
+    Reward,
+    RolloutEvent,
+    Span,
+    VersionEvent,
+)
 from fulmen.streams._credit import CreditAssigner, FinalReward, split_rewards
-
-EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,9 @@ class Episode:
 
 
 def add(buffer: RolloutBuffer, event: Event, *, now: float) -> bool:
-    """Add `event` to its rollout's buffer; False when it is a duplicate (or a version
-    event, which belongs to no episode)."""
-    if isinstance(event, VersionEvent) or event.meta.event_id in buffer.seen:
+    """Add `event` to its rollout's buffer; False when it is a duplicate (or a version or
+    episode event, which belong to no episode's input)."""
+    if isinstance(event, (VersionEvent, EpisodeCompleted)) or event.meta.event_id in buffer.seen:
         return False
     buffer.seen.add(event.meta.event_id)
     buffer.last_event_at = max(buffer.last_event_at, now)

@@ -8,16 +8,25 @@ once, assemble episodes, write episodes and triplets, and only then release what
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import uuid_utils
 
 from fulmen.kafka import TopicSettings
 from fulmen.producers import InProcessBus
 from fulmen.producers.transport import BusMessage
-from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec
+from fulmen.schemas import (
+    Codec,
+    DecodeError,
+    EpisodeCompleted,
+    Event,
+    EventMeta,
+    SingleObjectCodec,
+)
 from fulmen.store import TABLES, LightningStore
 from fulmen.streams._assembler import EpisodeAssembler, episodes_table, triplets_table
 from fulmen.streams._assembly import AssemblyPolicy, Episode
@@ -55,6 +64,8 @@ class EmbeddedRunner:
         self.batch_max = batch_max
         self.stats = RunnerStats()
         self._offsets = dict.fromkeys(self.topics.event_topics(), 0)
+        self._producer_id = f"embedded-runner-{uuid_utils.uuid7().hex[-8:]}"
+        self._sequence = itertools.count()
 
     def step(self, *, now: float | None = None, wait_s: float = 0.0) -> int:
         """Read, write and assemble what is on the bus; returns how many messages it read."""
@@ -111,8 +122,36 @@ class EmbeddedRunner:
         triplets = triplets_table(episodes)
         self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
         self.store.insert("episodes", episodes_table(episodes), dedup_token=f"episodes/{token}")
+        self._announce(episodes)
         self.stats.episodes_out += len(episodes)
         self.stats.triplets_out += triplets.num_rows
+
+    def _announce(self, episodes: list[Episode]) -> None:
+        """Publish an `EpisodeCompleted` per written episode on the episodes topic."""
+        topic = self.topics.for_event("episode")
+        for episode in episodes:
+            row = episode.row
+            completed = EpisodeCompleted(
+                meta=EventMeta(
+                    event_id=str(uuid_utils.uuid7()),
+                    rollout_id=row.rollout_id,
+                    attempt=row.attempt,
+                    producer_id=self._producer_id,
+                    sequence=next(self._sequence),
+                    agent_name=row.agent_name,
+                    model_version=row.model_version,
+                    resources_version=row.resources_version,
+                    emitted_at_unix_nano=time.time_ns(),
+                ),
+                revision=row.revision,
+                task_id=row.task_id,
+                status=row.status,
+                reward=row.reward,
+                num_llm_calls=row.num_llm_calls,
+                finished_at_unix_nano=row.finished_at,
+            )
+            value = self.codec.encode(completed, topic=topic)
+            self.bus.append(topic, row.rollout_id.encode(), value)
 
     def _count(self, read: int, fresh: int, dead: list[dict[str, object]]) -> None:
         self.stats.events_in += read - len(dead)

@@ -69,10 +69,12 @@ class TopicSettings(BaseModel):
             "reward": self.rewards,
             "rollout": self.rollouts,
             "version": self.control,
+            "episode": self.episodes,
         }[event_type]
         return self.prefix + name
 
     def event_topics(self) -> list[str]:
+        """The topics agents produce to (the stream stage's input)."""
         return [
             self.prefix + name for name in (self.spans, self.rewards, self.rollouts, self.control)
         ]

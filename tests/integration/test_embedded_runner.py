@@ -9,6 +9,7 @@ import pytest
 
 import fulmen
 from fulmen.producers import FulmenSettings, InProcessBus
+from fulmen.schemas import EpisodeCompleted, SingleObjectCodec
 from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 
@@ -67,3 +68,11 @@ def test_agent_events_become_episodes_triplets_and_dead_letters(
     )
     assert rates.num_rows == 10
     assert len(bus.read("fulmen.spans", 0, max_messages=100, timeout_s=0)) == 0  # released
+    codec = SingleObjectCodec()
+    completed = [
+        codec.decode(m.value, topic="fulmen.episodes")
+        for m in bus.read("fulmen.episodes", 0, max_messages=100, timeout_s=0)
+    ]
+    assert len(completed) == 10
+    assert all(isinstance(e, EpisodeCompleted) and e.revision == 0 for e in completed)
+    assert {e.meta.agent_name for e in completed} == {"calc"}

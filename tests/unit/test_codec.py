@@ -103,3 +103,20 @@ def test_fast_records_equal_model_dump() -> None:
 
     for event in all_events():
         assert plain(avro_record(event)) == event.model_dump()
+
+
+def test_episode_completed_round_trips() -> None:
+    from fulmen.schemas import EpisodeCompleted
+    from tests.support.events import NOW_NS, meta
+
+    event = EpisodeCompleted(
+        meta=meta("r9", 3),
+        revision=1,
+        task_id="2+2",
+        status="timeout",
+        reward=0.5,
+        num_llm_calls=2,
+        finished_at_unix_nano=NOW_NS,
+    )
+    codec = SingleObjectCodec()
+    assert codec.decode(codec.encode(event, topic="t"), topic="t") == event
