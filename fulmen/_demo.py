@@ -58,7 +58,9 @@ def run_demo(
     with tempfile.TemporaryDirectory() as spill:
         settings = FulmenSettings(producer={"agent_name": "arithmetic", "spill_dir": Path(spill)})
         producer = fulmen.configure(settings, bus=bus)
-        runner = EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=0.0))
+        # A grace period longer than the sender's hand-off delay: episodes are assembled
+        # once, with all their rewards (a shorter one shows late rewards as revisions).
+        runner = EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=1.0))
         rng = random.Random(seed)
         for _ in track(range(rollouts), description="agent rollouts", console=console):
             question = (rng.randint(0, 9), rng.randint(0, 3), rng.choice("+*/"))
