@@ -1,7 +1,8 @@
 """An agent process for the crash tests: emits N spans through Kafka, reports its counters
-as JSON on stdout, then either exits normally or kills itself (SIGKILL: no atexit, no flush).
+as JSON on stdout, then exits normally (atexit spills), flushes first, or kills itself
+(SIGKILL: no atexit, no flush).
 
-    python -m tests.support.kafka_agent BOOTSTRAP SPILL_DIR N (exit|kill) [BUFFER]
+    python -m tests.support.kafka_agent BOOTSTRAP SPILL_DIR N (exit|flush|kill) [BUFFER]
 """
 
 from __future__ import annotations
