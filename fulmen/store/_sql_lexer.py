@@ -88,10 +88,6 @@ class Statement:
     tail: bytes = b""
     forbidden: str | None = field(default=None)
 
-    @property
-    def is_insert_with_data(self) -> bool:
-        return self.data is not None
-
 
 def _format_name(token: _Token) -> str:
     text = token.text

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
-from fulmen.store._arrow import TABLES, rewards_table, rollouts_table, spans_table, versions_table
+from fulmen.store._arrow import rewards_table, rollouts_table, spans_table, versions_table
 from fulmen.store._client import connect
 from fulmen.store._conform import conform
 from fulmen.store._migrations import migrate
@@ -159,6 +159,3 @@ def _episode_filter(query: WindowQuery) -> tuple[str, dict[str, Any]]:
         clauses.append("finished_at < {until:DateTime64(9, 'UTC')}")
         parameters["until"] = query.until
     return " AND ".join(clauses), parameters
-
-
-assert set(TABLES) >= {"spans", "rewards", "rollouts", "versions", "episodes", "triplets"}
