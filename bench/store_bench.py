@@ -143,6 +143,7 @@ def _training_rows(episodes: int, now_ns: int) -> tuple[pa.Table, pa.Table]:
         "num_llm_calls": pa.array(np.full(episodes, 10, np.uint32)),
         "num_tool_calls": pa.array(np.full(episodes, 10, np.uint32)),
         "num_tool_errors": pa.array(np.zeros(episodes, np.uint32)),
+        "num_events": pa.array(np.full(episodes, 22, np.uint32)),
         "input": pa.array([None] * episodes, pa.string()),
         "error": pa.array([None] * episodes, pa.string()),
     }

@@ -84,6 +84,8 @@ class EpisodeRow:
     num_tool_errors: int
     input: str | None
     error: str | None
+    num_events: int
+    """Distinct events the revision was assembled from."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,22 @@ def is_expired(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> 
     return orphan and quiet >= policy.idle_timeout_s
 
 
+def reconcile(buffer: RolloutBuffer, written: tuple[int, int] | None) -> bool:
+    """Align a due buffer with the store's latest (revision, num_events) of its episode, which
+    is ahead of the buffer after a restart that lost the buffer's last update. True when the
+    store already holds what the buffer has: the buffer is rewound so that `assemble`
+    reproduces that revision, to be announced but not written again. Otherwise the next
+    `assemble` writes the revision after the store's."""
+    if written is None or written[0] <= buffer.revision:
+        return False
+    revision, num_events = written
+    if num_events >= len(buffer.seen):
+        buffer.revision = revision - 1
+        return True
+    buffer.revision = revision
+    return False
+
+
 def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Episode:
     """The next revision of the buffer's episode; marks the buffer written."""
     revision = buffer.revision + 1
@@ -192,6 +210,7 @@ def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Ep
         num_tool_errors=sum(1 for span in tools if span.status.code == "ERROR"),
         input=buffer.started.input if buffer.started else None,
         error=error,
+        num_events=len(buffer.seen),
     )
     triplets = [
         TripletRow(

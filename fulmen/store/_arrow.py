@@ -36,6 +36,12 @@ _META: list[pa.Field] = [
     pa.field("emitted_at", _NS, nullable=False),
 ]
 
+_SOURCE: list[pa.Field] = [
+    pa.field("source_partition", pa.int32(), nullable=False),
+    pa.field("source_offset", pa.int64(), nullable=False),
+]
+"""Where a raw event was read from: its Kafka partition and offset (-1 when not from Kafka)."""
+
 
 def _required(name: str, kind: pa.DataType) -> pa.Field:
     return pa.field(name, kind, nullable=False)
@@ -85,6 +91,7 @@ TABLES: dict[str, pa.Schema] = {
             _required("tool_type", _STR),
             _required("tool_arguments", _STR),
             _required("tool_result", _STR),
+            *_SOURCE,
         ]
     ),
     "rewards": pa.schema(
@@ -96,6 +103,7 @@ TABLES: dict[str, pa.Schema] = {
             _required("source", _STR),
             _optional("span_id", _STR),
             _optional("comment", _STR),
+            *_SOURCE,
         ]
     ),
     "rollouts": pa.schema(
@@ -108,6 +116,7 @@ TABLES: dict[str, pa.Schema] = {
             _optional("status", _STR),
             _optional("error", _STR),
             _required("metadata", _strings()),
+            *_SOURCE,
         ]
     ),
     "dead_letters": pa.schema(
@@ -144,6 +153,7 @@ TABLES: dict[str, pa.Schema] = {
             _required("num_tool_errors", pa.uint32()),
             _optional("input", _STR),
             _optional("error", _STR),
+            _required("num_events", pa.uint32()),
         ]
     ),
     "triplets": pa.schema(
@@ -290,26 +300,46 @@ def _version_row(event: VersionEvent) -> dict[str, Any]:
     }
 
 
-def _columnar(table: str, rows: Sequence[Any], to_row: Callable[[Any], dict[str, Any]]) -> pa.Table:
+Source = tuple[int, int]
+"""(Kafka partition, offset) of a raw event."""
+
+
+def _columnar(
+    table: str,
+    rows: Sequence[Any],
+    to_row: Callable[[Any], dict[str, Any]],
+    sources: Sequence[Source] | None,
+) -> pa.Table:
     schema = TABLES[table]
-    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    columns: dict[str, list[Any]] = {
+        name: [] for name in schema.names if name not in _SOURCE_NAMES
+    }
     for row in map(to_row, rows):
         for name, values in columns.items():
             values.append(row[name])
+    if _SOURCE_NAMES[0] in schema.names:
+        where = sources if sources is not None else [(-1, -1)] * len(rows)
+        columns["source_partition"] = [partition for partition, _ in where]
+        columns["source_offset"] = [offset for _, offset in where]
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def spans_table(spans: Sequence[Span]) -> pa.Table:
-    return _columnar("spans", spans, _span_row)
+_SOURCE_NAMES = [field.name for field in _SOURCE]
 
 
-def rewards_table(rewards: Sequence[Reward]) -> pa.Table:
-    return _columnar("rewards", rewards, _reward_row)
+def spans_table(spans: Sequence[Span], sources: Sequence[Source] | None = None) -> pa.Table:
+    return _columnar("spans", spans, _span_row, sources)
 
 
-def rollouts_table(events: Sequence[RolloutEvent]) -> pa.Table:
-    return _columnar("rollouts", events, _rollout_row)
+def rewards_table(rewards: Sequence[Reward], sources: Sequence[Source] | None = None) -> pa.Table:
+    return _columnar("rewards", rewards, _reward_row, sources)
+
+
+def rollouts_table(
+    events: Sequence[RolloutEvent], sources: Sequence[Source] | None = None
+) -> pa.Table:
+    return _columnar("rollouts", events, _rollout_row, sources)
 
 
 def versions_table(events: Sequence[VersionEvent]) -> pa.Table:
-    return _columnar("versions", events, _version_row)
+    return _columnar("versions", events, _version_row, None)

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
-from fulmen.store._arrow import rewards_table, rollouts_table, spans_table, versions_table
+from fulmen.store._arrow import (
+    Source,
+    rewards_table,
+    rollouts_table,
+    spans_table,
+    versions_table,
+)
 from fulmen.store._client import connect
 from fulmen.store._conform import conform
 from fulmen.store._migrations import migrate
@@ -70,18 +76,60 @@ class LightningStore:
         return count
 
     def write_events(
-        self, events: Sequence[Event], *, dedup_token: str | None = None
+        self,
+        events: Sequence[Event],
+        *,
+        dedup_token: str | None = None,
+        sources: Sequence[Source] | None = None,
     ) -> dict[str, int]:
-        """Write decoded events to their tables (spans, rewards, rollouts, versions)."""
+        """Write decoded events to their tables (spans, rewards, rollouts, versions).
+        `sources`, parallel to `events`, records the Kafka (partition, offset) of each."""
+        where = sources if sources is not None else [(-1, -1)] * len(events)
+        by_kind: dict[type[Event], tuple[list[Any], list[Source]]] = {
+            kind: ([], []) for kind in (Span, Reward, RolloutEvent, VersionEvent)
+        }
+        for event, source in zip(events, where, strict=True):
+            kept, kept_sources = by_kind[type(event)]
+            kept.append(event)
+            kept_sources.append(source)
         batches = {
-            "spans": spans_table([e for e in events if isinstance(e, Span)]),
-            "rewards": rewards_table([e for e in events if isinstance(e, Reward)]),
-            "rollouts": rollouts_table([e for e in events if isinstance(e, RolloutEvent)]),
-            "versions": versions_table([e for e in events if isinstance(e, VersionEvent)]),
+            "spans": spans_table(*by_kind[Span]),
+            "rewards": rewards_table(*by_kind[Reward]),
+            "rollouts": rollouts_table(*by_kind[RolloutEvent]),
+            "versions": versions_table(by_kind[VersionEvent][0]),
         }
         return {
             table: self.insert(table, batch, dedup_token=dedup_token and f"{dedup_token}/{table}")
             for table, batch in batches.items()
+        }
+
+    def source_offsets(self, table: str, partitions: Sequence[int]) -> dict[int, int]:
+        """The highest Kafka offset of each of `partitions` already written to `table` (a raw
+        event table); partitions with nothing written are absent."""
+        rows = self.client.query(
+            f"SELECT source_partition, max(source_offset) FROM {self._db}.{table} "
+            "WHERE source_partition IN {partitions:Array(Int32)} GROUP BY source_partition",
+            parameters={"partitions": list(partitions)},
+        ).result_rows
+        return {int(partition): int(offset) for partition, offset in rows}
+
+    def written_revisions(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """The latest written episode revision of each (rollout id, attempt) in `keys`, with
+        the number of events it was assembled from: `{key: (revision, num_events)}`. Keys
+        with no episode are absent."""
+        if not keys:
+            return {}
+        rows = self.client.query(
+            "SELECT rollout_id, attempt, max(revision), argMax(num_events, revision) "
+            f"FROM {self._db}.episodes WHERE rollout_id IN {{ids:Array(String)}} "
+            "GROUP BY rollout_id, attempt",
+            parameters={"ids": sorted({rollout_id for rollout_id, _ in keys})},
+        ).result_rows
+        return {
+            (rollout_id, int(attempt)): (int(revision), int(events))
+            for rollout_id, attempt, revision, events in rows
         }
 
     def window(self, query: WindowQuery) -> pa.Table:

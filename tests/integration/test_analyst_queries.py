@@ -112,6 +112,7 @@ def filled(
                     "num_tool_errors": 0,
                     "input": None,
                     "error": None,
+                    "num_events": 5,
                 }
                 for revision in (0, 1)
             ],

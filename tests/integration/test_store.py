@@ -97,7 +97,7 @@ def _episode(
         "reward": reward, "rewards": {"reward": reward}, "credit_assignment": "final",
         "started_at": now, "finished_at": now, "assembled_at": now // 1_000_000,
         "num_spans": 3, "num_llm_calls": 1, "num_tool_calls": 1, "num_tool_errors": 0,
-        "input": None, "error": None,
+        "input": None, "error": None, "num_events": 5,
     }  # fmt: skip
 
 
