@@ -311,9 +311,7 @@ def _columnar(
     sources: Sequence[Source] | None,
 ) -> pa.Table:
     schema = TABLES[table]
-    columns: dict[str, list[Any]] = {
-        name: [] for name in schema.names if name not in _SOURCE_NAMES
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names if name not in _SOURCE_NAMES}
     for row in map(to_row, rows):
         for name, values in columns.items():
             values.append(row[name])
