@@ -98,6 +98,23 @@ def store_serve(
 
 
 @app.command()
+def worker(
+    web_port: int | None = typer.Option(None, help="Port of the metrics web server."),
+) -> None:
+    """Run the stream worker: Kafka's span, reward and rollout topics in, scored episodes out.
+
+    Kafka, topics and the store come from `FULMEN_*` settings; the worker's own from
+    `FULMEN_WORKER_*` (batching, grace period, idle timeout, credit assignment). Metrics:
+    Prometheus text at /metrics on the web port, Faust's own at /stats/.
+    """
+    from fulmen.producers import FulmenSettings
+    from fulmen.streams import StreamWorker, WorkerSettings
+
+    options = WorkerSettings() if web_port is None else WorkerSettings(web_port=web_port)
+    StreamWorker(FulmenSettings(), options).run()
+
+
+@app.command()
 def sql(
     statement: str = typer.Argument(..., help="A ClickHouse SQL query."),
     limit: int = typer.Option(200, min=1, help="Rows to print at most."),

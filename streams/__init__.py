@@ -13,6 +13,7 @@ from fulmen.streams._assembly import (
     assemble,
     is_due,
     is_expired,
+    reconcile,
 )
 from fulmen.streams._credit import (
     CreditAssigner,
@@ -23,10 +24,15 @@ from fulmen.streams._credit import (
     split_rewards,
 )
 from fulmen.streams._embedded import EmbeddedRunner, RunnerStats
+from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch
+from fulmen.streams._settings import WorkerSettings
+from fulmen.streams._sink import StoreSink
+from fulmen.streams._worker import RolloutState, StreamWorker
 
 __all__ = [
     "AssemblyPolicy",
     "CreditAssigner",
+    "DeadLetter",
     "DiscountedReturn",
     "EmbeddedRunner",
     "Episode",
@@ -34,15 +40,23 @@ __all__ = [
     "EpisodeRewards",
     "EpisodeRow",
     "FinalReward",
+    "Intake",
     "PerCallReward",
+    "Received",
     "RolloutBuffer",
+    "RolloutState",
     "RunnerStats",
+    "StoreSink",
+    "StreamWorker",
     "TripletRow",
+    "WorkerSettings",
     "add",
     "assemble",
+    "decode_batch",
     "episodes_table",
     "is_due",
     "is_expired",
+    "reconcile",
     "split_rewards",
     "triplets_table",
 ]

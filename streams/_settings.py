@@ -1,0 +1,52 @@
+"""The stream worker's own settings (`FULMEN_WORKER_*`); Kafka, topics and the store come
+from `FulmenSettings` like every other Fulmen process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fulmen.streams._assembly import AssemblyPolicy
+from fulmen.streams._credit import CreditAssigner, DiscountedReturn, FinalReward, PerCallReward
+
+
+class WorkerSettings(BaseSettings):
+    """How the worker batches, assembles and reports."""
+
+    model_config = SettingsConfigDict(env_prefix="FULMEN_WORKER_", extra="ignore")
+
+    app_id: str = Field(
+        default="fulmen-streams",
+        description="Consumer group, and the prefix of the buffer table's changelog topic.",
+    )
+    partitions: int = Field(default=4, ge=1, description="Partitions of the input topics.")
+    batch_max: int = Field(default=5_000, ge=1, description="Messages per store write.")
+    batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait to fill one.")
+    tick_s: float = Field(default=0.25, gt=0, description="How often due episodes are looked for.")
+    grace_s: float = Field(default=5.0, ge=0)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    retention_s: float = Field(default=3_600.0, gt=0)
+    credit: Literal["final", "discounted", "per_call"] = "final"
+    gamma: float = Field(default=0.95, gt=0, le=1, description="For `discounted` credit.")
+    max_event_bytes: int = Field(default=1 << 20, ge=1, description="Larger → dead letter.")
+    retry_initial_s: float = Field(default=0.25, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    data_dir: Path = Path(".fulmen/worker")
+
+    def policy(self) -> AssemblyPolicy:
+        credit: CreditAssigner = {
+            "final": FinalReward(),
+            "discounted": DiscountedReturn(gamma=self.gamma),
+            "per_call": PerCallReward(),
+        }[self.credit]
+        return AssemblyPolicy(
+            grace_s=self.grace_s,
+            idle_timeout_s=self.idle_timeout_s,
+            retention_s=self.retention_s,
+            credit=credit,
+        )

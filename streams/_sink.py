@@ -1,0 +1,136 @@
+"""Writes into the LightningStore with exactly-once effect, whatever was replayed.
+
+A stream stage that crashes re-reads everything after its last committed offset. Raw events
+come back at the same offsets: the sink remembers, per table and partition, the highest
+offset the store holds (asked of the store after every rebalance) and writes only what lies
+beyond it. Episodes come back as buffers that may not know their last revision was written:
+before writing, the sink asks the store for the latest revision of each due rollout and
+`reconcile`s. Each insert also carries a deduplication token, so a retried insert whose
+first try did land is dropped by ClickHouse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from fulmen.schemas import Event, Reward, RolloutEvent, Span
+from fulmen.store import TABLES, LightningStore
+from fulmen.streams._assembler import episodes_table, triplets_table
+from fulmen.streams._assembly import (
+    AssemblyPolicy,
+    Episode,
+    RolloutBuffer,
+    assemble,
+    is_due,
+    reconcile,
+)
+from fulmen.streams._intake import DeadLetter, Intake
+
+_RAW_TABLES: dict[type[Event], str] = {Span: "spans", Reward: "rewards", RolloutEvent: "rollouts"}
+
+
+@dataclass(frozen=True)
+class Assembled:
+    """Due episodes: `new` ones to write, and `recovered` ones the store already holds
+    (written before a restart), to be announced again but not written."""
+
+    new: list[Episode]
+    recovered: list[Episode]
+
+
+class StoreSink:
+    """The store side of a stream stage. Methods raise whatever the store raises; callers
+    retry the same call with the same arguments until it succeeds."""
+
+    def __init__(self, store: LightningStore) -> None:
+        self.store = store
+        self._written: dict[tuple[str, int], int] = {}
+
+    def forget_offsets(self) -> None:
+        """Drop what is known of written offsets: after a rebalance another worker may have
+        written the partitions this one gets back."""
+        self._written.clear()
+
+    def write_raw(self, intake: Intake) -> int:
+        """Write the intake's events that the store does not hold yet; returns how many."""
+        self._learn_offsets(intake)
+        events: list[Event] = []
+        sources: list[tuple[int, int]] = []
+        for event, (partition, offset) in zip(intake.events, intake.sources, strict=True):
+            table = _RAW_TABLES.get(type(event))
+            if table is None or offset > self._written.get((table, partition), -1):
+                events.append(event)
+                sources.append((partition, offset))
+        if events:
+            self.store.write_events(events, sources=sources, dedup_token=_offsets_token(sources))
+        for event, (partition, offset) in zip(events, sources, strict=True):
+            table = _RAW_TABLES.get(type(event))
+            if table is not None:
+                key = (table, partition)
+                self._written[key] = max(self._written.get(key, -1), offset)
+        return len(events)
+
+    def write_dead(self, dead: Sequence[DeadLetter]) -> None:
+        """Record dead letters in the store's `dead_letters` table."""
+        if dead:
+            rows = pa.Table.from_pylist([d.row() for d in dead], schema=TABLES["dead_letters"])
+            token = _digest(
+                f"{d.message.topic}/{d.message.partition}/{d.message.offset}" for d in dead
+            )
+            self.store.insert("dead_letters", rows, dedup_token=f"dead_letters/{token}")
+
+    def assemble_due(
+        self,
+        buffers: Iterable[RolloutBuffer],
+        policy: AssemblyPolicy,
+        *,
+        now: float,
+    ) -> Assembled:
+        """Assemble the buffers due at `now`, reconciled with the store's revisions."""
+        due = [buffer for buffer in buffers if is_due(buffer, policy, now=now)]
+        written = self.store.written_revisions([(b.rollout_id, b.attempt) for b in due])
+        new: list[Episode] = []
+        recovered: list[Episode] = []
+        for buffer in due:
+            held = reconcile(buffer, written.get((buffer.rollout_id, buffer.attempt)))
+            (recovered if held else new).append(assemble(buffer, policy, now=now))
+        return Assembled(new=new, recovered=recovered)
+
+    def write_episodes(self, episodes: Sequence[Episode]) -> int:
+        """Write episodes and their triplets; returns how many triplets."""
+        if not episodes:
+            return 0
+        token = _digest(f"{e.row.rollout_id}/{e.row.attempt}/{e.row.revision}" for e in episodes)
+        triplets = triplets_table(list(episodes))
+        self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
+        self.store.insert(
+            "episodes", episodes_table(list(episodes)), dedup_token=f"episodes/{token}"
+        )
+        return int(triplets.num_rows)
+
+    def _learn_offsets(self, intake: Intake) -> None:
+        unknown: dict[str, set[int]] = {}
+        for event, (partition, _) in zip(intake.events, intake.sources, strict=True):
+            table = _RAW_TABLES.get(type(event))
+            if table is not None and (table, partition) not in self._written:
+                unknown.setdefault(table, set()).add(partition)
+        for table, partitions in unknown.items():
+            found = self.store.source_offsets(table, sorted(partitions))
+            for partition in partitions:
+                self._written[(table, partition)] = found.get(partition, -1)
+
+
+def _offsets_token(sources: Sequence[tuple[int, int]]) -> str:
+    ranges: dict[int, tuple[int, int]] = {}
+    for partition, offset in sources:
+        low, high = ranges.get(partition, (offset, offset))
+        ranges[partition] = (min(low, offset), max(high, offset))
+    return "raw/" + _digest(f"{p}:{low}-{high}" for p, (low, high) in sorted(ranges.items()))
+
+
+def _digest(parts: Iterable[str]) -> str:
+    return hashlib.sha256(",".join(parts).encode()).hexdigest()[:32]

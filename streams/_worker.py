@@ -1,0 +1,294 @@
+"""The stream worker: a Faust application that joins spans, rewards and rollout events into
+scored episodes in the LightningStore. `fulmen worker` runs it.
+
+Per batch of input messages (`_flush`):
+    decode → dead letters to the DLQ topic → raw rows to the store → rollout buffers (a
+    changelog-backed table keyed by rollout id) → ack, so the offsets become committable.
+Per tick (`_tick`):
+    due buffers → reconciled with the store → episodes and triplets to the store → buffer
+    table → episode-completed events → expired buffers forgotten.
+
+A store write that fails is retried with backoff until it succeeds. Meanwhile nothing is
+acked and the agent takes no more messages: memory stays bounded by one batch plus Faust's
+stream buffer, and a crash at any point replays only what the sink recognises (see
+`StoreSink`). The input topics are co-partitioned by rollout id (the producers key by it,
+murmur2 like Kafka's Java client); the table's changelog is keyed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import faust
+from aiokafka.partitioner import murmur2
+from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
+from faust.serializers import codecs
+from faust.types import TP, EventT, StreamT
+from faust.web import Request, Response, View
+from pydantic import BaseModel, Field
+
+from fulmen.kafka import KafkaSettings
+from fulmen.producers import FulmenSettings
+from fulmen.schemas import Codec, Event, SingleObjectCodec
+from fulmen.store import LightningStore
+from fulmen.streams._announce import Announcer
+from fulmen.streams._assembly import Episode, RolloutBuffer, add, is_expired
+from fulmen.streams._intake import DeadLetter, Received, decode_batch
+from fulmen.streams._metrics import WorkerMetrics
+from fulmen.streams._settings import WorkerSettings
+from fulmen.streams._sink import StoreSink
+
+log = logging.getLogger("fulmen.worker")
+T = TypeVar("T")
+
+
+class RolloutState(BaseModel):
+    """A value of the buffer table: every attempt of one rollout seen so far."""
+
+    attempts: dict[int, RolloutBuffer] = Field(default_factory=dict)
+
+
+class _StateCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return bytes(obj.model_dump_json().encode())
+
+    def _loads(self, s: bytes) -> Any:
+        return RolloutState.model_validate_json(s)
+
+
+class StreamWorker:
+    """One worker process of the Faust application `worker.app_id`."""
+
+    def __init__(
+        self, settings: FulmenSettings, worker: WorkerSettings, *, codec: Codec | None = None
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.policy = worker.policy()
+        self.codec = codec or SingleObjectCodec()
+        self.metrics = WorkerMetrics()
+        self.announcer = Announcer(worker.app_id)
+        topics = settings.topics
+        self.inputs = [topics.for_event(kind) for kind in ("span", "reward", "rollout")]
+        self.app = faust.App(
+            worker.app_id,
+            broker=_broker_urls(settings.kafka),
+            store="memory://",
+            autodiscover=False,
+            topic_partitions=worker.partitions,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_host=worker.web_host,
+            web_port=worker.web_port,
+            datadir=str(worker.data_dir),
+        )
+        self.buffers = cast(
+            "faust.Table[bytes, RolloutState]",
+            self.app.Table(
+                "rollout-buffers", default=None, partitions=worker.partitions, use_partitioner=True
+            ),
+        )
+        # Set before the changelog topic is made from them; Table() takes only model types.
+        self.buffers.key_serializer = "raw"
+        self.buffers.value_serializer = _StateCodec()
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.source = self.app.topic(*self.inputs, **raw)
+        self.dead_letters = self.app.topic(topics.prefix + topics.dead_letters, **raw)
+        self.episodes = self.app.topic(topics.for_event("episode"), **raw)
+        self.app.agent(self.source, name="assemble")(self._consume)
+        self.app.timer(worker.tick_s, name="collect")(self._tick)
+        self.app.page("/metrics")(_metrics_view(self.metrics))
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+        self._sink: StoreSink | None = None
+        self._stream: StreamT[Any] | None = None
+        self._pending: list[EventT[Any]] = []
+        self._pending_since = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _consume(self, stream: StreamT[Any]) -> None:
+        self._stream = cast("faust.Stream[Any]", stream).noack()
+        async for event in self._stream.events():
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(event)
+            if len(self._pending) >= self.worker.batch_max:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch or self._stream is None:
+                return
+            sink = await self._store_sink()
+            messages = [_received(event) for event in batch]
+            intake = decode_batch(
+                messages,
+                self.codec,
+                max_event_bytes=self.worker.max_event_bytes,
+                is_new=self._is_new,
+            )
+            self.metrics.count_intake(len(messages), intake)
+            for dead in intake.dead:
+                await self._send_dead_letter(dead)
+            written = await self._retrying("raw", lambda: sink.write_raw(intake))
+            self.metrics.raw_rows.inc(written)
+            self._buffer(intake.events, now=time.time())
+            for event in batch:
+                await self._stream.ack(event)
+            self._record_lag(messages)
+
+    async def _tick(self) -> None:
+        waited = time.monotonic() - self._pending_since
+        if self._pending and waited >= self.worker.batch_within_s:
+            await self._flush()
+        async with self._lock:
+            if self._sink is None:
+                return
+            sink, now = self._sink, time.time()
+            owned = self._owned()
+            buffers = [buffer for state in owned.values() for buffer in state.attempts.values()]
+            assembled = await self._retrying(
+                "check", lambda: sink.assemble_due(buffers, self.policy, now=now)
+            )
+            triplets = await self._retrying("episodes", lambda: sink.write_episodes(assembled.new))
+            self.metrics.episodes_out.inc(len(assembled.new))
+            self.metrics.triplets_out.inc(triplets)
+            touched = {e.row.rollout_id for e in (*assembled.new, *assembled.recovered)}
+            for rollout_id in touched:
+                key = rollout_id.encode()
+                self.buffers[key] = owned[key]
+            await self._announce([*assembled.new, *assembled.recovered])
+            self._forget_expired(owned, now=now)
+            self.metrics.buffered_rollouts.set(len(owned))
+
+    def _is_new(self, event: Event) -> bool:
+        state: RolloutState | None = self.buffers.get(event.meta.rollout_id.encode())
+        buffer = state.attempts.get(event.meta.attempt) if state else None
+        return buffer is None or event.meta.event_id not in buffer.seen
+
+    def _buffer(self, events: Sequence[Event], *, now: float) -> None:
+        touched: dict[bytes, RolloutState] = {}
+        for event in events:
+            key = event.meta.rollout_id.encode()
+            state = touched.get(key) or self.buffers.get(key) or RolloutState()
+            touched[key] = state
+            buffer = state.attempts.get(event.meta.attempt)
+            if buffer is None:
+                buffer = RolloutBuffer(rollout_id=event.meta.rollout_id, attempt=event.meta.attempt)
+                state.attempts[event.meta.attempt] = buffer
+            add(buffer, event, now=now)
+        for key, state in touched.items():
+            self.buffers[key] = state
+
+    def _owned(self) -> dict[bytes, RolloutState]:
+        """The buffers of the partitions this worker holds now (the in-memory table keeps
+        keys it wrote itself even after their partition moved to another worker)."""
+        assigned = {
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs
+        }
+        return {
+            key: state
+            for key, state in self.buffers.items()
+            if _partition(key, self.worker.partitions) in assigned
+        }
+
+    def _forget_expired(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
+        for key, state in owned.items():
+            expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
+            if not expired:
+                continue
+            for attempt in expired:
+                del state.attempts[attempt]
+            if state.attempts:
+                self.buffers[key] = state
+            else:
+                del self.buffers[key]
+
+    async def _announce(self, episodes: Sequence[Episode]) -> None:
+        topic = self.episodes.get_topic_name()
+        for episode in episodes:
+            value = self.codec.encode(self.announcer.completed(episode.row), topic=topic)
+            await self.episodes.send(key=episode.row.rollout_id.encode(), value=value)
+
+    async def _send_dead_letter(self, dead: DeadLetter) -> None:
+        message = dead.message
+        headers = [
+            ("fulmen-problem", dead.problem.encode()),
+            ("fulmen-detail", dead.detail.encode()),
+            ("fulmen-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+        ]
+        await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
+
+    async def _store_sink(self) -> StoreSink:
+        if self._sink is None:
+            store = await self._retrying("connect", lambda: LightningStore(self.settings.store))
+            self._sink = StoreSink(store)
+        return self._sink
+
+    async def _retrying(self, kind: str, call: Callable[[], T]) -> T:
+        """`call()` in a thread, retried with exponential backoff while the store is
+        unreachable or refuses; errors of Fulmen's own (a rejected batch) propagate."""
+        delay, started = self.worker.retry_initial_s, time.perf_counter()
+        while True:
+            try:
+                result = await asyncio.to_thread(call)
+            except (ClickHouseClientError, OSError) as error:
+                self.metrics.store_available.set(0)
+                self.metrics.store_retries.inc()
+                log.warning("store write (%s) failed, retrying in %.1f s: %s", kind, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.worker.retry_max_s)
+                continue
+            self.metrics.store_available.set(1)
+            self.metrics.sink_latency.labels(kind).observe(time.perf_counter() - started)
+            return result
+
+    def _record_lag(self, messages: Sequence[Received]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            last[(message.topic, message.partition)] = message.offset
+        for (topic, partition), offset in last.items():
+            highwater = self.app.consumer.highwater(TP(topic, partition))
+            if highwater is not None:
+                self.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Unacked messages of a revoked partition are read again by its next owner."""
+        revoked: set[TP] = set(args[0])
+        async with self._lock:
+            self._pending = [e for e in self._pending if e.message.tp not in revoked]
+            if self._sink is not None:
+                self._sink.forget_offsets()
+
+    def run(self) -> None:
+        """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""
+        faust.Worker(self.app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+def _metrics_view(metrics: WorkerMetrics) -> type[View]:
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.prometheus(), content_type="text/plain; version=0.0.4")
+
+    return MetricsView
+
+
+def _received(event: EventT[Any]) -> Received:
+    message = event.message
+    return Received(
+        message.topic, message.partition, message.offset, message.key or b"", message.value or b""
+    )
+
+
+def _partition(key: bytes, partitions: int) -> int:
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+
+
+def _broker_urls(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")]
