@@ -7,29 +7,19 @@ once, assemble episodes, write episodes and triplets, and only then release what
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import threading
 import time
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import uuid_utils
-
 from fulmen.kafka import TopicSettings
 from fulmen.producers import InProcessBus
-from fulmen.producers.transport import BusMessage
-from fulmen.schemas import (
-    Codec,
-    DecodeError,
-    EpisodeCompleted,
-    Event,
-    EventMeta,
-    SingleObjectCodec,
-)
-from fulmen.store import TABLES, LightningStore
-from fulmen.streams._assembler import EpisodeAssembler, episodes_table, triplets_table
+from fulmen.schemas import Codec, SingleObjectCodec
+from fulmen.store import LightningStore
+from fulmen.streams._announce import Announcer
+from fulmen.streams._assembler import EpisodeAssembler
 from fulmen.streams._assembly import AssemblyPolicy, Episode
+from fulmen.streams._intake import Intake, Received, decode_batch
+from fulmen.streams._sink import StoreSink
 
 
 @dataclass
@@ -55,6 +45,7 @@ class EmbeddedRunner:
         policy: AssemblyPolicy | None = None,
         codec: Codec | None = None,
         batch_max: int = 10_000,
+        max_event_bytes: int = 1 << 20,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -64,8 +55,9 @@ class EmbeddedRunner:
         self.batch_max = batch_max
         self.stats = RunnerStats()
         self._offsets = dict.fromkeys(self.topics.event_topics(), 0)
-        self._producer_id = f"embedded-runner-{uuid_utils.uuid7().hex[-8:]}"
-        self._sequence = itertools.count()
+        self.max_event_bytes = max_event_bytes
+        self.sink = StoreSink(store)
+        self.announcer = Announcer("embedded-runner")
 
     def step(self, *, now: float | None = None, wait_s: float = 0.0) -> int:
         """Read, write and assemble what is on the bus; returns how many messages it read."""
@@ -75,30 +67,22 @@ class EmbeddedRunner:
             messages = self.bus.read(topic, offset, max_messages=self.batch_max, timeout_s=wait_s)
             if not messages:
                 continue
-            fresh: list[Event] = []
-            dead: list[dict[str, object]] = []
-            in_batch: set[str] = set()
-            for message in messages:
-                try:
-                    event = self.codec.decode(message.value, topic=topic)
-                except DecodeError as error:
-                    dead.append(_dead_letter(topic, message.offset, message, error))
-                    continue
-                if event.meta.event_id in in_batch or not self.assembler.is_new(event):
-                    continue
-                in_batch.add(event.meta.event_id)
-                fresh.append(event)
+            received = [Received(topic, 0, m.offset, m.key, m.value) for m in messages]
+            intake = decode_batch(
+                received,
+                self.codec,
+                max_event_bytes=self.max_event_bytes,
+                is_new=self.assembler.is_new,
+            )
             # Written first, buffered after: a failed write leaves nothing marked as seen.
             token = f"{topic}/{messages[0].offset}-{messages[-1].offset}"
-            self.store.write_events(fresh, dedup_token=token)
-            if dead:
-                rows = pa.Table.from_pylist(dead, schema=TABLES["dead_letters"])
-                self.store.insert("dead_letters", rows, dedup_token=token)
-            for event in fresh:
+            self.store.write_events(intake.events, dedup_token=token)
+            self.sink.write_dead(intake.dead)
+            for event in intake.events:
                 self.assembler.add(event, now=now)
             self._offsets[topic] = messages[-1].offset + 1
             self.bus.release(topic, self._offsets[topic])
-            self._count(len(messages), len(fresh), dead)
+            self._count(len(messages), intake)
             read += len(messages)
         self._write(self.assembler.collect(now=now))
         return read
@@ -117,61 +101,16 @@ class EmbeddedRunner:
     def _write(self, episodes: list[Episode]) -> None:
         if not episodes:
             return
-        keys = ",".join(f"{e.row.rollout_id}/{e.row.attempt}/{e.row.revision}" for e in episodes)
-        token = hashlib.sha256(keys.encode()).hexdigest()
-        triplets = triplets_table(episodes)
-        self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
-        self.store.insert("episodes", episodes_table(episodes), dedup_token=f"episodes/{token}")
-        self._announce(episodes)
+        self.stats.triplets_out += self.sink.write_episodes(episodes)
         self.stats.episodes_out += len(episodes)
-        self.stats.triplets_out += triplets.num_rows
-
-    def _announce(self, episodes: list[Episode]) -> None:
-        """Publish an `EpisodeCompleted` per written episode on the episodes topic."""
         topic = self.topics.for_event("episode")
         for episode in episodes:
-            row = episode.row
-            completed = EpisodeCompleted(
-                meta=EventMeta(
-                    event_id=str(uuid_utils.uuid7()),
-                    rollout_id=row.rollout_id,
-                    attempt=row.attempt,
-                    producer_id=self._producer_id,
-                    sequence=next(self._sequence),
-                    agent_name=row.agent_name,
-                    model_version=row.model_version,
-                    resources_version=row.resources_version,
-                    emitted_at_unix_nano=time.time_ns(),
-                ),
-                revision=row.revision,
-                task_id=row.task_id,
-                status=row.status,
-                reward=row.reward,
-                num_llm_calls=row.num_llm_calls,
-                finished_at_unix_nano=row.finished_at,
-            )
-            value = self.codec.encode(completed, topic=topic)
-            self.bus.append(topic, row.rollout_id.encode(), value)
+            value = self.codec.encode(self.announcer.completed(episode.row), topic=topic)
+            self.bus.append(topic, episode.row.rollout_id.encode(), value)
 
-    def _count(self, read: int, fresh: int, dead: list[dict[str, object]]) -> None:
-        self.stats.events_in += read - len(dead)
-        self.stats.duplicates += read - len(dead) - fresh
-        self.stats.dead_letters += len(dead)
-        for row in dead:
-            problem = str(row["problem"])
-            self.stats.by_problem[problem] = self.stats.by_problem.get(problem, 0) + 1
-
-
-def _dead_letter(
-    topic: str, offset: int, message: BusMessage, error: DecodeError
-) -> dict[str, object]:
-    return {
-        "received_at": int(time.time() * 1000),
-        "topic": topic,
-        "partition": 0,
-        "offset": offset,
-        "key": message.key,
-        "value": message.value,
-        "problem": error.problem,
-        "detail": error.detail,
-    }
+    def _count(self, read: int, intake: Intake) -> None:
+        self.stats.events_in += read - len(intake.dead)
+        self.stats.duplicates += intake.duplicates
+        self.stats.dead_letters += len(intake.dead)
+        for dead in intake.dead:
+            self.stats.by_problem[dead.problem] = self.stats.by_problem.get(dead.problem, 0) + 1
