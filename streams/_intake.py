@@ -13,8 +13,10 @@ from typing import Literal, get_args
 
 from fulmen.schemas import Codec, DecodeError, DecodeProblem, Event
 
-DeadLetterProblem = DecodeProblem | Literal["too_large", "missing_ids"]
-DEAD_LETTER_PROBLEMS: tuple[str, ...] = (*get_args(DecodeProblem), "too_large", "missing_ids")
+DeadLetterProblem = DecodeProblem | Literal["too_large"]
+"""Why a message is a dead letter. Schema-invalid events, missing ids included (the contract
+requires non-empty `event_id` and `rollout_id`), are `invalid_event`."""
+DEAD_LETTER_PROBLEMS: tuple[str, ...] = (*get_args(DecodeProblem), "too_large")
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,6 @@ def decode_batch(
             event = codec.decode(message.value, topic=message.topic)
         except DecodeError as error:
             intake.dead.append(DeadLetter(message, error.problem, error.detail))
-            continue
-        if not event.meta.event_id or not event.meta.rollout_id:
-            detail = "event_id and rollout_id must not be empty"
-            intake.dead.append(DeadLetter(message, "missing_ids", detail))
             continue
         if event.meta.event_id in in_batch or not is_new(event):
             intake.duplicates += 1

@@ -18,6 +18,8 @@ from fulmen.schemas import (
     VersionEvent,
 )
 
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
 # Recent enough for every table's TTL; fixed for the session, so events compare equal.
 NOW_NS = time.time_ns()
 
@@ -96,3 +98,46 @@ def all_events(rollout_id: str = "rollout-1") -> list[Event]:
             metrics={"heldout_reward": 0.8},
         ),
     ]
+
+
+def span_id_of(step: int) -> str:
+    """The span id `rollout` gives the LLM call of `step`."""
+    return f"{step + 1:016x}"
+
+
+def rollout(rollout_id: str = "r1", *, calls: int = 3, agent: str = "calc") -> list[Event]:
+    """started, `calls` times (LLM call, tool call), a final reward, finished: in emit order."""
+    events: list[Event] = []
+    seq = iter(range(1000))
+
+    def m() -> object:
+        return meta(rollout_id, next(seq)).model_copy(update={"agent_name": agent})
+
+    events.append(
+        RolloutEvent(meta=m(), phase="started", task_id="2+2", trace_id=TRACE, input="{}")
+    )
+    for step in range(calls):
+        events.append(
+            Span(
+                meta=m(), trace_id=TRACE, span_id=span_id_of(step), name="chat calc",
+                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
+                llm=LlmCall(
+                    request_model="calc", input_messages=f"[{step}]", output_messages=f"[{step}!]",
+                    prompt_token_ids=[1, 2, step],
+                    response_token_ids=[step],
+                    response_logprobs=[-0.5],
+                ),
+            )
+        )  # fmt: skip
+        events.append(
+            Span(
+                meta=m(), trace_id=TRACE, span_id=f"{step + 100:016x}", name="execute_tool add",
+                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
+                tool=ToolCall(name="add"),
+            )
+        )  # fmt: skip
+    events.append(Reward(meta=m(), value=1.0))
+    events.append(
+        RolloutEvent(meta=m(), phase="finished", task_id="2+2", trace_id=TRACE, status="succeeded")
+    )
+    return events

@@ -6,61 +6,21 @@ import random
 
 import pytest
 
-from fulmen.schemas import Event, LlmCall, Reward, RolloutEvent, Span, ToolCall
+from fulmen.schemas import Event, Reward, Span
 from fulmen.streams import (
     AssemblyPolicy,
     DiscountedReturn,
     EpisodeAssembler,
     FinalReward,
     PerCallReward,
+    RolloutBuffer,
+    add,
+    assemble,
     episodes_table,
+    reconcile,
     triplets_table,
 )
-from tests.support.events import NOW_NS, meta
-
-TRACE = "0af7651916cd43dd8448eb211c80319c"
-
-
-def _span_id(step: int) -> str:
-    return f"{step + 1:016x}"
-
-
-def rollout(rollout_id: str = "r1", *, calls: int = 3, agent: str = "calc") -> list[Event]:
-    """started, `calls` times (LLM call, tool call), a final reward, finished: in emit order."""
-    events: list[Event] = []
-    seq = iter(range(1000))
-
-    def m() -> object:
-        return meta(rollout_id, next(seq)).model_copy(update={"agent_name": agent})
-
-    events.append(
-        RolloutEvent(meta=m(), phase="started", task_id="2+2", trace_id=TRACE, input="{}")
-    )
-    for step in range(calls):
-        events.append(
-            Span(
-                meta=m(), trace_id=TRACE, span_id=_span_id(step), name="chat calc",
-                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
-                llm=LlmCall(
-                    request_model="calc", input_messages=f"[{step}]", output_messages=f"[{step}!]",
-                    prompt_token_ids=[1, 2, step],
-                    response_token_ids=[step],
-                    response_logprobs=[-0.5],
-                ),
-            )
-        )  # fmt: skip
-        events.append(
-            Span(
-                meta=m(), trace_id=TRACE, span_id=f"{step + 100:016x}", name="execute_tool add",
-                start_time_unix_nano=NOW_NS + step, end_time_unix_nano=NOW_NS + step + 1,
-                tool=ToolCall(name="add"),
-            )
-        )  # fmt: skip
-    events.append(Reward(meta=m(), value=1.0))
-    events.append(
-        RolloutEvent(meta=m(), phase="finished", task_id="2+2", trace_id=TRACE, status="succeeded")
-    )
-    return events
+from tests.support.events import meta, rollout, span_id_of
 
 
 def test_out_of_order_and_duplicated_events_give_the_same_episode() -> None:
@@ -138,7 +98,7 @@ def _credited(policy: AssemblyPolicy, extra: list[Event]) -> list[float]:
 
 
 def test_credit_assignment_is_pluggable() -> None:
-    step_reward = Reward(meta=meta("r1", 50), value=0.5, span_id=_span_id(1), source="judge")
+    step_reward = Reward(meta=meta("r1", 50), value=0.5, span_id=span_id_of(1), source="judge")
     assert _credited(AssemblyPolicy(credit=FinalReward()), [step_reward]) == [1.0, 1.0, 1.0]
     gamma = 0.5
     returns = _credited(AssemblyPolicy(credit=DiscountedReturn(gamma)), [step_reward])
@@ -188,3 +148,21 @@ def test_flush_assembles_unfinished_rollouts_as_timeouts() -> None:
     (episode,) = assembler.collect(now=1_700_000_001.0, flush=True)
     assert episode.row.status == "timeout"
     assert episode.row.assembled_at == 1_700_000_001_000
+
+
+def test_reconcile_with_a_store_ahead_of_a_recovered_buffer() -> None:
+    def buffered() -> RolloutBuffer:
+        buffer = RolloutBuffer(rollout_id="r1", attempt=1)
+        for event in rollout():
+            add(buffer, event, now=0.0)
+        return buffer
+
+    fresh = buffered()
+    assert not reconcile(fresh, None)  # nothing written yet
+    assert not reconcile(fresh, (-1, 0))
+    held = buffered()  # the store has revision 0 with every event: announce it, don't write
+    assert reconcile(held, (0, len(held.seen)))
+    assert assemble(held, AssemblyPolicy(), now=1.0).row.revision == 0
+    grown = buffered()  # the store's revision 0 lacks events the buffer has: write revision 1
+    assert not reconcile(grown, (0, len(grown.seen) - 1))
+    assert assemble(grown, AssemblyPolicy(), now=1.0).row.revision == 1
