@@ -87,15 +87,27 @@ class StreamWorker:
             web_port=worker.web_port,
             datadir=str(worker.data_dir),
         )
+        codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": _StateCodec()}
+        changelog = self.app.topic(
+            f"{worker.app_id}-rollout-buffers-changelog",
+            partitions=worker.partitions,
+            compacting=True,
+            internal=True,
+            **codecs_,
+        )
         self.buffers = cast(
             "faust.Table[bytes, RolloutState]",
             self.app.Table(
-                "rollout-buffers", default=None, partitions=worker.partitions, use_partitioner=True
+                "rollout-buffers",
+                default=None,
+                partitions=worker.partitions,
+                use_partitioner=True,
+                changelog_topic=changelog,
             ),
         )
-        # Set before the changelog topic is made from them; Table() takes only model types.
-        self.buffers.key_serializer = "raw"
-        self.buffers.value_serializer = _StateCodec()
+        # Table() derives its serializers from model types only (JSON here): set ours.
+        self.buffers.key_serializer = codecs_["key_serializer"]
+        self.buffers.value_serializer = codecs_["value_serializer"]
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(*self.inputs, **raw)
         self.dead_letters = self.app.topic(topics.prefix + topics.dead_letters, **raw)

@@ -1,0 +1,213 @@
+"""The stream worker end to end: the session's Kafka broker, `fulmen worker` processes and a
+`fulmen store serve` process (chDB), with the store reached over HTTP as in the local stack."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from fulmen.schemas import Event, Reward
+from fulmen.store import LightningStore
+from tests.support.events import meta, rollout
+from tests.support.stack import Stack, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, bootstrap_servers: str) -> Iterator[Stack]:
+    running = Stack(tmp_path, bootstrap_servers, f"w{uuid.uuid4().hex[:8]}.")
+    running.store.start()
+    wait_for(lambda: _answers(running.store_port), timeout_s=60, what="the store server")
+    try:
+        yield running
+    finally:
+        running.store.stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _scalar(store: LightningStore, sql: str) -> Any:
+    try:
+        return store.sql(sql).to_pylist()[0]["v"]
+    except Exception:
+        return None
+
+
+def _episodes(store: LightningStore) -> int:
+    db = store.settings.database
+    return int(_scalar(store, f"SELECT count() AS v FROM {db}.episodes") or 0)
+
+
+def _events(prefix: str, rollouts: int) -> list[Event]:
+    return [event for i in range(rollouts) for event in rollout(f"{prefix}{i}")]
+
+
+def _state(store: LightningStore) -> dict[str, Any]:
+    """What a run leaves in the store, independent of when revisions happened."""
+    db = store.settings.database
+    queries = {
+        "raw": " UNION ALL ".join(
+            f"SELECT '{table}' AS t, count() AS rows, uniqExact(event_id) AS events FROM {db}.{table}"
+            for table in ("spans", "rewards", "rollouts")
+        ),
+        "latest": f"""SELECT rollout_id, attempt, argMax(reward, revision) AS reward,
+                             argMax(num_events, revision) AS n, argMax(status, revision) AS st
+                      FROM {db}.episodes GROUP BY rollout_id, attempt ORDER BY rollout_id""",
+        "episode_dupes": f"""SELECT count() AS v FROM (SELECT rollout_id, attempt, revision
+                             FROM {db}.episodes GROUP BY ALL HAVING count() > 1)""",
+        "triplet_dupes": f"""SELECT count() AS v FROM (SELECT rollout_id, attempt, revision, step
+                             FROM {db}.triplets GROUP BY ALL HAVING count() > 1)""",
+        "triplets": f"""SELECT rollout_id, step, reward, prompt FROM {db}.triplets
+                        WHERE (rollout_id, attempt, revision) IN (SELECT rollout_id, attempt,
+                              max(revision) FROM {db}.episodes GROUP BY rollout_id, attempt)
+                        ORDER BY rollout_id, step""",
+    }
+    state = {name: store.sql(sql).to_pylist() for name, sql in queries.items()}
+    state["raw"] = {row["t"]: (row["rows"], row["events"]) for row in state["raw"]}
+    return state
+
+
+def _raw(spans: int, rewards: int, rollouts: int) -> dict[str, tuple[int, int]]:
+    """Row counts of the raw tables, each row a distinct event."""
+    return {
+        "spans": (spans, spans),
+        "rewards": (rewards, rewards),
+        "rollouts": (rollouts, rollouts),
+    }
+
+
+def test_duplicated_out_of_order_and_late_events_and_garbage(stack: Stack) -> None:
+    events = _events("a", 20)
+    replay = events + events[::3]
+    random.Random(7).shuffle(replay)
+    garbage = [b"garbage", b"\xc3\x01" + bytes(8) + b"unknown schema"]
+    stack.produce(replay, garbage=garbage)
+    worker = stack.worker("order", "order")
+    worker.start()
+    try:
+        store = stack.client("order")
+        wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="20 episodes")
+        stack.produce([Reward(meta=meta(f"a{i}", 100), value=5.0) for i in range(5)])
+        wait_for(lambda: _episodes(store) >= 25, timeout_s=60, what="5 revised episodes")
+        metrics = worker.metrics()
+    finally:
+        worker.stop()
+
+    state = _state(store)
+    assert state["raw"] == _raw(120, 25, 40)
+    assert state["episode_dupes"] == [{"v": 0}]
+    assert state["triplet_dupes"] == [{"v": 0}]
+    latest = {row["rollout_id"]: row for row in state["latest"]}
+    assert len(latest) == 20
+    assert all(latest[f"a{i}"]["reward"] == 6.0 and latest[f"a{i}"]["n"] == 10 for i in range(5))
+    assert all(latest[f"a{i}"]["reward"] == 1.0 and latest[f"a{i}"]["n"] == 9 for i in range(5, 20))
+    prompts = [t["prompt"] for t in state["triplets"] if t["rollout_id"] == "a7"]
+    assert prompts == ["[0]", "[1]", "[2]"]  # producer sequence order, not arrival order
+    assert metrics["fulmen_worker_duplicates_total"] == len(events[::3])
+    assert metrics['fulmen_worker_dead_letters_total{problem="truncated"}'] == 1
+    assert metrics['fulmen_worker_dead_letters_total{problem="unknown_fingerprint"}'] == 1
+    assert metrics["fulmen_worker_episodes_out_total"] == 25
+
+    dead = _read_all(stack, stack.prefix + "dlq", expected=2)
+    assert sorted(value for value, _ in dead) == sorted(garbage)
+    assert {headers["fulmen-problem"] for _, headers in dead} == {
+        b"truncated",
+        b"unknown_fingerprint",
+    }
+    assert all(headers["fulmen-source"].startswith(stack.prefix.encode()) for _, headers in dead)
+
+
+def test_sigkill_mid_stream_then_restart_leaves_what_a_clean_run_leaves(stack: Stack) -> None:
+    events = _events("k", 300)
+    crashed = stack.worker("crash", "crash")
+    crashed.start()
+    store = stack.client("crash")
+    stack.produce(events[: len(events) // 2])
+    wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="the first episodes")
+    stack.produce(events[len(events) // 2 :])
+    time.sleep(0.5)
+    crashed.stop(signal.SIGKILL)
+    assert _episodes(store) < 300, "the kill came too late to be mid-stream"
+    crashed.start()
+    try:
+        wait_for(lambda: _episodes(store) >= 300, timeout_s=180, what="300 episodes")
+        time.sleep(3)  # a grace period: anything written twice would show now
+    finally:
+        crashed.stop()
+
+    clean = stack.worker("clean", "clean")
+    clean.start()
+    try:
+        clean_store = stack.client("clean")
+        wait_for(lambda: _episodes(clean_store) >= 300, timeout_s=180, what="a clean run")
+        time.sleep(3)
+    finally:
+        clean.stop()
+    after_crash, clean_run = _state(store), _state(clean_store)
+    assert after_crash["episode_dupes"] == [{"v": 0}]
+    assert after_crash["triplet_dupes"] == [{"v": 0}]
+    assert after_crash == clean_run
+    assert clean_run["raw"] == _raw(1800, 300, 600)
+
+
+def test_a_store_away_for_20_s_is_caught_up_with(stack: Stack) -> None:
+    worker = stack.worker("outage", "outage")
+    worker.start()
+    try:
+        store = stack.client("outage")
+        stack.produce(_events("before", 30))
+        wait_for(lambda: _episodes(store) >= 30, timeout_s=120, what="episodes before")
+        stack.store.stop()
+        stack.produce(_events("during", 60))
+        time.sleep(20)
+        away = worker.metrics()
+        stack.store.start()
+        wait_for(lambda: _episodes(store) >= 90, timeout_s=120, what="the catch-up")
+        time.sleep(3)
+    finally:
+        worker.stop()
+    assert away["fulmen_worker_store_available"] == 0
+    assert away["fulmen_worker_store_retries_total"] > 0
+    state = _state(store)
+    assert state["raw"] == _raw(540, 90, 180)
+    assert state["episode_dupes"] == [{"v": 0}]
+    assert state["triplet_dupes"] == [{"v": 0}]
+    assert len(state["latest"]) == 90
+
+
+def _read_all(stack: Stack, topic: str, *, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[tuple[bytes, dict[str, bytes]]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            found.append((message.value() or b"", dict(message.headers() or [])))
+    finally:
+        consumer.close()
+    return found

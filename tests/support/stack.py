@@ -1,0 +1,131 @@
+"""The local stack as separate processes, for tests of the stream worker: a store server
+(`fulmen store serve`) and workers (`fulmen worker`), each started and killed at will."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+from confluent_kafka import Producer
+
+from fulmen.kafka import KafkaSettings, TopicSettings, create_topics
+from fulmen.schemas import Event, SingleObjectCodec
+from fulmen.store import LightningStore, StoreSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.25)
+
+
+class Process:
+    """A `fulmen` subcommand in its own process, its output in `log`."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = list(args), env, log
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._out = self.log.open("ab")
+        command = [sys.executable, "-m", "fulmen.cli", *self.args]
+        self._proc = subprocess.Popen(
+            command, env={**os.environ, **self.env}, stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(30)
+        if self._out is not None:
+            self._out.close()
+        self._proc = self._out = None
+
+
+class Stack:
+    """A store server on its own chDB directory, and the settings workers need to use it and
+    the session's broker with topics of their own (`prefix`)."""
+
+    def __init__(self, root: Path, bootstrap: str, prefix: str) -> None:
+        self.root, self.bootstrap, self.prefix = root, bootstrap, prefix
+        self.topics = TopicSettings(prefix=prefix)
+        self.store_port = free_port()
+        self.store = Process(
+            ["store", "serve", "--port", str(self.store_port)],
+            {"FULMEN_STORE__PATH": str(root / "store")},
+            root / "store.log",
+        )
+        names = [self.topics.for_event(k) for k in ("span", "reward", "rollout", "episode")]
+        create_topics(KafkaSettings(bootstrap_servers=bootstrap), [*names, prefix + "dlq"])
+
+    def worker(self, app_id: str, database: str, **options: str) -> Worker:
+        port = free_port()
+        env = {
+            "FULMEN_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "FULMEN_TOPICS__PREFIX": self.prefix,
+            "FULMEN_STORE__URL": f"http://127.0.0.1:{self.store_port}",
+            "FULMEN_STORE__DATABASE": database,
+            "FULMEN_WORKER_APP_ID": app_id,
+            "FULMEN_WORKER_WEB_PORT": str(port),
+            "FULMEN_WORKER_DATA_DIR": str(self.root / app_id),
+            "FULMEN_WORKER_GRACE_S": "2",
+            "FULMEN_WORKER_RETRY_MAX_S": "2",
+        } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
+        return Worker(["worker"], env, self.root / f"{app_id}.log", port)
+
+    def client(self, database: str) -> LightningStore:
+        url = f"http://127.0.0.1:{self.store_port}"
+        return LightningStore(StoreSettings(url=url, database=database))
+
+    def produce(self, events: Sequence[Event], *, garbage: Sequence[bytes] = ()) -> None:
+        """Produce `events` (keyed by rollout id) and `garbage` onto the spans topic."""
+        codec = SingleObjectCodec()
+        producer = Producer(
+            {"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random", "acks": "all"}
+        )
+        for event in events:
+            topic = self.topics.for_event(event.event_type)
+            key = event.meta.rollout_id.encode()
+            producer.produce(topic, key=key, value=codec.encode(event, topic=topic))
+        for value in garbage:
+            producer.produce(self.topics.for_event("span"), key=b"garbage", value=value)
+        assert producer.flush(30) == 0
+
+
+class Worker(Process):
+    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path, port: int) -> None:
+        super().__init__(args, env, log)
+        self.port = port
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples by name (labels folded into the name)."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
