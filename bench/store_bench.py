@@ -91,6 +91,8 @@ def _span_batch(batch: int, start_ns: int, rng: np.random.Generator) -> pa.Table
         "tool_type": pa.array(np.where(is_llm, "", "function")),
         "tool_arguments": pa.array(np.where(is_llm, "", '{"a": 2, "b": 2}')),
         "tool_result": pa.array(np.where(is_llm, "", "4")),
+        "source_partition": pa.array(np.zeros(n, np.int32)),
+        "source_offset": pa.array(ids.astype(np.int64)),
     }
     return pa.table(columns, schema=TABLES["spans"])
 
