@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store clean
+.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -50,6 +50,9 @@ bench-producer: setup  ## bench/results/producer.json
 
 bench-store: deps  ## bench/results/store.json
 	$(RUN) python -m bench.store_bench
+
+bench-streams: setup  ## bench/results/streams.json (Kafka, a worker, the store; AGL peers)
+	$(RUN) python -m bench.streams_bench
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache

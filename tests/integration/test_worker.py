@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,20 +25,11 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture
 def stack(tmp_path: Path, bootstrap_servers: str) -> Iterator[Stack]:
     running = Stack(tmp_path, bootstrap_servers, f"w{uuid.uuid4().hex[:8]}.")
-    running.store.start()
-    wait_for(lambda: _answers(running.store_port), timeout_s=60, what="the store server")
+    running.start_store()
     try:
         yield running
     finally:
         running.store.stop()
-
-
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _scalar(store: LightningStore, sql: str) -> Any:
@@ -63,8 +53,8 @@ def _state(store: LightningStore) -> dict[str, Any]:
     db = store.settings.database
     queries = {
         "raw": " UNION ALL ".join(
-            f"SELECT '{table}' AS t, count() AS rows, uniqExact(event_id) AS events FROM {db}.{table}"
-            for table in ("spans", "rewards", "rollouts")
+            f"SELECT '{t}' AS t, count() AS rows, uniqExact(event_id) AS events FROM {db}.{t}"
+            for t in ("spans", "rewards", "rollouts")
         ),
         "latest": f"""SELECT rollout_id, attempt, argMax(reward, revision) AS reward,
                              argMax(num_events, revision) AS n, argMax(status, revision) AS st
@@ -177,7 +167,7 @@ def test_a_store_away_for_20_s_is_caught_up_with(stack: Stack) -> None:
         stack.produce(_events("during", 60))
         time.sleep(20)
         away = worker.metrics()
-        stack.store.start()
+        stack.start_store()
         wait_for(lambda: _episodes(store) >= 90, timeout_s=120, what="the catch-up")
         time.sleep(3)
     finally:

@@ -67,7 +67,7 @@ class Stack:
     """A store server on its own chDB directory, and the settings workers need to use it and
     the session's broker with topics of their own (`prefix`)."""
 
-    def __init__(self, root: Path, bootstrap: str, prefix: str) -> None:
+    def __init__(self, root: Path, bootstrap: str, prefix: str, *, partitions: int = 4) -> None:
         self.root, self.bootstrap, self.prefix = root, bootstrap, prefix
         self.topics = TopicSettings(prefix=prefix)
         self.store_port = free_port()
@@ -77,7 +77,20 @@ class Stack:
             root / "store.log",
         )
         names = [self.topics.for_event(k) for k in ("span", "reward", "rollout", "episode")]
-        create_topics(KafkaSettings(bootstrap_servers=bootstrap), [*names, prefix + "dlq"])
+        kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        create_topics(kafka, [*names, prefix + "dlq"], partitions=partitions)
+
+    def start_store(self) -> None:
+        """Start the store server and wait until it answers."""
+        self.store.start()
+        wait_for(self._store_answers, timeout_s=60, what="the store server")
+
+    def _store_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.store_port}/ping", timeout=1):
+                return True
+        except OSError:
+            return False
 
     def worker(self, app_id: str, database: str, **options: str) -> Worker:
         port = free_port()
@@ -102,7 +115,12 @@ class Stack:
         """Produce `events` (keyed by rollout id) and `garbage` onto the spans topic."""
         codec = SingleObjectCodec()
         producer = Producer(
-            {"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random", "acks": "all"}
+            {
+                "bootstrap.servers": self.bootstrap,
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "compression.type": "lz4",  # as the producer SDK sends
+            }
         )
         for event in events:
             topic = self.topics.for_event(event.event_type)

@@ -1,0 +1,202 @@
+"""`make bench-streams`: producer → Kafka → one `fulmen worker` → store, on this machine.
+
+Starts a Kafka broker, a store server (`fulmen store serve`, chDB) and one worker process,
+then measures:
+- `events_per_s`: a backlog of BENCH_EVENTS events (rollouts of 9: started, 3 LLM calls, 3
+  tool calls, a reward, finished) produced as fast as possible, from the first produce until
+  every raw row is queryable in the store;
+- `latency_p50_s` / `latency_p99_s`: events produced at BENCH_LATENCY_RATE events/s for
+  BENCH_LATENCY_S seconds; each span's latency runs from its `produce()` call until the
+  store shows its (partition, offset) written (the store is polled every 50 ms);
+- Agent Lightning 0.3.0's store on the same machine in the same run (../shared/peers).
+Writes bench/results/streams.json.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Producer
+from rich.console import Console
+from rich.progress import Progress
+
+from bench._peers import agl_figures
+from bench._results import write_result
+from fulmen.local import KafkaBroker
+from fulmen.schemas import SingleObjectCodec
+from fulmen.store import LightningStore
+from tests.support.events import rollout
+from tests.support.stack import Stack
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
+LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "5000"))
+LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "20"))
+PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
+console = Console()
+
+
+def _encoded(prefix: str, count: int, stack: Stack) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of `count` events, whole rollouts, encoded once up front."""
+    codec = SingleObjectCodec()
+    out: list[tuple[str, bytes, bytes]] = []
+    for i in range(count // 9 + 1):
+        for event in rollout(f"{prefix}{i}"):
+            topic = stack.topics.for_event(event.event_type)
+            out.append((topic, event.meta.rollout_id.encode(), codec.encode(event, topic=topic)))
+    return out[: count - count % 9]
+
+
+def _producer(bootstrap: str) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def _raw_rows(store: LightningStore) -> int:
+    db = store.settings.database
+    sql = " + ".join(f"(SELECT count() FROM {db}.{t})" for t in ("spans", "rewards", "rollouts"))
+    try:
+        return int(store.sql(f"SELECT {sql} AS n").to_pylist()[0]["n"])
+    except Exception:
+        return 0
+
+
+def _throughput(stack: Stack, store: LightningStore) -> float:
+    messages = _encoded("t", EVENTS, stack)
+    producer = _producer(stack.bootstrap)
+    before = _raw_rows(store)
+    started = time.perf_counter()
+    for topic, key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("worker draining the backlog", total=len(messages))
+        while (done := _raw_rows(store) - before) < len(messages):
+            progress.update(task, completed=done)
+            time.sleep(0.1)
+    return len(messages) / (time.perf_counter() - started)
+
+
+def _latencies(stack: Stack, store: LightningStore) -> np.ndarray:
+    messages = _encoded("l", int(LATENCY_RATE * LATENCY_S), stack)
+    producer = _producer(stack.bootstrap)
+    sent: dict[tuple[int, int], float] = {}
+    spans = stack.topics.for_event("span")
+
+    def delivered(error: Any, message: Any, produced_at: float) -> None:
+        if error is None and message.topic() == spans:
+            sent[(message.partition(), message.offset())] = produced_at
+
+    seen: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    db = store.settings.database
+    poll_sql = f"SELECT source_partition AS p, max(source_offset) AS o FROM {db}.spans GROUP BY p"
+    started, step, next_poll = time.perf_counter(), 1.0 / LATENCY_RATE, 0.0
+    for i, (topic, key, value) in enumerate(messages):
+        while (now := time.perf_counter()) < started + i * step:
+            if now >= next_poll:
+                _poll(store, poll_sql, seen)
+                next_poll = time.perf_counter() + 0.05
+            producer.poll(0)
+        producer.produce(topic, value, key, on_delivery=_bind(delivered, time.perf_counter()))
+        producer.poll(0)
+    producer.flush(60)
+    wanted = {p: max(o for q, o in sent if q == p) for p, _ in sent}
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        _poll(store, poll_sql, seen)
+        if all(seen[p] and seen[p][-1][1] >= o for p, o in wanted.items()):
+            break
+        time.sleep(0.05)
+    latencies = []
+    for (partition, offset), produced_at in sent.items():
+        visible = next(t for t, high in seen[partition] if high >= offset)
+        latencies.append(visible - produced_at)
+    return np.array(latencies)
+
+
+def _bind(callback: Any, produced_at: float) -> Any:
+    return lambda error, message: callback(error, message, produced_at)
+
+
+def _poll(store: LightningStore, sql: str, seen: dict[int, list[tuple[float, int]]]) -> None:
+    try:
+        rows = store.sql(sql).to_pylist()
+    except Exception:
+        return
+    now = time.perf_counter()
+    for row in rows:
+        history = seen[row["p"]]
+        if not history or row["o"] > history[-1][1]:
+            history.append((now, row["o"]))
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="fulmen-bench-streams-") as tmp:
+        root = Path(tmp)
+        broker = KafkaBroker(data_dir=root / "kafka")
+        broker.start()
+        try:
+            stack = Stack(root, broker.bootstrap_servers, "bench.", partitions=PARTITIONS)
+            stack.start_store()
+            worker = stack.worker("bench", "bench", partitions=str(PARTITIONS), grace_s="1")
+            worker.start()
+            try:
+                store = stack.client("bench")
+                events_per_s = _throughput(stack, store)
+                console.print(f"sustained: {events_per_s:,.0f} events/s")
+                latencies = _latencies(stack, store)
+                metrics = worker.metrics()
+            finally:
+                worker.stop()
+                stack.store.stop()
+        finally:
+            broker.stop()
+    console.print("measuring Agent Lightning 0.3.0's store (../shared/peers) …")
+    peers = agl_figures()
+    write_result(
+        "streams",
+        {
+            "events_per_s": round(events_per_s),
+            "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
+            "latency_p99_s": round(float(np.percentile(latencies, 99)), 3),
+            "latency_rate_events_per_s": LATENCY_RATE,
+            "latency_samples": int(latencies.size),
+            **{k: round(v) for k, v in peers.items()},
+            "events": EVENTS,
+            "partitions": PARTITIONS,
+            "workers": 1,
+            "worker_batch_max": 5000,
+            "sink_mean_s_per_batch": _histogram_mean(metrics, "raw"),
+            "path": "confluent-kafka producer → Kafka 4.1.1 → fulmen worker (Faust, aiokafka) "
+            "→ fulmen store serve (chDB over ClickHouse HTTP)",
+        },
+        console=console,
+    )
+
+
+def _histogram_mean(metrics: dict[str, float], kind: str) -> float:
+    total = metrics.get(f'fulmen_worker_sink_latency_seconds_sum{{kind="{kind}"}}', 0.0)
+    count = metrics.get(f'fulmen_worker_sink_latency_seconds_count{{kind="{kind}"}}', 0.0)
+    return round(total / count, 4) if count else 0.0
+
+
+if __name__ == "__main__":
+    main()
