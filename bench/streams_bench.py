@@ -38,6 +38,7 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
 LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "5000"))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "20"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 console = Console()
 
 
@@ -156,16 +157,21 @@ def main() -> None:
         try:
             stack = Stack(root, broker.bootstrap_servers, "bench.", partitions=PARTITIONS)
             stack.start_store()
-            worker = stack.worker("bench", "bench", partitions=str(PARTITIONS), grace_s="1")
-            worker.start()
+            workers = [
+                stack.worker("bench", "bench", partitions=str(PARTITIONS), grace_s="1")
+                for _ in range(WORKERS)
+            ]
+            for worker in workers:
+                worker.start()
             try:
                 store = stack.client("bench")
                 events_per_s = _throughput(stack, store)
                 console.print(f"sustained: {events_per_s:,.0f} events/s")
                 latencies = _latencies(stack, store)
-                metrics = worker.metrics()
+                metrics = workers[0].metrics()
             finally:
-                worker.stop()
+                for worker in workers:
+                    worker.stop()
                 stack.store.stop()
         finally:
             broker.stop()
@@ -182,9 +188,13 @@ def main() -> None:
             **{k: round(v) for k, v in peers.items()},
             "events": EVENTS,
             "partitions": PARTITIONS,
-            "workers": 1,
+            "workers": WORKERS,
             "worker_batch_max": 5000,
             "sink_mean_s_per_batch": _histogram_mean(metrics, "raw"),
+            "events_per_batch": round(
+                metrics["fulmen_worker_events_in_total"]
+                / max(metrics.get('fulmen_worker_sink_latency_seconds_count{kind="raw"}', 1), 1)
+            ),
             "path": "confluent-kafka producer → Kafka 4.1.1 → fulmen worker (Faust, aiokafka) "
             "→ fulmen store serve (chDB over ClickHouse HTTP)",
         },

@@ -43,6 +43,7 @@ from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
 
 log = logging.getLogger("fulmen.worker")
+_SWEEP_S = 5.0
 T = TypeVar("T")
 
 
@@ -86,6 +87,11 @@ class StreamWorker:
             web_host=worker.web_host,
             web_port=worker.web_port,
             datadir=str(worker.data_dir),
+            # Changelog and episode-completed messages go out in batches, not one request each.
+            producer_linger=0.02,
+            producer_compression_type="lz4",
+            broker_max_poll_records=worker.batch_max,
+            stream_buffer_maxsize=worker.batch_max,
         )
         codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": _StateCodec()}
         changelog = self.app.topic(
@@ -122,6 +128,9 @@ class StreamWorker:
         self._pending: list[EventT[Any]] = []
         self._pending_since = 0.0
         self._lock = asyncio.Lock()
+        self._open: set[bytes] = set()
+        """Rollouts with events not yet in an episode, as far as this process saw them."""
+        self._next_sweep = 0.0
 
     async def _consume(self, stream: StreamT[Any]) -> None:
         self._stream = cast("faust.Stream[Any]", stream).noack()
@@ -163,7 +172,10 @@ class StreamWorker:
             if self._sink is None:
                 return
             sink, now = self._sink, time.time()
-            owned = self._owned()
+            # Between sweeps only rollouts with news can be due; a sweep also finds those
+            # recovered from the changelog, and forgets the expired.
+            sweep = now >= self._next_sweep
+            owned = self._owned(None if sweep else self._open)
             buffers = [buffer for state in owned.values() for buffer in state.attempts.values()]
             assembled = await self._retrying(
                 "check", lambda: sink.assemble_due(buffers, self.policy, now=now)
@@ -176,8 +188,11 @@ class StreamWorker:
                 key = rollout_id.encode()
                 self.buffers[key] = owned[key]
             await self._announce([*assembled.new, *assembled.recovered])
-            self._forget_expired(owned, now=now)
-            self.metrics.buffered_rollouts.set(len(owned))
+            self._open = {key for key, state in owned.items() if _has_news(state)}
+            if sweep:
+                self._forget_expired(owned, now=now)
+                self._next_sweep = now + _SWEEP_S
+                self.metrics.buffered_rollouts.set(len(owned))
 
     def _is_new(self, event: Event) -> bool:
         state: RolloutState | None = self.buffers.get(event.meta.rollout_id.encode())
@@ -197,18 +212,24 @@ class StreamWorker:
             add(buffer, event, now=now)
         for key, state in touched.items():
             self.buffers[key] = state
+        self._open.update(touched)
 
-    def _owned(self) -> dict[bytes, RolloutState]:
-        """The buffers of the partitions this worker holds now (the in-memory table keeps
-        keys it wrote itself even after their partition moved to another worker)."""
+    def _owned(self, keys: set[bytes] | None) -> dict[bytes, RolloutState]:
+        """The buffers (of `keys`, or all) of the partitions this worker holds now: the
+        in-memory table keeps keys it wrote itself after their partition moved elsewhere."""
         assigned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs
         }
+        candidates = self.buffers.items() if keys is None else self._states(keys)
         return {
             key: state
-            for key, state in self.buffers.items()
+            for key, state in candidates
             if _partition(key, self.worker.partitions) in assigned
         }
+
+    def _states(self, keys: set[bytes]) -> list[tuple[bytes, RolloutState]]:
+        found = ((key, self.buffers.get(key)) for key in keys)
+        return [(key, state) for key, state in found if state is not None]
 
     def _forget_expired(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
         for key, state in owned.items():
@@ -281,6 +302,10 @@ class StreamWorker:
     def run(self) -> None:
         """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""
         faust.Worker(self.app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+def _has_news(state: RolloutState) -> bool:
+    return any(buffer.changed_since_write for buffer in state.attempts.values())
 
 
 def _metrics_view(metrics: WorkerMetrics) -> type[View]:

@@ -101,11 +101,11 @@ class Stack:
             "FULMEN_STORE__DATABASE": database,
             "FULMEN_WORKER_APP_ID": app_id,
             "FULMEN_WORKER_WEB_PORT": str(port),
-            "FULMEN_WORKER_DATA_DIR": str(self.root / app_id),
+            "FULMEN_WORKER_DATA_DIR": str(self.root / f"{app_id}-{port}"),
             "FULMEN_WORKER_GRACE_S": "2",
             "FULMEN_WORKER_RETRY_MAX_S": "2",
         } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
-        return Worker(["worker"], env, self.root / f"{app_id}.log", port)
+        return Worker(["worker"], env, self.root / f"{app_id}-{port}.log", port)
 
     def client(self, database: str) -> LightningStore:
         url = f"http://127.0.0.1:{self.store_port}"
