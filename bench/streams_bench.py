@@ -34,8 +34,8 @@ from fulmen.store import LightningStore
 from tests.support.events import rollout
 from tests.support.stack import Stack
 
-EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
-LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "5000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "150000"))
+LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "1000"))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "20"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
