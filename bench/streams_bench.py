@@ -4,7 +4,7 @@ Starts a Kafka broker, a store server (`fulmen store serve`, chDB) and one worke
 then measures:
 - `events_per_s`: a backlog of BENCH_EVENTS events (rollouts of 9: started, 3 LLM calls, 3
   tool calls, a reward, finished) produced as fast as possible, from the first produce until
-  every raw row is queryable in the store;
+  every raw row is queryable in the store and every rollout has its episode;
 - `latency_p50_s` / `latency_p99_s`: events produced at BENCH_LATENCY_RATE events/s for
   BENCH_LATENCY_S seconds; each span's latency runs from its `produce()` call until the
   store shows its (partition, offset) written (the store is polled every 50 ms);
@@ -88,12 +88,27 @@ def _throughput(stack: Stack, store: LightningStore) -> float:
                 producer.poll(0.05)
         producer.poll(0)
     producer.flush(60)
+    rollouts = _episodes(store) + len(messages) // 9
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("worker draining the backlog", total=len(messages))
         while (done := _raw_rows(store) - before) < len(messages):
             progress.update(task, completed=done)
             time.sleep(0.1)
+        task = progress.add_task("episodes of the backlog", total=rollouts)
+        while (done := _episodes(store)) < rollouts:
+            progress.update(task, completed=done)
+            time.sleep(0.1)
     return len(messages) / (time.perf_counter() - started)
+
+
+def _episodes(store: LightningStore) -> int:
+    """Rollouts with an episode written (any revision)."""
+    db = store.settings.database
+    try:
+        sql = f"SELECT uniqExact(rollout_id) AS n FROM {db}.episodes"
+        return int(store.sql(sql).to_pylist()[0]["n"])
+    except Exception:  # as in _raw_rows
+        return 0
 
 
 def _latencies(stack: Stack, store: LightningStore) -> np.ndarray:

@@ -292,12 +292,13 @@ class StreamWorker:
                 self.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))
 
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Unacked messages of a revoked partition are read again by its next owner."""
+        """Unacked messages of a revoked partition are read again by its next owner. No
+        lock here: Faust waits for this handler, and a batch in flight may be waiting on the
+        rebalance."""
         revoked: set[TP] = set(args[0])
-        async with self._lock:
-            self._pending = [e for e in self._pending if e.message.tp not in revoked]
-            if self._sink is not None:
-                self._sink.forget_offsets()
+        self._pending = [e for e in self._pending if e.message.tp not in revoked]
+        if self._sink is not None:
+            self._sink.forget_offsets()
 
     def run(self) -> None:
         """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""

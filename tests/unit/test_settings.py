@@ -58,3 +58,17 @@ def test_topics_share_a_prefix() -> None:
     assert topics.for_event("span") == "prod.spans"
     assert topics.for_event("version") == "prod.control"
     assert topics.event_topics() == ["prod.spans", "prod.rewards", "prod.rollouts", "prod.control"]
+
+
+def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fulmen.streams import DiscountedReturn, WorkerSettings
+
+    monkeypatch.setenv("FULMEN_WORKER_GRACE_S", "2.5")
+    monkeypatch.setenv("FULMEN_WORKER_CREDIT", "discounted")
+    monkeypatch.setenv("FULMEN_WORKER_GAMMA", "0.5")
+    policy = WorkerSettings().policy()
+    assert policy.grace_s == 2.5
+    assert isinstance(policy.credit, DiscountedReturn)
+    monkeypatch.setenv("FULMEN_WORKER_CREDIT", "best")
+    with pytest.raises(ValueError, match="credit"):
+        WorkerSettings()
