@@ -169,9 +169,8 @@ class StreamWorker:
         if self._pending and waited >= self.worker.batch_within_s:
             await self._flush()
         async with self._lock:
-            if self._sink is None:
-                return
-            sink, now = self._sink, time.time()
+            # Also after a restart with nothing new to read: recovered buffers may be due.
+            sink, now = await self._store_sink(), time.time()
             # Between sweeps only rollouts with news can be due; a sweep also finds those
             # recovered from the changelog, and forgets the expired.
             sweep = now >= self._next_sweep

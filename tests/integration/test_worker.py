@@ -201,3 +201,22 @@ def _read_all(stack: Stack, topic: str, *, expected: int) -> list[tuple[bytes, d
     finally:
         consumer.close()
     return found
+
+
+def test_a_restart_with_nothing_left_to_read_still_writes_due_episodes(stack: Stack) -> None:
+    events = _events("t", 20)
+    stack.produce(events)
+    worker = stack.worker("tail", "tail", grace_s="10")
+    worker.start()
+    store = stack.client("tail")
+    raw = f"SELECT count() AS v FROM {store.settings.database}.spans"
+    wait_for(lambda: _scalar(store, raw) == 120, timeout_s=120, what="the raw rows")
+    time.sleep(4)  # past Faust's commit interval: every input offset is committed
+    assert _episodes(store) == 0, "the kill came after the grace period"
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    try:
+        wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="the buffered episodes")
+    finally:
+        worker.stop()
+    assert len(_state(store)["latest"]) == 20
