@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from fulmen.schemas import Codec, DecodeError, DecodeProblem, Event
+from fulmen.store import Source
 
 DeadLetterProblem = DecodeProblem | Literal["too_large"]
 """Why a message is a dead letter. Schema-invalid events, missing ids included (the contract
@@ -58,7 +59,7 @@ class Intake:
     dead letters, and how many messages were duplicates of events already seen."""
 
     events: list[Event] = field(default_factory=list)
-    sources: list[tuple[int, int]] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
 

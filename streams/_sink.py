@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from fulmen.schemas import Event, Reward, RolloutEvent, Span
-from fulmen.store import TABLES, LightningStore
+from fulmen.schemas import Event
+from fulmen.store import EVENT_TABLES, TABLES, LightningStore, Source
 from fulmen.streams._assembler import episodes_table, triplets_table
 from fulmen.streams._assembly import (
     AssemblyPolicy,
@@ -30,7 +30,10 @@ from fulmen.streams._assembly import (
 )
 from fulmen.streams._intake import DeadLetter, Intake
 
-_RAW_TABLES: dict[type[Event], str] = {Span: "spans", Reward: "rewards", RolloutEvent: "rollouts"}
+_SOURCED: dict[type[Event], str] = {
+    kind: table for kind, table in EVENT_TABLES.items() if "source_offset" in TABLES[table].names
+}
+"""Event types whose table records the Kafka offset each row came from."""
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,28 @@ class StoreSink:
 
     def write_raw(self, intake: Intake) -> int:
         """Write the intake's events that the store does not hold yet; returns how many."""
-        self._learn_offsets(intake)
-        events: list[Event] = []
-        sources: list[tuple[int, int]] = []
-        for event, (partition, offset) in zip(intake.events, intake.sources, strict=True):
-            table = _RAW_TABLES.get(type(event))
-            if table is None or offset > self._written.get((table, partition), -1):
-                events.append(event)
-                sources.append((partition, offset))
-        if events:
-            self.store.write_events(events, sources=sources, dedup_token=_offsets_token(sources))
-        for event, (partition, offset) in zip(events, sources, strict=True):
-            table = _RAW_TABLES.get(type(event))
+        read = [
+            (event, source, _SOURCED.get(type(event)))
+            for event, source in zip(intake.events, intake.sources, strict=True)
+        ]
+        self._learn_offsets({(table, p) for _, (p, _), table in read if table is not None})
+        fresh = [
+            (event, (partition, offset), table)
+            for event, (partition, offset), table in read
+            if table is None or offset > self._written[(table, partition)]
+        ]
+        if fresh:
+            sources = [source for _, source, _ in fresh]
+            self.store.write_events(
+                [event for event, _, _ in fresh],
+                sources=sources,
+                dedup_token=_offsets_token(sources),
+            )
+        for _, (partition, offset), table in fresh:
             if table is not None:
                 key = (table, partition)
-                self._written[key] = max(self._written.get(key, -1), offset)
-        return len(events)
+                self._written[key] = max(self._written[key], offset)
+        return len(fresh)
 
     def write_dead(self, dead: Sequence[DeadLetter]) -> None:
         """Record dead letters in the store's `dead_letters` table."""
@@ -112,19 +121,18 @@ class StoreSink:
         )
         return int(triplets.num_rows)
 
-    def _learn_offsets(self, intake: Intake) -> None:
-        unknown: dict[str, set[int]] = {}
-        for event, (partition, _) in zip(intake.events, intake.sources, strict=True):
-            table = _RAW_TABLES.get(type(event))
-            if table is not None and (table, partition) not in self._written:
-                unknown.setdefault(table, set()).add(partition)
+    def _learn_offsets(self, keys: set[tuple[str, int]]) -> None:
+        """Ask the store how far it holds each (table, partition) not known yet."""
+        unknown: dict[str, list[int]] = {}
+        for table, partition in sorted(keys - self._written.keys()):
+            unknown.setdefault(table, []).append(partition)
         for table, partitions in unknown.items():
-            found = self.store.source_offsets(table, sorted(partitions))
+            found = self.store.source_offsets(table, partitions)
             for partition in partitions:
                 self._written[(table, partition)] = found.get(partition, -1)
 
 
-def _offsets_token(sources: Sequence[tuple[int, int]]) -> str:
+def _offsets_token(sources: Sequence[Source]) -> str:
     ranges: dict[int, tuple[int, int]] = {}
     for partition, offset in sources:
         low, high = ranges.get(partition, (offset, offset))

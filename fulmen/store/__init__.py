@@ -1,7 +1,7 @@
 """The LightningStore on ClickHouse: migrations, columnar writes, trainer windows and
 snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse server)."""
 
-from fulmen.store._arrow import TABLES
+from fulmen.store._arrow import EVENT_TABLES, TABLES, Source
 from fulmen.store._client import connect
 from fulmen.store._conform import BatchRejected
 from fulmen.store._http_server import StoreServer, StoreServerError, StoreUser, serve
@@ -10,11 +10,13 @@ from fulmen.store._settings import StoreSettings, TableTtl
 from fulmen.store._store import LightningStore, Snapshot, WindowQuery, content_hash
 
 __all__ = [
+    "EVENT_TABLES",
     "TABLES",
     "BatchRejected",
     "LightningStore",
     "MigrationError",
     "Snapshot",
+    "Source",
     "StoreServer",
     "StoreServerError",
     "StoreSettings",

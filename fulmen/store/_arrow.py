@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fulmen.schemas import EventMeta, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import Event, EventMeta, Reward, RolloutEvent, Span, VersionEvent
 
 _NS = pa.timestamp("ns", tz="UTC")
 _MS = pa.timestamp("ms", tz="UTC")
@@ -302,6 +302,14 @@ def _version_row(event: VersionEvent) -> dict[str, Any]:
 
 Source = tuple[int, int]
 """(Kafka partition, offset) of a raw event."""
+
+EVENT_TABLES: dict[type[Event], str] = {
+    Span: "spans",
+    Reward: "rewards",
+    RolloutEvent: "rollouts",
+    VersionEvent: "versions",
+}
+"""The table each type of event is written to."""
 
 
 def _columnar(

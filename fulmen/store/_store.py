@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
-from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import Event
 from fulmen.store._arrow import (
+    EVENT_TABLES,
     Source,
     rewards_table,
     rollouts_table,
@@ -85,18 +86,18 @@ class LightningStore:
         """Write decoded events to their tables (spans, rewards, rollouts, versions).
         `sources`, parallel to `events`, records the Kafka (partition, offset) of each."""
         where = sources if sources is not None else [(-1, -1)] * len(events)
-        by_kind: dict[type[Event], tuple[list[Any], list[Source]]] = {
-            kind: ([], []) for kind in (Span, Reward, RolloutEvent, VersionEvent)
+        kept: dict[str, tuple[list[Any], list[Source]]] = {
+            table: ([], []) for table in EVENT_TABLES.values()
         }
         for event, source in zip(events, where, strict=True):
-            kept, kept_sources = by_kind[type(event)]
-            kept.append(event)
-            kept_sources.append(source)
+            table_events, table_sources = kept[EVENT_TABLES[type(event)]]
+            table_events.append(event)
+            table_sources.append(source)
         batches = {
-            "spans": spans_table(*by_kind[Span]),
-            "rewards": rewards_table(*by_kind[Reward]),
-            "rollouts": rollouts_table(*by_kind[RolloutEvent]),
-            "versions": versions_table(by_kind[VersionEvent][0]),
+            "spans": spans_table(*kept["spans"]),
+            "rewards": rewards_table(*kept["rewards"]),
+            "rollouts": rollouts_table(*kept["rollouts"]),
+            "versions": versions_table(kept["versions"][0]),
         }
         return {
             table: self.insert(table, batch, dedup_token=dedup_token and f"{dedup_token}/{table}")
