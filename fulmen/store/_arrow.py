@@ -195,6 +195,23 @@ TABLES: dict[str, pa.Schema] = {
             _required("event_id", _STR),
         ]
     ),
+    "training_runs": pa.schema(
+        [
+            _required("run_id", _STR),
+            _required("agent_name", _STR),
+            _required("algorithm", _STR),
+            _required("window_id", _STR),
+            _required("dataset_hash", _STR),
+            _required("episodes", pa.uint32()),
+            _optional("parent_version", _STR),
+            _required("candidate_version", _STR),
+            _required("outcome", _STR),
+            _optional("reason", _STR),
+            _required("metrics", pa.map_(pa.string(), pa.float64())),
+            _required("started_at", _MS),
+            _required("finished_at", _MS),
+        ]
+    ),
 }
 
 

@@ -1,0 +1,105 @@
+"""Batched generation for the trainer's own needs (held-out evaluation, offline replays):
+left-padded batches, bf16 where the hardware has it, and the raw-distribution logprob of
+every chosen token (log_softmax at temperature 1, as the policy server and vLLM report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from fulmen.trainers._precision import autocast
+
+Messages = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One completion: the prompt and response token ids (the response ends with the end
+    token when the model stopped), each response token's logprob, the decoded text."""
+
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    text: str
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[int]:
+    """The token ids the chat template gives `messages`, ready for the assistant's turn."""
+    encoded = tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(encoded["input_ids"])
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Messages],
+    *,
+    max_new_tokens: int = 48,
+    temperature: float = 0.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Generation]:
+    """Complete every conversation; `temperature` 0 is greedy. `on_batch(n)` is told after
+    each batch of n conversations (progress bars)."""
+    device = model.device
+    end_ids = _end_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    generator_seed = torch.Generator().manual_seed(seed)
+    out: list[Generation] = []
+    for batch in _chunks([prompt_ids(tokenizer, c) for c in conversations], batch_size):
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+        with autocast(device):
+            result = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=end_ids,
+                output_logits=True,
+                return_dict_in_generate=True,
+                **(sampling if temperature > 0 else {"do_sample": False}),
+            )
+        chosen = result.sequences[:, width:]  # (batch, steps)
+        logits = torch.stack(result.logits, dim=1).float()  # (batch, steps, vocab)
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+        for row, ids in enumerate(batch):
+            response = _until_end(chosen[row].tolist(), end_ids)
+            out.append(
+                Generation(
+                    prompt_ids=tuple(ids),
+                    response_ids=tuple(response),
+                    logprobs=tuple(logprobs[row, : len(response)].tolist()),
+                    text=tokenizer.decode(response, skip_special_tokens=True),
+                )
+            )
+        if on_batch is not None:
+            on_batch(len(batch))
+    return out
+
+
+def _end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    return sorted(i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id)
+
+
+def _until_end(tokens: list[int], end_ids: list[int]) -> list[int]:
+    for index, token in enumerate(tokens):
+        if token in end_ids:
+            return tokens[: index + 1]
+    return tokens
+
+
+def _chunks(items: list[list[int]], size: int) -> Iterator[list[list[int]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,114 @@
+"""RL on logged episodes: the window's LLM calls become policy-gradient samples with
+GRPO-style group-relative advantages, stale or unusable calls are dropped, and `rl_step`
+takes optimizer steps over shuffled batches of them.
+
+The agents generated these calls with some earlier version (the behaviour policy); the
+step corrects for that with token-level truncated importance weights against the logged
+logprobs, and calls more than `max_staleness` versions behind the trained parent are not
+used at all (async off-policy RL as in AReaL and verl's rollout correction)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+
+from fulmen.trainers._precision import cpu_has_bf16
+from fulmen.trainers._rl_loss import group_advantages, version_staleness
+from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
+from fulmen.trainers._samples import Sample
+from fulmen.trainers._window import Window
+
+
+@dataclass(frozen=True, slots=True)
+class RlSettings:
+    learning_rate: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 32
+    """Samples per optimizer step."""
+    max_staleness: int = 4
+    """Drop calls whose behaviour version is more versions behind the parent than this."""
+    tis_cap: float = 2.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_beta: float = 0.0
+    max_tokens: int = 4096
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RlData:
+    """The samples a window yields, and why the rest were dropped."""
+
+    samples: list[Sample]
+    stale: int
+    missing_logprobs: int
+    zero_advantage: int
+
+
+def rl_samples(
+    window: Window, *, parent: str, parents: Mapping[str, str | None], max_staleness: int
+) -> RlData:
+    """Samples of every usable call: logged token ids and logprobs present, behaviour
+    version within `max_staleness` of `parent`, nonzero group-relative advantage (groups
+    are tasks; a call's reward is the credit the stream stage assigned it)."""
+    usable, stale, missing = [], 0, 0
+    for call in window.calls:
+        distance = version_staleness(call.model_version, parent, parents)
+        if distance is None or distance > max_staleness:
+            stale += 1
+        elif not call.response_ids or len(call.logprobs) != len(call.response_ids):
+            missing += 1
+        else:
+            usable.append(call)
+    advantages = group_advantages([c.reward for c in usable], [c.task_id for c in usable])
+    samples = [
+        Sample(
+            prompt_ids=c.prompt_ids,
+            response_ids=c.response_ids,
+            behaviour_logprobs=c.logprobs,
+            advantage=a,
+        )
+        for c, a in zip(usable, advantages, strict=True)
+        if a != 0.0
+    ]
+    return RlData(samples, stale, missing, zero_advantage=len(usable) - len(samples))
+
+
+def train_rl(
+    model: PeftModel,
+    data: RlData,
+    *,
+    settings: RlSettings,
+    on_step: Callable[[int, int, StepStats], None] | None = None,
+) -> list[StepStats]:
+    """Optimizer steps over `data` for `settings.epochs` passes, in place on the adapter."""
+    device = next(model.parameters()).device
+    bf16 = device.type == "cuda" or cpu_has_bf16()
+    config = RLStepConfig(
+        max_tokens=settings.max_tokens,
+        clip_low=settings.clip_low,
+        clip_high=settings.clip_high,
+        tis_cap=settings.tis_cap,
+        precision="bf16" if bf16 else "fp32",
+    )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
+    order = random.Random(settings.seed)
+    batches: list[list[Sample]] = []
+    for _ in range(settings.epochs):
+        shuffled = order.sample(data.samples, len(data.samples))
+        batches += [
+            shuffled[i : i + settings.batch_size]
+            for i in range(0, len(shuffled), settings.batch_size)
+        ]
+    history: list[StepStats] = []
+    for index, batch in enumerate(batches):
+        stats = rl_step(model, optimizer, batch, config=config)
+        history.append(stats)
+        if on_step is not None:
+            on_step(index + 1, len(batches), stats)
+    return history

@@ -1,0 +1,52 @@
+"""What a trainer job reads at start-up: `fulmen train` options, or `FULMEN_TRAIN_*`
+environment variables (nested with `__`) in a Kubernetes Job."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fulmen.trainers._gate import GateSettings
+from fulmen.trainers._policy import LoraSettings
+from fulmen.trainers._rl import RlSettings
+from fulmen.trainers._sft import SftSettings
+
+AlgorithmName = Literal["rl", "sft", "apo"]
+
+
+class TrainSettings(BaseSettings):
+    """One trainer job: which window, which parent, which algorithm, where results go."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FULMEN_TRAIN_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    algo: AlgorithmName = "sft"
+    agent_name: str | None = None
+    """Train the version of this agent (the version targets it); None trains for all."""
+    task: str = "fulmen.tasks:CalculatorTask"
+    """`module:attribute` of the `AgentTask` whose held-out cases gate the candidate."""
+    base_model: str = "smollm2"
+    """A Hugging Face model directory, or `smollm2` for the packaged SmolLM2-135M-Instruct."""
+    parent: str | None = None
+    """The version to improve; default: the one in force for `agent_name`."""
+    window_id: str | None = None
+    """Given by the scheduler; default: the snapshot's content hash."""
+    since: datetime | None = None
+    until: datetime | None = None
+    min_group_size: int = Field(default=1, ge=1)
+    artifacts_dir: Path = Path(".fulmen/artifacts")
+    snapshots_dir: Path = Path(".fulmen/windows")
+    result_file: Path | None = None
+    """Where to write the job's result as JSON (the local scheduler reads it)."""
+    seed: int = 0
+    gate: GateSettings = Field(default_factory=GateSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    rl: RlSettings = Field(default_factory=RlSettings)
+    sft: SftSettings = Field(default_factory=SftSettings)
+    sft_min_reward: float = 1.0
+    """Rejection sampling: a task's best episode is kept only from this reward up."""

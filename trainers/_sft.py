@@ -1,0 +1,99 @@
+"""SFT by rejection sampling: the best logged episode of each task, its LLM calls as
+prompt → completion examples, trained with TRL's SFTTrainer on the policy's LoRA adapter
+(loss on completion tokens only)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+from peft import PeftModel
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from fulmen.trainers._window import LoggedCall
+
+
+@dataclass(frozen=True, slots=True)
+class SftSettings:
+    learning_rate: float = 2e-4
+    epochs: int = 2
+    batch_size: int = 8
+    max_length: int = 1024
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SftStats:
+    examples: int
+    steps: int
+    final_loss: float
+    tokens: int
+
+
+class _StepReporter(TrainerCallback):  # type: ignore[misc]  # transformers' callback base is untyped
+    def __init__(self, on_step: Callable[[int, int], None]) -> None:
+        self._on_step = on_step
+
+    def on_step_end(self, args: object, state: object, control: object, **_: object) -> None:
+        self._on_step(getattr(state, "global_step", 0), getattr(state, "max_steps", 0))
+
+
+def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
+    """Pre-tokenized prompt + completion rows (the logged token ids, so the model learns
+    exactly what it was served), deduplicated."""
+    unique = sorted({(c.prompt_ids, c.response_ids) for c in calls if c.response_ids})
+    return Dataset.from_dict(
+        {
+            "input_ids": [list(p) + list(r) for p, r in unique],
+            "completion_mask": [[0] * len(p) + [1] * len(r) for p, r in unique],
+        }
+    )
+
+
+def train_sft(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    calls: Sequence[LoggedCall],
+    *,
+    settings: SftSettings,
+    on_step: Callable[[int, int], None] | None = None,
+) -> SftStats:
+    """Fine-tune `model`'s adapter in place on `calls`' completions."""
+    dataset = sft_dataset(calls)
+    with tempfile.TemporaryDirectory(prefix="fulmen-sft-") as scratch:
+        config = SFTConfig(
+            output_dir=scratch,
+            learning_rate=settings.learning_rate,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            max_length=settings.max_length,
+            completion_only_loss=True,
+            bf16=True,
+            use_cpu=not torch.cuda.is_available(),
+            seed=settings.seed,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=1,
+            disable_tqdm=True,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[_StepReporter(on_step)] if on_step else [],
+        )
+        result = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return SftStats(
+        examples=len(dataset),
+        steps=result.global_step,
+        final_loss=float(losses[-1]) if losses else float("nan"),
+        tokens=sum(len(ids) for ids in dataset["input_ids"]),
+    )

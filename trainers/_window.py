@@ -1,0 +1,96 @@
+"""A training window: the immutable snapshot of logged LLM calls a job trains on.
+
+The store exports the window once as a content-addressed Parquet file; the job reads only
+that file, so a retry of the same job trains on exactly the same data and the version it
+publishes names the window's hash.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from fulmen.store import LightningStore, Snapshot, WindowQuery
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCall:
+    """One LLM call of a finished episode, with the reward credited to it."""
+
+    rollout_id: str
+    attempt: int
+    step: int
+    task_id: str
+    model_version: str
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    reward: float
+
+    @property
+    def episode(self) -> tuple[str, int]:
+        return (self.rollout_id, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The calls of a window, in (task, rollout, attempt, step) order, and its snapshot."""
+
+    window_id: str
+    snapshot: Snapshot
+    calls: tuple[LoggedCall, ...]
+
+    @property
+    def episodes(self) -> int:
+        return len({call.episode for call in self.calls})
+
+    def by_episode(self) -> dict[tuple[str, int], list[LoggedCall]]:
+        grouped: dict[tuple[str, int], list[LoggedCall]] = defaultdict(list)
+        for call in self.calls:
+            grouped[call.episode].append(call)
+        return dict(grouped)
+
+
+def read_window(
+    store: LightningStore, query: WindowQuery, directory: Path, *, window_id: str | None = None
+) -> Window:
+    """Export `query`'s window under `directory` and read it back from the snapshot file.
+    `window_id` defaults to the snapshot's content hash."""
+    snapshot = store.export_window(query, directory)
+    return load_window(snapshot, window_id=window_id)
+
+
+def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
+    """Read an exported snapshot (its file never changes once written)."""
+    rows = pq.read_table(snapshot.path).to_pylist()
+    calls = tuple(
+        LoggedCall(
+            rollout_id=row["rollout_id"],
+            attempt=row["attempt"],
+            step=row["step"],
+            task_id=row["task_id"],
+            model_version=row["model_version"],
+            prompt_ids=tuple(row["prompt_token_ids"]),
+            response_ids=tuple(row["response_token_ids"]),
+            logprobs=tuple(row["response_logprobs"]),
+            reward=row["reward"],
+        )
+        for row in rows
+    )
+    return Window(window_id=window_id or snapshot.sha256[:16], snapshot=snapshot, calls=calls)
+
+
+def best_episodes(window: Window, *, min_reward: float) -> list[Sequence[LoggedCall]]:
+    """Rejection sampling: per task, the calls of its highest-reward episode, if that
+    reward reaches `min_reward` (ties go to the earliest rollout id, deterministically)."""
+    best: dict[str, tuple[float, tuple[str, int], list[LoggedCall]]] = {}
+    for key, calls in sorted(window.by_episode().items()):
+        reward = max(call.reward for call in calls)
+        task = calls[0].task_id
+        if reward >= min_reward and (task not in best or reward > best[task][0]):
+            best[task] = (reward, key, calls)
+    return [calls for _, _, calls in best.values()]
