@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams clean
+.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -53,6 +53,9 @@ bench-store: deps  ## bench/results/store.json
 
 bench-streams: setup  ## bench/results/streams.json (Kafka, a worker, the store; AGL peers)
 	$(RUN) python -m bench.streams_bench
+
+bench-trainer: deps  ## bench/results/trainer.json (RL step vs TRL GRPO; the GPU figures: python -m bench.trainer_bench --device cuda)
+	$(RUN) python -m bench.trainer_bench
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,11 @@ Instrumenting an agent::
     @fulmen.rollout(task_id=lambda task: task["id"])
     def solve(task): ...                 # OpenAI client calls inside are captured
         fulmen.emit_reward(1.0)
+
+Following versions (hot-swapped from the control topic, see docs/versions.md)::
+
+    system = fulmen.prompt("system", "You are a careful calculator.")
+    fulmen.resources().model_name        # the model version in force
 """
 
 from fulmen.errors import FulmenError
@@ -16,10 +21,15 @@ from fulmen.producers import (
     configure,
     emit_reward,
     get_producer,
+    on_version,
+    prompt,
+    publish_version,
+    resources,
     rollout,
     shutdown,
     step,
     tool,
+    wait_for_version,
 )
 
 __all__ = [
@@ -29,8 +39,13 @@ __all__ = [
     "configure",
     "emit_reward",
     "get_producer",
+    "on_version",
+    "prompt",
+    "publish_version",
+    "resources",
     "rollout",
     "shutdown",
     "step",
     "tool",
+    "wait_for_version",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import typer
 
 app = typer.Typer(
@@ -112,6 +115,81 @@ def worker(
 
     options = WorkerSettings() if web_port is None else WorkerSettings(web_port=web_port)
     StreamWorker(FulmenSettings(), options).run()
+
+
+@app.command()
+def train(
+    algo: str = typer.Option("sft", help="rl | sft | apo"),
+    agent: str | None = typer.Option(None, help="Train the version of this agent."),
+    task: str | None = typer.Option(None, help="module:attribute of the AgentTask to gate on."),
+    base_model: str | None = typer.Option(None, help='Model directory or "smollm2".'),
+    parent: str | None = typer.Option(None, help="Version to improve (default: in force)."),
+    window_id: str | None = typer.Option(None, help="Window id (the scheduler's)."),
+    heldout_tasks: int | None = typer.Option(None, min=1, help="Held-out tasks of the gate."),
+    result_file: str | None = typer.Option(None, help="Write the job's result here as JSON."),
+) -> None:
+    """Train a version from a window of episodes, gate it, publish it if it passes.
+
+    The same entrypoint a Kubernetes Job runs; every other setting comes from
+    `FULMEN_TRAIN_*` (docs/trainers.md). Exits 0 when published, 3 when the gate held the
+    candidate back, 4 when the window had nothing to train on.
+    """
+    from fulmen.producers import FulmenSettings, publish_version
+    from fulmen.schemas import VersionEvent
+    from fulmen.store import LightningStore
+    from fulmen.trainers import TrainSettings, run_job, write_result
+
+    given = {
+        "algo": algo, "agent_name": agent, "task": task, "base_model": base_model,
+        "parent": parent, "window_id": window_id, "result_file": result_file,
+    }  # fmt: skip
+    options = TrainSettings.model_validate({k: v for k, v in given.items() if v is not None})
+    if heldout_tasks is not None:
+        options.gate = replace(options.gate, heldout_tasks=heldout_tasks)
+    settings = FulmenSettings()
+    store = LightningStore(settings.store)
+
+    def publish(event: VersionEvent) -> None:
+        if settings.transport == "kafka":
+            publish_version(event, settings)
+        else:  # the embedded default: no topic outside this process; the store keeps it
+            store.write_events([event])
+
+    result = run_job(options, store=store, publish=publish)
+    if options.result_file is not None:
+        write_result(result, options.result_file)
+    typer.echo(json.dumps({"outcome": result.outcome, "version": result.candidate_version,
+                           "metrics": result.metrics}))  # fmt: skip
+    codes = {"published": 0, "gate_failed": 3, "failed": 4}
+    raise typer.Exit(codes[result.outcome])
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(
+        "smollm2", help='A Hugging Face model directory, or "smollm2" (built once, cached).'
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port of the OpenAI-compatible API."),
+) -> None:
+    """Serve a policy model with an OpenAI-compatible API, like vLLM (docs/serving.md).
+
+    Chat completions with token ids and logprobs, and vLLM's runtime LoRA API
+    (/v1/load_lora_adapter, /v1/unload_lora_adapter) for published versions.
+    """
+    from pathlib import Path
+
+    from fulmen.models import base_model_dir
+    from fulmen.serving import PolicyServer
+    from fulmen.serving import serve as serve_policy
+
+    directory = base_model_dir() if model == "smollm2" else Path(model)
+    if not (directory / "config.json").is_file():
+        typer.echo(f"{directory} is not a Hugging Face model directory", err=True)
+        raise typer.Exit(2)
+    server = PolicyServer(directory)
+    typer.echo(f"serving {server.name} ({server.precision}) at http://{host}:{port}/v1")
+    serve_policy(server, host=host, port=port)
 
 
 @app.command()

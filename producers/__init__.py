@@ -5,12 +5,37 @@ Three lines instrument an agent (the `fulmen` package re-exports these)::
     @fulmen.rollout(task_id=lambda task: task.id)   # opens and finishes the rollout
     ...                                              # OpenAI client calls are captured
     fulmen.emit_reward(score)                        # scores it
+
+Versions published on the control topic (`publish_version`) are followed in the background
+and hot-swapped: `resources()`, `prompt()`, `on_version()`, `wait_for_version()`.
 """
 
 from fulmen.producers._context import NoActiveRollout
+from fulmen.producers._control import (
+    CONTROL_KEY,
+    ControlReader,
+    InProcessControlReader,
+    KafkaControlReader,
+    VersionFollower,
+    VersionNotPublished,
+    on_version,
+    prompt,
+    publish_version,
+    resources,
+    start_following,
+    version_meta,
+    wait_for_version,
+)
 from fulmen.producers._emitter import Emitter, EmitterStats
 from fulmen.producers._global import configure, get_producer, shutdown
 from fulmen.producers._producer import Producer, transport_for
+from fulmen.producers._resources import (
+    Resources,
+    VersionListener,
+    VersionListeners,
+    VersionNotInForce,
+    VersionState,
+)
 from fulmen.producers._rewards import emit_reward
 from fulmen.producers._rollout import Rollout, rollout
 from fulmen.producers._settings import FulmenSettings, ProducerSettings, RegistrySettings
@@ -18,24 +43,42 @@ from fulmen.producers._steps import step, tool
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport, TransportFull
 
 __all__ = [
+    "CONTROL_KEY",
+    "ControlReader",
     "Emitter",
     "EmitterStats",
     "FulmenSettings",
     "InProcessBus",
+    "InProcessControlReader",
     "InProcessTransport",
+    "KafkaControlReader",
     "NoActiveRollout",
     "Producer",
     "ProducerSettings",
     "RegistrySettings",
+    "Resources",
     "Rollout",
     "Transport",
     "TransportFull",
+    "VersionFollower",
+    "VersionListener",
+    "VersionListeners",
+    "VersionNotInForce",
+    "VersionNotPublished",
+    "VersionState",
     "configure",
     "emit_reward",
     "get_producer",
+    "on_version",
+    "prompt",
+    "publish_version",
+    "resources",
     "rollout",
     "shutdown",
+    "start_following",
     "step",
     "tool",
     "transport_for",
+    "version_meta",
+    "wait_for_version",
 ]

@@ -21,7 +21,7 @@ from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fulmen.producers._context import ActiveRollout, new_span_id, to_json
-from fulmen.producers._global import get_producer
+from fulmen.producers._global import current_producer, get_producer
 from fulmen.producers._spans import emit_span, parent_of_new_span
 from fulmen.schemas import LlmCall
 
@@ -92,7 +92,18 @@ def _is_raw(response: object, call: _Call) -> bool:
     return isinstance(response, raw) and not call.request.get("stream")
 
 
+def _follow_model_version(kwargs: dict[str, Any]) -> None:
+    """With `openai_model_from_version`, ask for the model version in force (when it names a
+    model): the agent follows model versions without a code change."""
+    producer = current_producer()
+    if producer is not None and producer.settings.producer.openai_model_from_version:
+        model_name = producer.versions.current.model_name
+        if model_name:
+            kwargs["model"] = model_name
+
+
 def _prepare(kwargs: dict[str, Any]) -> _Call | None:
+    _follow_model_version(kwargs)
     active, parent = parent_of_new_span()
     if active is None:
         return None

@@ -14,6 +14,7 @@ from typing import IO
 import uuid_utils
 
 from fulmen.producers._emitter import Emitter, EmitterStats
+from fulmen.producers._resources import Resources, VersionListeners, VersionState
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers._spill import Spill
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport
@@ -24,9 +25,10 @@ class Producer:
     """Stamps every event with the envelope (`EventMeta`) and emits it.
 
     One per process is the rule (see `fulmen.configure`). `producer_id` is new on each
-    start, and `sequence` increases by one per event in emit order. `model_version` and
-    `resources_version` are those in force now; a hot-swap updates them, and every event
-    stamped afterwards carries the new ids.
+    start, and `sequence` increases by one per event in emit order. `versions` holds the
+    resources in force, starting from the settings' `model_version` and `resources_version`;
+    a hot-swap replaces them (see `fulmen.producers.VersionFollower`), and every event
+    stamped afterwards carries the new ids. `listeners` are told of those swaps.
     """
 
     def __init__(
@@ -35,18 +37,26 @@ class Producer:
         *,
         transport: Transport,
         codec: Codec | None = None,
+        listeners: VersionListeners | None = None,
     ) -> None:
         self.settings = settings
         config = settings.producer
         self.agent_name = config.agent_name
-        self.model_version = config.model_version
-        self.resources_version = config.resources_version
+        self.versions = VersionState(
+            Resources(
+                model_version=config.model_version, resources_version=config.resources_version
+            ),
+            agent_name=config.agent_name,
+            listeners=listeners,
+        )
+        self.transport = transport
+        self.codec = codec or codec_for(settings)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid_utils.uuid7().hex[-8:]}"
         self._sequence = itertools.count()
         self._slot_lock, spill_dir = _claim_spill_slot(config.spill_dir)
         self.emitter = Emitter(
             transport,
-            codec or _codec_for(settings),
+            self.codec,
             settings.topics,
             Spill(spill_dir, max_bytes=config.spill_max_bytes, run_id=time.time_ns()),
             queue_max_events=config.queue_max_events,
@@ -54,6 +64,7 @@ class Producer:
 
     def meta(self, rollout_id: str, attempt: int, *, agent_name: str | None = None) -> EventMeta:
         """A fresh envelope: new event id, next sequence number, versions in force."""
+        resources = self.versions.current  # one snapshot: both ids come from the same swap
         return EventMeta(
             event_id=str(uuid_utils.uuid7()),
             rollout_id=rollout_id,
@@ -61,10 +72,20 @@ class Producer:
             producer_id=self.producer_id,
             sequence=next(self._sequence),
             agent_name=self.agent_name if agent_name is None else agent_name,
-            model_version=self.model_version,
-            resources_version=self.resources_version,
+            model_version=resources.model_version,
+            resources_version=resources.resources_version,
             emitted_at_unix_nano=time.time_ns(),
         )
+
+    @property
+    def model_version(self) -> str:
+        """The model version in force."""
+        return self.versions.current.model_version
+
+    @property
+    def resources_version(self) -> str:
+        """The prompt (resources) version in force."""
+        return self.versions.current.resources_version
 
     def emit(self, event: Event) -> None:
         self.emitter.emit(event)
@@ -92,7 +113,9 @@ def transport_for(settings: FulmenSettings, *, bus: InProcessBus | None = None) 
     return KafkaTransport(settings.kafka, producer_options=settings.producer.librdkafka_options())
 
 
-def _codec_for(settings: FulmenSettings) -> Codec:
+def codec_for(settings: FulmenSettings) -> Codec:
+    """The codec `settings` ask for (Confluent wire format with a registry, else Avro
+    single-object encoding)."""
     registry = settings.schema_registry
     if registry is None:
         return SingleObjectCodec()

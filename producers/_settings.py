@@ -49,6 +49,19 @@ class ProducerSettings(BaseModel):
         default=False,
         description="Ask servers for logprobs and token ids (vLLM's return_token_ids).",
     )
+    follow_versions: bool = Field(
+        default=True,
+        description="Follow the control topic and hot-swap the versions that target this agent.",
+    )
+    follow_startup_timeout_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long `configure` waits to learn the versions in force before going on.",
+    )
+    openai_model_from_version: bool = Field(
+        default=False,
+        description="Send captured OpenAI calls to the model version's `model_name` (if any).",
+    )
 
     def librdkafka_options(self) -> dict[str, str]:
         return {

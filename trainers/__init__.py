@@ -1,2 +1,66 @@
-"""The learning side: trainer jobs that read episode windows from the LightningStore, train
-by RL, APO or SFT, and publish new versions on the control topic. (Lands after the streams.)"""
+"""The training side: a job reads a window of scored episodes from the LightningStore as an
+immutable snapshot, improves the policy (RL on logged episodes, rejection-sampling SFT),
+gates the candidate against its parent on held-out tasks, and publishes it as a version on
+the control topic only if it passes.
+
+    result = run_job(TrainSettings(algo="rl"), store=store, publish=publish_version)
+"""
+
+from fulmen.trainers._gate import GateDecision, GateSettings, decide
+from fulmen.trainers._job import EmptyWindow, JobResult, run_job, write_result
+from fulmen.trainers._lineage import Lineage, PublishedVersion
+from fulmen.trainers._policy import LoraSettings
+from fulmen.trainers._record import Outcome, TrainingRun
+from fulmen.trainers._rl import RlData, RlSettings, rl_samples, train_rl
+from fulmen.trainers._rl_loss import (
+    group_advantages,
+    policy_loss,
+    truncated_importance_weights,
+    version_staleness,
+)
+from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
+from fulmen.trainers._samples import Sample
+from fulmen.trainers._settings import AlgorithmName, TrainSettings
+from fulmen.trainers._sft import SftSettings, train_sft
+from fulmen.trainers._task import AgentTask, TaskCase, TaskLoadError, load_task
+from fulmen.trainers._window import LoggedCall, Window, best_episodes, load_window, read_window
+
+__all__ = [
+    "AgentTask",
+    "AlgorithmName",
+    "EmptyWindow",
+    "GateDecision",
+    "GateSettings",
+    "JobResult",
+    "Lineage",
+    "LoggedCall",
+    "LoraSettings",
+    "Outcome",
+    "PublishedVersion",
+    "RLStepConfig",
+    "RlData",
+    "RlSettings",
+    "Sample",
+    "SftSettings",
+    "StepStats",
+    "TaskCase",
+    "TaskLoadError",
+    "TrainSettings",
+    "TrainingRun",
+    "Window",
+    "best_episodes",
+    "decide",
+    "group_advantages",
+    "load_task",
+    "load_window",
+    "policy_loss",
+    "read_window",
+    "rl_samples",
+    "rl_step",
+    "run_job",
+    "train_rl",
+    "train_sft",
+    "truncated_importance_weights",
+    "version_staleness",
+    "write_result",
+]

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from peft import PeftModel
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from fulmen.trainers._precision import autocast
 
@@ -29,14 +30,15 @@ class Generation:
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[int]:
     """The token ids the chat template gives `messages`, ready for the assistant's turn."""
     encoded = tokenizer.apply_chat_template(
-        list(messages), add_generation_prompt=True, tokenize=True, return_dict=True
+        [dict(m) for m in messages], add_generation_prompt=True, tokenize=True, return_dict=True
     )
-    return list(encoded["input_ids"])
+    assert isinstance(encoded, BatchEncoding)  # what tokenize=True, return_dict=True give
+    return [int(i) for i in encoded["input_ids"]]
 
 
 @torch.no_grad()
 def generate(
-    model: PreTrainedModel,
+    model: PreTrainedModel | PeftModel,
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Messages],
     *,
@@ -60,7 +62,7 @@ def generate(
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
         with autocast(device):
-            result = model.generate(
+            result = model.generate(  # type: ignore[operator]  # peft's union confuses mypy
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
@@ -80,7 +82,7 @@ def generate(
                     prompt_ids=tuple(ids),
                     response_ids=tuple(response),
                     logprobs=tuple(logprobs[row, : len(response)].tolist()),
-                    text=tokenizer.decode(response, skip_special_tokens=True),
+                    text=str(tokenizer.decode(response, skip_special_tokens=True)),
                 )
             )
         if on_batch is not None:

@@ -219,7 +219,7 @@ def _version_event(
     model: PeftModel,
 ) -> VersionEvent:
     artifact = (settings.artifacts_dir / candidate).resolve()
-    model.save_pretrained(artifact)
+    model.save_pretrained(str(artifact))
     agent = settings.agent_name or "agent"
     return VersionEvent(
         meta=version_meta(),

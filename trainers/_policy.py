@@ -22,14 +22,14 @@ class LoraSettings:
 
 
 def trainable_policy(
-    base_dir: Path, parent_adapter: Path | None, *, lora: LoraSettings, device: str = "cpu"
+    base_dir: Path, parent_adapter: Path | None, *, lora: LoraSettings
 ) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     """Load the base model in fp32 (the optimizer's master weights; compute runs under bf16
     autocast) with the parent's adapter, trainable, or a new zero-effect adapter."""
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     if parent_adapter is not None:
         model = PeftModel.from_pretrained(base, parent_adapter, is_trainable=True)
     else:

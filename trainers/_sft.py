@@ -12,7 +12,8 @@ import torch
 from datasets import Dataset
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl.trainer.sft_config import SFTConfig
+from trl.trainer.sft_trainer import SFTTrainer
 
 from fulmen.trainers._window import LoggedCall
 
@@ -34,7 +35,7 @@ class SftStats:
     tokens: int
 
 
-class _StepReporter(TrainerCallback):  # type: ignore[misc]  # transformers' callback base is untyped
+class _StepReporter(TrainerCallback):
     def __init__(self, on_step: Callable[[int, int], None]) -> None:
         self._on_step = on_step
 

@@ -1,0 +1,406 @@
+"""`make bench-trainer`: our RL step against TRL 1.16's GRPO loss path on the same logged data.
+
+Both arms train the same randomly initialised model (same seed, same shape, same dtype and
+autocast, the same AdamW, grad-norm clip 1.0) on the same synthetic logged LLM calls —
+uneven prompt/response lengths, behaviour logprobs, GRPO group advantages — and we count
+*response* tokens trained per second of wall time over N optimizer steps after a warm-up,
+the two arms interleaved step by step so that a noisy machine hurts both alike.
+
+- ours: `fulmen.trainers._rl_step.rl_step` (length-sorted micro-batches under a padded-token
+  budget, right padding without attention mask, LM head on response positions only, in
+  recomputed chunks; old logprobs = current ones detached).
+- TRL: `GRPOTrainer.compute_loss` + `accelerator.backward` per micro-batch, on inputs shaped
+  as `_generate_and_score_completions` returns them: prompts left-padded and completions
+  right-padded to the longest of the *generation batch* (one optimizer step's samples),
+  split into micro-batches of `per_device_train_batch_size` rows without re-trimming;
+  `loss_type="dapo"` (token mean over the step, like ours), epsilon 0.2/0.28, and
+  `importance_sampling_ratio` switched on (token_truncate at the same cap) as with vLLM.
+
+CPU (default): SmolLM2-135M shape. `--device cuda`: Qwen2-0.5B shape, figures merged under
+"gpu" (with the card's name) into the same bench/results/trainer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import io
+import json
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from bench._results import ROOT, write_result
+from fulmen.trainers._rl_loss import group_advantages
+from fulmen.trainers._rl_step import Precision, RLStepConfig, rl_step
+from fulmen.trainers._samples import Sample
+
+console = Console()
+RESULT = ROOT / "bench" / "results" / "trainer.json"
+CLIP_LOW, CLIP_HIGH, TIS_CAP, LR = 0.2, 0.28, 2.0, 1e-6
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One optimizer step's logged calls: `groups` tasks x `group_size` calls each."""
+
+    groups: int
+    group_size: int
+    prompt_median: int
+    prompt_max: int
+    response_median: int
+    response_max: int
+    max_tokens: int  # padded tokens per micro-batch, both arms
+    overhead_tokens: int  # ours: what one more micro-batch costs (RLStepConfig)
+    head_chunk_tokens: int
+    warmup: int
+    steps: int
+    warmup_rows: int = 0  # samples in a warm-up step (0: all); full warm-ups cost minutes on CPU
+
+
+WORKLOADS = {
+    # 2 cores: ~8 x (50 + 20) tokens a step keeps the whole run at a few minutes
+    "cpu": Workload(2, 4, 40, 192, 14, 64, 1024, 32, 512, warmup=1, steps=2, warmup_rows=2),
+    "cuda": Workload(8, 8, 512, 4096, 160, 1536, 16384, 8192, 2048, warmup=2, steps=6),
+}
+
+
+def model_config(shape: str) -> Any:
+    from transformers import LlamaConfig, Qwen2Config
+
+    if shape == "smollm2-135m":
+        return LlamaConfig(
+            vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+            num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=8192,
+            tie_word_embeddings=True, rope_theta=100000.0,
+        )  # fmt: skip
+    if shape == "qwen2-0.5b":
+        return Qwen2Config(
+            vocab_size=151936, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
+            num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=32768,
+            tie_word_embeddings=True, rope_theta=1000000.0,
+        )  # fmt: skip
+    raise SystemExit(f"unknown shape {shape!r}")
+
+
+def build_model(shape: str, device: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)  # both arms start from the same weights
+    with torch.device(device):  # initialise in place: a 0.5B model inits slowly on the host
+        return AutoModelForCausalLM.from_config(model_config(shape), attn_implementation="sdpa")
+
+
+def logged_steps(w: Workload, vocab: int, n_steps: int, seed: int = 0) -> list[list[Sample]]:
+    """Synthetic logged LLM calls, one list per optimizer step.
+
+    A task's calls share a system prompt + task (per-task length); each call adds a history of
+    earlier turns and tool results of its own, so prompts within a group differ too. Lengths
+    are log-normal with a long tail (capped), as in agent traffic. Behaviour logprobs look like
+    a served model's (mostly near 0, a tail of surprising tokens); rewards are 0/1 per call.
+    """
+    rng = np.random.default_rng(seed)
+    steps = []
+    for _ in range(n_steps):
+        samples, rewards, groups = [], [], []
+        for g in range(w.groups):
+            base = rng.lognormal(math.log(w.prompt_median * 0.6), 0.6)
+            for _ in range(w.group_size):
+                history = rng.lognormal(math.log(w.prompt_median * 0.4), 1.0) * rng.integers(0, 3)
+                prompt = int(np.clip(base + history, 8, w.prompt_max))
+                response = int(
+                    np.clip(rng.lognormal(math.log(w.response_median), 0.9), 2, w.response_max)
+                )
+                behaviour = -rng.exponential(0.7, response)
+                samples.append(
+                    (rng.integers(0, vocab, prompt), rng.integers(0, vocab, response), behaviour)
+                )
+                rewards.append(float(rng.random() < 0.5))
+                groups.append(f"task-{g}")
+        advantages = group_advantages(rewards, groups)
+        steps.append(
+            [
+                Sample(tuple(p.tolist()), tuple(r.tolist()), tuple(b.tolist()), a)
+                for (p, r, b), a in zip(samples, advantages, strict=True)
+            ]
+        )
+    return steps
+
+
+# ---------------------------------------------------------------------------------------- TRL
+def trl_trainer(model: Any, w: Workload, precision: Precision, device: str) -> Any:
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    from trl import GRPOConfig, GRPOTrainer
+
+    tokenizer = PreTrainedTokenizerFast(  # TRL wants a processing class; nothing is tokenized
+        tokenizer_object=Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1}, unk_token="<pad>")),
+        pad_token="<pad>", eos_token="<eos>",
+    )  # fmt: skip
+    n = w.groups * w.group_size
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
+        use_cpu=device == "cpu", bf16=precision == "bf16", fp16=False,
+        per_device_train_batch_size=n, gradient_accumulation_steps=1, num_generations=w.group_size,
+        loss_type="dapo", beta=0.0, epsilon=CLIP_LOW, epsilon_high=CLIP_HIGH,
+        importance_sampling_level="token", vllm_importance_sampling_mode="token_truncate",
+        vllm_importance_sampling_clip_max=TIS_CAP, gradient_checkpointing=False,
+        learning_rate=LR, max_grad_norm=1.0, report_to="none", save_strategy="no",
+        temperature=1.0, log_completions=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = GRPOTrainer(
+            model=model, reward_funcs=lambda **_: [0.0] * n, args=args,
+            train_dataset=Dataset.from_dict({"prompt": ["x"] * n}), processing_class=tokenizer,
+        )  # fmt: skip
+    # What `use_vllm=True` + `vllm_importance_sampling_correction=True` switch on in compute_loss:
+    # the per-token loss times `inputs["importance_sampling_ratio"]` (we pass it, as vLLM would).
+    trainer.use_vllm = True
+    trainer.vllm_importance_sampling_correction = True
+    trainer.current_gradient_accumulation_steps = 1  # == steps_per_generation: normaliser = tokens
+    assert not getattr(trainer.model, "is_gradient_checkpointing", False)
+    return trainer
+
+
+def trl_micro_batches(samples: list[Sample], w: Workload, device: str) -> list[dict[str, Any]]:
+    """What `_generate_and_score_completions` returns for one generation batch, split as TRL does.
+
+    Rows per micro-batch: the largest divisor of the sample count whose padded rows fit the
+    same `max_tokens` budget as ours (at least 1).
+    """
+    rng = np.random.default_rng(len(samples))
+    order = rng.permutation(len(samples))  # TRL shuffles the generation batch before splitting
+    rows = [samples[i] for i in order]
+    p_len = max(len(s.prompt_ids) for s in rows)
+    c_len = max(len(s.response_ids) for s in rows)
+    prompt_ids = torch.zeros((len(rows), p_len), dtype=torch.long)
+    prompt_mask = torch.zeros((len(rows), p_len), dtype=torch.long)
+    completion_ids = torch.zeros((len(rows), c_len), dtype=torch.long)
+    completion_mask = torch.zeros((len(rows), c_len), dtype=torch.long)
+    sampling = torch.zeros((len(rows), c_len))
+    for i, s in enumerate(rows):
+        p, c = len(s.prompt_ids), len(s.response_ids)
+        prompt_ids[i, p_len - p :], prompt_mask[i, p_len - p :] = torch.tensor(s.prompt_ids), 1
+        completion_ids[i, :c], completion_mask[i, :c] = torch.tensor(s.response_ids), 1
+        sampling[i, :c] = torch.tensor(s.behaviour_logprobs)
+    # TRL computes this from an extra no-grad forward (old_per_token_logps) that we do not charge
+    # to it; the values do not change the cost, so a plausible min(exp(delta), cap) stands in.
+    ratio = torch.exp(torch.randn((len(rows), c_len)) * 0.3).clamp(max=TIS_CAP) * completion_mask
+    batch = {
+        "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "advantages": torch.tensor([s.advantage for s in rows]),
+        "importance_sampling_ratio": ratio, "sampling_per_token_logps": sampling,
+    }  # fmt: skip
+    per_mb = max(
+        [
+            d
+            for d in range(1, len(rows) + 1)
+            if len(rows) % d == 0 and d * (p_len + c_len) <= w.max_tokens
+        ],
+        default=1,
+    )
+    num_items = completion_mask.sum().to(device)
+    return [
+        {
+            **{k: v[i : i + per_mb].to(device) for k, v in batch.items()},
+            "num_items_in_batch": num_items,
+        }
+        for i in range(0, len(rows), per_mb)
+    ]
+
+
+def trl_step(trainer: Any, optimizer: torch.optim.Optimizer, inputs: list[dict[str, Any]]) -> None:
+    """One optimizer step through TRL's loss path, as Trainer.training_step runs it."""
+    model = trainer.model
+    model.train()
+    for mb in inputs:
+        with trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(model, mb)
+        trainer.accelerator.backward(loss)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+# -------------------------------------------------------------------------------------- driver
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gib(device: str) -> float:
+    """Peak device memory since the last call, in GiB (0 on CPU)."""
+    if device != "cuda":
+        return 0.0
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return round(peak, 2)
+
+
+def _bf16_is_fast() -> bool:
+    """bf16 autocast pays on CPUs with AMX or AVX512-BF16; on AVX2-only ones it is ~8x slower."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
+def run(device: str, shape: str, precision: Precision, w: Workload) -> dict[str, Any]:
+    console.print(f"[bold]trainer bench[/]: {shape} on {device}, {precision}, {w}")
+    data = logged_steps(w, model_config(shape).vocab_size, w.warmup + w.steps)
+    ours_model, trl_model = build_model(shape, device), build_model(shape, device)
+    fused = {"fused": True} if device == "cuda" else {}
+    ours_opt = torch.optim.AdamW(ours_model.parameters(), lr=LR, **fused)
+    trl_opt = torch.optim.AdamW(trl_model.parameters(), lr=LR, **fused)
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer = trl_trainer(trl_model, w, precision, device)
+    config = RLStepConfig(
+        max_tokens=w.max_tokens, micro_batch_overhead_tokens=w.overhead_tokens,
+        clip_low=CLIP_LOW, clip_high=CLIP_HIGH, tis_cap=TIS_CAP,
+        precision=precision, head_chunk_tokens=w.head_chunk_tokens,
+    )  # fmt: skip
+    timed: list[dict[str, float]] = []
+    _peak_gib(device)
+    for step, samples in enumerate(data):
+        warm = step < w.warmup
+        if warm and w.warmup_rows:
+            samples = samples[: w.warmup_rows]
+        trl_inputs = trl_micro_batches(samples, w, device)  # host-side layout: outside the timer
+        _sync(device)
+        start = time.perf_counter()
+        stats = rl_step(ours_model, ours_opt, samples, config=config)
+        _sync(device)
+        ours, ours_peak = time.perf_counter() - start, _peak_gib(device)
+        start = time.perf_counter()
+        trl_step(trainer, trl_opt, trl_inputs)
+        _sync(device)
+        theirs, trl_peak = time.perf_counter() - start, _peak_gib(device)
+        record = {
+            "tokens": stats.tokens,
+            "prompt_tokens": sum(len(s.prompt_ids) for s in samples),
+            "rl_s": ours,
+            "trl_s": theirs,
+            "rl_padded": stats.padded_tokens,
+            "trl_padded": sum(
+                mb["prompt_ids"].numel() + mb["completion_ids"].numel() for mb in trl_inputs
+            ),
+            "rl_mbs": stats.micro_batches,
+            "trl_mbs": len(trl_inputs),
+            "rl_peak_gib": ours_peak,
+            "trl_peak_gib": trl_peak,
+        }
+        console.print(f"{'warm-up' if warm else 'step'} {step}: {record}")
+        if not warm:
+            timed.append(record)
+
+    def per_step(key: str) -> float:
+        return round(sum(r[key] for r in timed) / len(timed), 2)
+
+    rl_tps = sum(r["tokens"] for r in timed) / sum(r["rl_s"] for r in timed)
+    trl_tps = sum(r["tokens"] for r in timed) / sum(r["trl_s"] for r in timed)
+    return {
+        "rl_tokens_per_s": round(rl_tps, 2),
+        "trl_tokens_per_s": round(trl_tps, 2),
+        "speedup_vs_trl": round(rl_tps / trl_tps, 3),
+        "shape": shape,
+        "device": device,
+        "precision": precision,
+        "torch": torch.__version__,
+        "trl": importlib.metadata.version("trl"),
+        **({"threads": torch.get_num_threads()} if device == "cpu" else {}),
+        "timed_steps": len(timed),
+        "warmup_steps": w.warmup,
+        "samples_per_step": w.groups * w.group_size,
+        "response_tokens_per_step": per_step("tokens"),
+        "prompt_tokens_per_step": per_step("prompt_tokens"),
+        "rl_padded_tokens_per_step": per_step("rl_padded"),
+        "trl_padded_tokens_per_step": per_step("trl_padded"),
+        "rl_micro_batches_per_step": per_step("rl_mbs"),
+        "trl_micro_batches_per_step": per_step("trl_mbs"),
+        "max_tokens_per_micro_batch": w.max_tokens,
+        **(
+            {  # both models and optimizers live on the card: the difference is the step's own
+                "rl_peak_memory_gib": max(r["rl_peak_gib"] for r in timed),
+                "trl_peak_memory_gib": max(r["trl_peak_gib"] for r in timed),
+            }
+            if device == "cuda"
+            else {}
+        ),
+        "rl_step_s": [round(r["rl_s"], 3) for r in timed],
+        "trl_step_s": [round(r["trl_s"], 3) for r in timed],
+        "notes": NOTES,
+    }
+
+
+NOTES = (
+    "Same data, model init, dtype/autocast, AdamW and grad clip for both arms; steps interleaved; "
+    "tokens = response tokens trained per wall second over the timed steps. TRL arm: "
+    "GRPOTrainer.compute_loss + accelerator.backward per micro-batch (loss_type=dapo, "
+    "epsilon 0.2/0.28, token-level importance_sampling_ratio capped like our TIS, beta=0), on "
+    "inputs laid out as _generate_and_score_completions returns them: prompts left-padded and "
+    "completions right-padded to the longest of the whole generation batch (= one optimizer "
+    "step), shuffled, then split into micro-batches of the largest row count whose padded size "
+    "fits the same max_tokens budget. Not charged to TRL: generation, reward scoring, and the "
+    "extra no-grad forward TRL runs to get old_per_token_logps for its importance ratio (ours "
+    "needs none: old = current detached, exact for one step per window); we also turned off "
+    "TRL's default gradient_checkpointing=True. TRL's fused LM head (trl.kernels) already skips "
+    "prompt positions on CUDA/Triton, but on CPU it scores every position (prompt and padding "
+    "included) and also computes the entropy. Our levers: length-sorted micro-batches (little "
+    "padding), right padding without an attention mask, LM head + log_softmax on response "
+    "positions only, in chunks recomputed in backward. Precision: bf16 autocast on CUDA; on a CPU "
+    "without AMX/AVX512-BF16 both arms run fp32 (bf16 matmuls are ~8x slower there)."
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--shape", choices=["smollm2-135m", "qwen2-0.5b"], default=None)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU mode: torch threads (default 1: on the shared 2-core box two OpenMP threads "
+        "spin-wait on each other and ran 4x slower than one)",
+    )
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    shape = args.shape or ("qwen2-0.5b" if args.device == "cuda" else "smollm2-135m")
+    precision: Precision = (
+        ("bf16" if args.device == "cuda" or _bf16_is_fast() else "fp32")
+        if args.precision == "auto"
+        else args.precision
+    )
+    w = WORKLOADS[args.device]
+    w = replace(
+        w,
+        steps=args.steps or w.steps,
+        warmup=w.warmup if args.warmup is None else args.warmup,
+    )
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    figures = run(args.device, shape, precision, w)
+    previous = json.loads(RESULT.read_text())["metrics"] if RESULT.exists() else {}
+    if args.device == "cuda":
+        metrics = {**previous, "gpu": {"card": torch.cuda.get_device_name(), **figures}}
+    else:
+        metrics = {**figures, **({"gpu": previous["gpu"]} if "gpu" in previous else {})}
+    write_result("trainer", metrics, console=console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The embedded default's policy server: OpenAI-compatible chat completions with token ids
+and raw-model logprobs like vLLM, and vLLM's runtime LoRA API, on Starlette and uvicorn.
+
+Production serves policies with vLLM; this server answers the same requests on a CPU,
+so agents, the gateway and trainers run unchanged against either (docs/serving.md)::
+
+    server = PolicyServer(base_model_dir())
+    with serve_in_thread(server) as base_url:   # http://127.0.0.1:<port>/v1
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+"""
+
+from fulmen.serving._app import create_app
+from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, ServingError
+from fulmen.serving._policy import (
+    FinishReason,
+    Generation,
+    ModelInfo,
+    ModelKind,
+    PolicyServer,
+    Precision,
+    TokenStep,
+)
+from fulmen.serving._run import serve, serve_in_thread
+from fulmen.serving._sampling import SamplingParams, TokenLogprobs
+
+__all__ = [
+    "FinishReason",
+    "Generation",
+    "InvalidRequestError",
+    "ModelInfo",
+    "ModelKind",
+    "ModelNotFoundError",
+    "PolicyServer",
+    "Precision",
+    "SamplingParams",
+    "ServingError",
+    "TokenLogprobs",
+    "TokenStep",
+    "create_app",
+    "serve",
+    "serve_in_thread",
+]

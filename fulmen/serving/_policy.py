@@ -1,0 +1,476 @@
+"""The models a policy server serves, and token-by-token generation on them.
+
+:class:`PolicyServer` holds one base model and, by name, LoRA adapters on it and models of
+full weights (full fine-tunes), loaded and unloaded while requests run:
+
+* Every forward pass, and every change to the base model's modules (an adapter injected or
+  deleted, the active adapter switched), happens under one lock, one decoding step at a
+  time. Concurrent requests interleave step by step, each with its own KV cache, so a long
+  stream does not hold up a short request and an adapter loads between two steps.
+* A request holds a lease on its model from :meth:`PolicyServer.start` until its
+  :class:`Generation` is closed. :meth:`PolicyServer.unload` removes the name at once (new
+  requests get :class:`ModelNotFoundError`); the weights go when the last lease is released,
+  so in-flight requests finish on the model they started with. Reusing a name right away is
+  allowed: the new model is a different one internally.
+* Forward passes run under bf16 autocast where the CPU multiplies bf16 natively (AMX or
+  AVX512-BF16), else in fp32 (on AVX2-only CPUs bf16 matmuls are ~50x slower). Reported
+  logprobs are always computed in fp32 (:mod:`fulmen.serving._sampling`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, assert_never
+
+from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError
+from fulmen.serving._sampling import SamplingParams, TokenLogprobs, choose_token, token_logprobs
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator, Mapping, Sequence
+    from types import TracebackType
+
+    import torch
+    from peft import PeftModel
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "FinishReason",
+    "Generation",
+    "ModelInfo",
+    "ModelKind",
+    "PolicyServer",
+    "Precision",
+    "TokenStep",
+]
+
+Precision = Literal["auto", "float32", "bfloat16"]
+"""How forward passes compute: ``auto`` is bf16 autocast where the CPU has native bf16
+matmuls, fp32 elsewhere."""
+
+ModelKind = Literal["base", "adapter", "weights"]
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A servable model: its request name, what it is, where it was loaded from, for an
+    adapter the base model it applies to, its context length, and when it was loaded."""
+
+    name: str
+    kind: ModelKind
+    path: Path
+    parent: str | None
+    max_model_len: int
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStep:
+    """One generated token and the raw model's logprobs at its position."""
+
+    token_id: int
+    logprobs: TokenLogprobs
+
+
+@dataclass(eq=False, slots=True)
+class _Variant:
+    info: ModelInfo
+    model: PreTrainedModel  # the module that runs it: the base model, for adapters
+    tokenizer: PreTrainedTokenizerBase
+    adapter_id: str | None  # peft's name of the adapter; unique, never reused
+    eos_token_ids: frozenset[int]
+    leases: int = 0
+    retired: bool = False
+
+
+_UNKNOWN = "<unknown>"  # the adapter layers' state must be set before the next forward pass
+
+
+class PolicyServer:
+    """A base model (a Hugging Face directory) and the adapters and versions loaded on it.
+
+    ``name`` is the base model's request name (default: the directory's name). See the
+    module docstring for the concurrency contract; :func:`fulmen.serving.create_app` puts an
+    OpenAI-compatible HTTP API in front of it.
+    """
+
+    def __init__(
+        self, model: Path, *, name: str | None = None, precision: Precision = "auto"
+    ) -> None:
+        from fulmen.models import load_policy
+
+        base, tokenizer = load_policy(model)
+        self.name = name or model.name
+        self.precision: Literal["float32", "bfloat16"] = _resolve(precision)
+        self._base = base
+        self._peft: PeftModel | None = None
+        self._active_adapter: str | None = None  # None: the adapter layers are off
+        self._step_lock = threading.Lock()  # forward passes and the base model's modules
+        self._registry_lock = threading.Lock()  # _variants, _loading, leases
+        self._encode_lock = threading.Lock()  # fast tokenizers are not safe to encode concurrently
+        self._adapter_ids = itertools.count()
+        info = ModelInfo(self.name, "base", model, None, _context_length(base), int(time.time()))
+        self._variants = {self.name: _Variant(info, base, tokenizer, None, _eos(base, tokenizer))}
+        self._loading: set[str] = set()
+
+    # -- the registry -----------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        """The servable models, the base model first, then in load order."""
+        with self._registry_lock:
+            return [variant.info for variant in self._variants.values()]
+
+    def load_adapter(self, name: str, path: Path) -> ModelInfo:
+        """Load the PEFT LoRA adapter at ``path`` onto the base model, servable as ``name``.
+
+        Raises:
+            InvalidRequestError: the name is taken, or ``path`` is not an adapter for this
+                base model.
+        """
+        if not (path / "adapter_config.json").is_file():
+            raise InvalidRequestError(f"{path} is not a PEFT adapter (no adapter_config.json)")
+        self._reserve(name)
+        try:
+            adapter_id = f"fulmen_{next(self._adapter_ids)}"
+            with self._step_lock:
+                self._inject(adapter_id, path)
+            base = self._variants[self.name]
+            length = base.info.max_model_len
+            info = ModelInfo(name, "adapter", path, self.name, length, int(time.time()))
+            variant = _Variant(info, self._base, base.tokenizer, adapter_id, base.eos_token_ids)
+        finally:
+            self._release_reservation(name)
+        self._register(variant)
+        return info
+
+    def load_weights(self, name: str, path: Path) -> ModelInfo:
+        """Load the full model at ``path`` (a fine-tune of the base) servable as ``name``. Its
+        own tokenizer is used when the directory has one, else the base model's.
+
+        Raises:
+            InvalidRequestError: the name is taken, or ``path`` holds no loadable model.
+        """
+        from fulmen.models import ModelsError, load_policy
+
+        self._reserve(name)
+        try:
+            try:
+                model, tokenizer = load_policy(path)
+            except (ModelsError, OSError, ValueError) as exc:
+                raise InvalidRequestError(f"cannot load a model from {path}: {exc}") from exc
+            if not (path / "tokenizer_config.json").is_file():
+                tokenizer = self._variants[self.name].tokenizer
+            length = _context_length(model)
+            info = ModelInfo(name, "weights", path, None, length, int(time.time()))
+            variant = _Variant(info, model, tokenizer, None, _eos(model, tokenizer))
+        finally:
+            self._release_reservation(name)
+        self._register(variant)
+        return info
+
+    def unload(self, name: str, *, kind: ModelKind | None = None) -> None:
+        """Stop serving ``name``; in-flight requests on it finish first (see module docstring).
+
+        ``kind``, when given, must match (the HTTP API unloads adapters and full-weight
+        models through separate endpoints).
+
+        Raises:
+            ModelNotFoundError: no such model (of that kind) is loaded.
+            InvalidRequestError: ``name`` is the base model.
+        """
+        with self._registry_lock:
+            variant = self._variants.get(name)
+            if variant is None or (kind is not None and variant.info.kind != kind):
+                raise ModelNotFoundError(name, what=kind or "model")
+            if variant.info.kind == "base":
+                raise InvalidRequestError(f"the base model `{name}` cannot be unloaded")
+            del self._variants[name]
+            variant.retired = True
+            idle = variant.leases == 0
+        if idle:
+            self._free(variant)
+
+    def _reserve(self, name: str) -> None:
+        if not name or name != name.strip():
+            raise InvalidRequestError(f"invalid model name {name!r}", param="name")
+        with self._registry_lock:
+            if name in self._variants or name in self._loading:
+                raise InvalidRequestError(f"a model named `{name}` is already loaded")
+            self._loading.add(name)
+
+    def _release_reservation(self, name: str) -> None:
+        with self._registry_lock:
+            self._loading.discard(name)
+
+    def _register(self, variant: _Variant) -> None:
+        with self._registry_lock:
+            self._variants[variant.info.name] = variant
+
+    def _inject(self, adapter_id: str, path: Path) -> None:
+        """Add an adapter's layers to the base model (step lock held)."""
+        from peft import PeftModel
+
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(
+                    self._base, path, adapter_name=adapter_id, is_trainable=False
+                )
+            else:
+                self._peft.load_adapter(path, adapter_name=adapter_id, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise InvalidRequestError(f"cannot load the adapter at {path}: {exc}") from exc
+        finally:
+            self._active_adapter = _UNKNOWN
+
+    def _free(self, variant: _Variant) -> None:
+        match variant.info.kind:
+            case "adapter":
+                assert self._peft is not None
+                assert variant.adapter_id is not None
+                with self._step_lock:
+                    remaining = [a for a in self._peft.peft_config if a != variant.adapter_id]
+                    if remaining and self._peft.active_adapter == variant.adapter_id:
+                        # Else peft warns that it picks another active adapter itself.
+                        self._peft.set_adapter(remaining[0], inference_mode=True)
+                    self._peft.delete_adapter(variant.adapter_id)
+                    self._active_adapter = _UNKNOWN
+            case "weights":
+                pass  # the model goes with the last reference to the variant
+            case "base":
+                raise AssertionError("the base model is never freed")
+            case _:
+                assert_never(variant.info.kind)
+
+    # -- generation -------------------------------------------------------------------------
+
+    def start(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, object]],
+        params: SamplingParams,
+        *,
+        tools: Sequence[Mapping[str, object]] | None = None,
+    ) -> Generation:
+        """Render ``messages`` (and ``tools``, for templates that use them) with ``model``'s
+        chat template and start generating; the caller iterates and closes the result.
+
+        ``params.max_tokens`` ``None`` means up to the model's context length.
+
+        Raises:
+            ModelNotFoundError: ``model`` is not loaded.
+            InvalidRequestError: the template rejects the messages, or prompt plus
+                ``max_tokens`` exceed the context length.
+        """
+        variant = self._lease(model)
+        try:
+            prompt = self._encode(variant, messages, tools)
+            limit = variant.info.max_model_len
+            room = limit - len(prompt)
+            wanted = params.max_tokens if params.max_tokens is not None else room
+            if room <= 0 or wanted > room:
+                raise InvalidRequestError(
+                    f"This model's maximum context length is {limit} tokens. However, you "
+                    f"requested {len(prompt) + max(wanted, 1)} tokens ({len(prompt)} in the "
+                    f"messages, {max(wanted, 1)} in the completion). Please reduce the length "
+                    "of the messages or completion.",
+                    param="max_tokens" if room > 0 else "messages",
+                )
+        except BaseException:
+            self._release(variant)
+            raise
+        return Generation(self, variant, prompt, params, wanted)
+
+    def _lease(self, name: str) -> _Variant:
+        with self._registry_lock:
+            variant = self._variants.get(name)
+            if variant is None:
+                raise ModelNotFoundError(name)
+            variant.leases += 1
+            return variant
+
+    def _release(self, variant: _Variant) -> None:
+        with self._registry_lock:
+            variant.leases -= 1
+            idle = variant.retired and variant.leases == 0
+        if idle:
+            self._free(variant)
+
+    def _encode(
+        self,
+        variant: _Variant,
+        messages: Sequence[Mapping[str, object]],
+        tools: Sequence[Mapping[str, object]] | None,
+    ) -> list[int]:
+        from jinja2 import TemplateError
+
+        tokenizer = variant.tokenizer
+        with self._encode_lock:
+            try:
+                text = tokenizer.apply_chat_template(
+                    # Annotated as dict[str, str]; templates take any JSON (tool_calls).
+                    [dict(m) for m in messages],  # type: ignore[arg-type]
+                    tools=[dict(t) for t in tools] if tools else None,
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+            except (TemplateError, TypeError, KeyError, ValueError) as exc:
+                raise InvalidRequestError(f"the chat template rejects the messages: {exc}") from exc
+            assert isinstance(text, str)
+            ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _forward(
+        self, variant: _Variant, input_ids: list[int], cache: Cache | None
+    ) -> tuple[torch.Tensor, Cache]:
+        """One decoding step: the logits after ``input_ids`` (shape ``[vocab]``) and the cache."""
+        import torch
+
+        tokens = torch.tensor([input_ids])  # [1, new tokens]
+        with self._step_lock:
+            self._activate(variant)
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16"),
+            ):
+                output = variant.model(
+                    input_ids=tokens, past_key_values=cache, use_cache=True, logits_to_keep=1
+                )
+        assert output.logits is not None
+        assert output.past_key_values is not None
+        return output.logits[0, -1], output.past_key_values  # [vocab]
+
+    def _activate(self, variant: _Variant) -> None:
+        """Switch the base model's adapter layers to ``variant``'s adapter (step lock held)."""
+        if self._peft is None or variant.model is not self._base:
+            return
+        if variant.adapter_id == self._active_adapter:
+            return
+        from peft.tuners.tuners_utils import BaseTuner
+
+        tuner = self._peft.base_model  # the LoraModel; PeftModel annotates it as a bare Module
+        assert isinstance(tuner, BaseTuner)
+        if variant.adapter_id is None:
+            tuner.disable_adapter_layers()
+        else:
+            tuner.enable_adapter_layers()
+            self._peft.set_adapter(variant.adapter_id, inference_mode=True)
+        self._active_adapter = variant.adapter_id
+
+
+class Generation:
+    """One request's generation: iterate it once for its :class:`TokenStep`; close it (or use
+    it as a context manager) to release the model, also when stopping early.
+
+    Iteration ends after an eos token (``finish_reason`` ``"stop"``; the eos token is the
+    last step) or after ``max_tokens`` tokens (``"length"``).
+    """
+
+    def __init__(
+        self,
+        server: PolicyServer,
+        variant: _Variant,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        max_tokens: int,
+    ) -> None:
+        self.prompt_token_ids = prompt_token_ids
+        self.params = params
+        self.max_tokens = max_tokens
+        self.finish_reason: FinishReason | None = None
+        self._server = server
+        self._variant = variant
+        self._steps: Generator[TokenStep] | None = None
+        self._closed = False
+
+    @property
+    def model(self) -> str:
+        """The request name of the model generating."""
+        return self._variant.info.name
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer of the model generating."""
+        return self._variant.tokenizer
+
+    def __iter__(self) -> Iterator[TokenStep]:
+        if self._steps is None:
+            self._steps = self._run()
+        return self._steps
+
+    def close(self) -> None:
+        """Stop generating and release the model; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._steps is not None:
+                self._steps.close()
+        finally:
+            self._server._release(self._variant)
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self) -> Generator[TokenStep]:
+        import torch
+
+        if self._closed:
+            return
+        generator = torch.Generator()
+        if self.params.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.params.seed)
+        cache: Cache | None = None
+        new_tokens = self.prompt_token_ids  # the prompt, then one token per step
+        for _ in range(self.max_tokens):
+            logits, cache = self._server._forward(self._variant, new_tokens, cache)
+            with torch.inference_mode():
+                token = choose_token(logits, self.params, generator)
+                logprobs = token_logprobs(logits, token, self.params.top_logprobs)
+            yield TokenStep(token, logprobs)
+            if token in self._variant.eos_token_ids:
+                self.finish_reason = "stop"
+                return
+            new_tokens = [token]
+        self.finish_reason = "length"
+
+
+def _eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """The ids that end a completion: the generation config's eos ids and the tokenizer's."""
+    configured = model.generation_config.eos_token_id if model.generation_config else None
+    ids = {configured} if isinstance(configured, int) else set(configured or ())
+    if isinstance(tokenizer.eos_token_id, int):
+        ids.add(tokenizer.eos_token_id)
+    return frozenset(ids)
+
+
+def _context_length(model: PreTrainedModel) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+def _resolve(precision: Precision) -> Literal["float32", "bfloat16"]:
+    match precision:
+        case "float32" | "bfloat16":
+            return precision
+        case "auto":
+            import torch
+
+            # torch has no public query for these CPU features; the private helpers are
+            # plain functions returning bool (torch/cpu/__init__.py).
+            native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+            return "bfloat16" if native else "float32"
+        case _:
+            assert_never(precision)

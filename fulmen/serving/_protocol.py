@@ -1,0 +1,387 @@
+"""The wire format: OpenAI's chat completions API, vLLM's extras, vLLM's runtime LoRA API.
+
+Requests are pydantic models (unknown fields are ignored, as vLLM does); responses are
+``TypedDict`` shapes, built here, with exactly the fields OpenAI's API has (plus vLLM's
+``prompt_token_ids``/``token_ids`` when ``return_token_ids`` asks for them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Literal, NotRequired, TypedDict, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fulmen.serving._errors import InvalidRequestError
+from fulmen.serving._sampling import SamplingParams
+from fulmen.serving._text import decode
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from fulmen.serving._policy import FinishReason, ModelInfo, TokenStep
+
+__all__ = [
+    "MAX_TOP_LOGPROBS",
+    "ChatCompletionRequest",
+    "LoadLoraAdapterRequest",
+    "LoadModelRequest",
+    "UnloadLoraAdapterRequest",
+    "UnloadModelRequest",
+    "parse",
+]
+
+MAX_TOP_LOGPROBS = 20
+"""OpenAI's (and vLLM's default) limit on ``top_logprobs``."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class FunctionCall(_Request):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Request):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Request):
+    """A message of the conversation. ``developer`` is OpenAI's newer name for ``system``."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def for_template(self) -> dict[str, object]:
+        """The message as Hugging Face chat templates take it (content a string)."""
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        message: dict[str, object] = {
+            "role": "system" if self.role == "developer" else self.role,
+            "content": content or "",
+        }
+        if self.name is not None:
+            message["name"] = self.name
+        if self.tool_calls:
+            message["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+
+class FunctionDefinition(_Request):
+    name: str
+    description: str | None = None
+    parameters: dict[str, object] | None = None
+
+
+class Tool(_Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Request):
+    """``POST /v1/chat/completions``. Supported beyond ``model``/``messages``: ``max_tokens`` /
+    ``max_completion_tokens`` (the latter wins), ``temperature`` (0 greedy), ``top_p``,
+    ``seed``, ``stop``, ``n`` (1 only), ``logprobs``/``top_logprobs``, ``stream`` with
+    ``stream_options.include_usage``, ``tools`` (rendered by the chat template; no tool-call
+    parsing: calls come back as text), and vLLM's ``return_token_ids``."""
+
+    model: str
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, object] | None = None
+    return_token_ids: bool | None = None
+    # Accepted only at their neutral values, so that no request silently loses its meaning:
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    response_format: dict[str, object] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if stop is not None and not all(stop if isinstance(stop, list) else [stop]):
+            raise ValueError("stop strings must not be empty")
+        return stop
+
+    def check(self) -> None:
+        """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
+        if self.n not in (None, 1):
+            raise InvalidRequestError(
+                "n must be 1: this server returns one choice per request", param="n"
+            )
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError(
+                "top_logprobs requires logprobs to be true", param="top_logprobs"
+            )
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequestError(
+                "stream_options is only allowed when stream is true", param="stream_options"
+            )
+        if self.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequestError(
+                "tool_choice must be 'auto' or 'none': forced tool calls are not supported",
+                param="tool_choice",
+            )
+        unsupported = {
+            "frequency_penalty": self.frequency_penalty not in (None, 0),
+            "presence_penalty": self.presence_penalty not in (None, 0),
+            "logit_bias": bool(self.logit_bias),
+            "response_format": self.response_format not in (None, {"type": "text"}),
+        }
+        for param, used in unsupported.items():
+            if used:
+                raise InvalidRequestError(f"{param} is not supported by this server", param=param)
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            top_logprobs=(self.top_logprobs or 0) if self.logprobs else 0,
+        )
+
+    def template_messages(self) -> list[dict[str, object]]:
+        return [message.for_template() for message in self.messages]
+
+    def template_tools(self) -> list[dict[str, object]] | None:
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [tool.model_dump(exclude_none=True) for tool in self.tools]
+
+
+class LoadLoraAdapterRequest(_Request):
+    """vLLM's ``POST /v1/load_lora_adapter``."""
+
+    lora_name: Annotated[str, Field(min_length=1)]
+    lora_path: Annotated[str, Field(min_length=1)]
+
+
+class UnloadLoraAdapterRequest(_Request):
+    """vLLM's ``POST /v1/unload_lora_adapter`` (``lora_int_id`` is not supported)."""
+
+    lora_name: Annotated[str, Field(min_length=1)]
+
+
+class LoadModelRequest(_Request):
+    """Fulmen's ``POST /v1/load_model``: full weights (a full fine-tune) under a name."""
+
+    model_name: Annotated[str, Field(min_length=1)]
+    model_path: Annotated[str, Field(min_length=1)]
+
+
+class UnloadModelRequest(_Request):
+    """Fulmen's ``POST /v1/unload_model``."""
+
+    model_name: Annotated[str, Field(min_length=1)]
+
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+def parse(model: type[RequestT], body: bytes) -> RequestT:
+    """Validate a JSON body; every failure is an :class:`InvalidRequestError` (HTTP 400)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "json_invalid":
+            raise InvalidRequestError(f"the body is not valid JSON: {error['msg']}") from exc
+        raise InvalidRequestError(f"{where}: {error['msg']}", param=where or None) from exc
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class TopLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(TypedDict):
+    content: list[TokenLogprob]
+
+
+class Message(TypedDict):
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class Choice(TypedDict):
+    index: int
+    message: Message
+    logprobs: ChoiceLogprobs | None
+    finish_reason: FinishReason
+    token_ids: NotRequired[list[int]]
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[Choice]
+    usage: Usage
+    prompt_token_ids: NotRequired[list[int]]
+
+
+class Delta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: Delta
+    logprobs: ChoiceLogprobs | None
+    finish_reason: FinishReason | None
+    token_ids: NotRequired[list[int]]
+
+
+class ChatCompletionChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[ChunkChoice]
+    usage: NotRequired[Usage | None]
+    prompt_token_ids: NotRequired[list[int]]
+
+
+class ModelCard(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: Literal["fulmen"]
+    root: str
+    parent: str | None
+    max_model_len: int
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class ErrorDetail(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(TypedDict):
+    error: ErrorDetail
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def logprobs_content(
+    tokenizer: PreTrainedTokenizerBase, steps: Sequence[TokenStep]
+) -> list[TokenLogprob]:
+    """OpenAI's per-token logprobs. A token's text is its own decoding (special tokens
+    included), ``bytes`` that text's UTF-8, as vLLM reports them."""
+
+    def text(token_id: int) -> str:
+        return decode(tokenizer, [token_id], skip_special_tokens=False)
+
+    def entry(token_id: int, logprob: float) -> TopLogprob:
+        token = text(token_id)
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content: list[TokenLogprob] = []
+    for step in steps:
+        chosen = entry(step.token_id, step.logprobs.logprob)
+        top = [entry(token_id, logprob) for token_id, logprob in step.logprobs.top]
+        content.append({**chosen, "top_logprobs": top})
+    return content
+
+
+def model_card(info: ModelInfo) -> ModelCard:
+    return {
+        "id": info.name,
+        "object": "model",
+        "created": info.created,
+        "owned_by": "fulmen",
+        "root": str(info.path),
+        "parent": info.parent,
+        "max_model_len": info.max_model_len,
+    }
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> ErrorBody:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def sse(payload: Mapping[str, object]) -> bytes:
+    """One server-sent event carrying ``payload`` as JSON."""
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+SSE_DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,218 @@
+"""The RL step on a tiny Llama built from a config (no tokenizer, no download)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from fulmen.trainers._rl_batch import collate, micro_batches
+from fulmen.trainers._rl_step import RLStepConfig, response_logprobs, rl_step
+from fulmen.trainers._samples import Sample
+
+VOCAB = 128
+FP32 = RLStepConfig(precision="fp32", max_grad_norm=1e9)
+
+
+def _model(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _sample(rng: random.Random, prompt: int, response: int, advantage: float = 0.0) -> Sample:
+    return Sample(
+        prompt_ids=tuple(rng.randrange(VOCAB) for _ in range(prompt)),
+        response_ids=tuple(rng.randrange(VOCAB) for _ in range(response)),
+        behaviour_logprobs=tuple(-rng.uniform(0.5, 6.0) for _ in range(response)),
+        advantage=advantage,
+    )
+
+
+def _samples(n: int, seed: int = 0) -> list[Sample]:
+    rng = random.Random(seed)
+    return [
+        _sample(rng, rng.randint(1, 40), rng.randint(1, 20), rng.uniform(-1, 1)) for _ in range(n)
+    ]
+
+
+def _sequence_logprob(model: torch.nn.Module, sample: Sample) -> float:
+    """Σ log π(response | prompt), the naive way: full logits, log_softmax, gather."""
+    ids = torch.tensor([sample.prompt_ids + sample.response_ids])
+    with torch.no_grad():
+        logps = model(ids).logits[0, :-1].log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
+    return logps[len(sample.prompt_ids) - 1 :].sum().item()
+
+
+def _padded(batches: list[list[Sample]]) -> int:
+    return sum(len(b) * max(s.num_tokens for s in b) for b in batches)
+
+
+def test_micro_batches_respect_the_budget_and_cover_every_sample_once() -> None:
+    samples = _samples(50)
+    oversized = _sample(random.Random(1), 70, 10)  # 80 tokens > budget
+    for overhead in (0, 16, 10_000):
+        batches = micro_batches([*samples, oversized], max_tokens=64, overhead_tokens=overhead)
+        flat = [s for b in batches for s in b]
+        assert Counter(map(id, flat)) == Counter(map(id, [*samples, oversized]))  # once each
+        for batch in batches:
+            assert len(batch) * max(s.num_tokens for s in batch) <= 64 or batch == [oversized]
+        assert batches[0] == [oversized]  # longest first
+        lengths = [s.num_tokens for s in flat]
+        assert lengths == sorted(lengths, reverse=True)
+    with pytest.raises(ValueError, match="max_tokens"):
+        micro_batches(samples, max_tokens=0)
+
+
+def test_micro_batches_minimise_padding_plus_overhead() -> None:
+    rng = random.Random(0)
+    a, b, c, d = (_sample(rng, n - 1, 1) for n in (100, 90, 20, 20))
+    # one micro-batch: 4·100 + 50 = 450; [a b][c d]: 2·100 + 50 + 2·20 + 50 = 340;
+    # [a][b][c d]: 100 + 50 + 90 + 50 + 40 + 50 = 380; [a][b][c][d]: 230 + 200 = 430
+    assert micro_batches([c, a, d, b], max_tokens=1000, overhead_tokens=50) == [[a, b], [c, d]]
+    # free micro-batches: no padding at all; expensive ones: everything in one
+    assert micro_batches([c, a, d, b], max_tokens=1000, overhead_tokens=0) == [[a], [b], [c, d]]
+    assert micro_batches([c, a, d, b], max_tokens=1000, overhead_tokens=10**6) == [[a, b, c, d]]
+
+
+def test_micro_batches_pad_less_than_arrival_order() -> None:
+    samples = _samples(64)
+    packed = micro_batches(samples, max_tokens=256)
+    rows = -(-len(samples) // len(packed))  # as many micro-batches, in arrival order
+    naive = [samples[i : i + rows] for i in range(0, len(samples), rows)]
+    assert _padded(packed) < _padded(naive)
+
+
+def test_response_logprobs_match_full_logits() -> None:
+    model = _model().eval()
+    batch = _samples(5)
+    mb = collate(batch, device="cpu")
+    # naive: every position's full-vocab logits, with the padding mask, then pick responses
+    naive_model = _model().eval()
+    attention = torch.zeros_like(mb.input_ids)
+    for row, s in enumerate(batch):
+        attention[row, : s.num_tokens] = 1
+    full = naive_model(mb.input_ids, attention_mask=attention).logits.float().log_softmax(-1)
+    naive = torch.zeros(mb.input_ids.shape)
+    naive[:, 1:] = full[:, :-1].gather(-1, mb.input_ids[:, 1:, None])[..., 0]
+    naive = naive * mb.response_mask
+    # ours: no mask (right padding), chunks of 7 tokens so several chunks and a ragged one
+    ours = response_logprobs(model, mb.input_ids, None, mb.response_mask, chunk_tokens=7)
+    assert ours.shape == mb.input_ids.shape
+    torch.testing.assert_close(ours, naive, atol=1e-5, rtol=1e-5)
+    # and the gradients agree (the chunks are recomputed in backward)
+    ours.sum().backward()
+    naive.sum().backward()
+    for (name, p), q in zip(model.named_parameters(), naive_model.parameters(), strict=True):
+        assert p.grad is not None, name
+        assert q.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_response_logprobs_without_grad() -> None:
+    model = _model()
+    mb = collate(_samples(3), device="cpu")
+    with torch.no_grad():
+        out = response_logprobs(model, mb.input_ids, None, mb.response_mask)
+    assert not out.requires_grad
+    assert (out[~mb.response_mask] == 0).all()
+    assert (out[mb.response_mask] < 0).all()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_positive_advantage_raises_the_response_logprob(precision: str) -> None:
+    model = _model()
+    rng = random.Random(3)
+    good, bad = _sample(rng, 12, 6, advantage=1.0), _sample(rng, 9, 5, advantage=-1.0)
+    before = _sequence_logprob(model, good), _sequence_logprob(model, bad)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    config = replace(FP32, precision="bf16" if precision == "bf16" else "fp32")
+    stats = rl_step(model, optimizer, [good, bad], config=config)
+    after = _sequence_logprob(model, good), _sequence_logprob(model, bad)
+    assert after[0] > before[0]
+    assert after[1] < before[1]
+    assert stats.tokens == 11
+    assert stats.micro_batches == 1
+    assert stats.grad_norm > 0
+    assert stats.clip_fraction == 0.0  # old == current on a single step
+
+
+def test_rl_step_is_deterministic_with_a_seed() -> None:
+    def run() -> tuple[dict[str, float], list[torch.Tensor]]:
+        model = _model(seed=7)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        stats = rl_step(model, optimizer, _samples(12), config=replace(FP32, max_tokens=96))
+        return {k: v for k, v in asdict(stats).items() if k != "seconds"}, [
+            p.detach().clone() for p in model.parameters()
+        ]
+
+    (stats_a, params_a), (stats_b, params_b) = run(), run()
+    assert stats_a == stats_b
+    assert stats_a["micro_batches"] > 1
+    for a, b in zip(params_a, params_b, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_micro_batching_does_not_change_the_update() -> None:
+    # a token mean over the whole step: one micro-batch or many gives the same gradient
+    samples = _samples(12)
+    updates = []
+    for max_tokens in (10_000, 64):
+        model = _model(seed=1)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        stats = rl_step(model, optimizer, samples, config=replace(FP32, max_tokens=max_tokens))
+        updates.append(
+            (stats, [p.detach() - s for p, s in zip(model.parameters(), start, strict=True)])
+        )
+    (one, delta_one), (many, delta_many) = updates
+    assert one.micro_batches == 1
+    assert many.micro_batches > 1
+    assert many.padded_tokens < one.padded_tokens
+    assert many.loss == pytest.approx(one.loss, abs=1e-6)
+    assert many.grad_norm == pytest.approx(one.grad_norm, rel=1e-4)
+    for a, b in zip(delta_one, delta_many, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_kl_to_a_reference() -> None:
+    model, ref = _model(seed=2), _model(seed=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    config = replace(FP32, kl_beta=0.1)
+    first = rl_step(model, optimizer, _samples(4), config=config, ref_model=ref)
+    assert first.kl_mean == pytest.approx(0.0, abs=1e-6)  # identical weights
+    second = rl_step(model, optimizer, _samples(4), config=config, ref_model=ref)
+    assert second.kl_mean > 0.0  # one step apart
+    with pytest.raises(ValueError, match="ref_model"):
+        rl_step(model, optimizer, _samples(4), config=config)
+
+
+def test_rl_step_trains_a_lora_adapter() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        _model(seed=4), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "lm_head"])
+    )
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    rng = random.Random(5)
+    good = _sample(rng, 10, 6, advantage=1.0)
+    before = _sequence_logprob(model, good)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):  # LoRA's B starts at 0: the first step moves B, the second the logits
+        rl_step(model, optimizer, [good], config=FP32)
+    assert _sequence_logprob(model, good) > before
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
