@@ -67,11 +67,22 @@ class Workload:
     warmup_rows: int = 0  # samples in a warm-up step (0: all); full warm-ups cost minutes on CPU
 
 
+# fmt: off
 WORKLOADS = {
-    # 2 cores: ~8 x (50 + 20) tokens a step keeps the whole run at a few minutes
-    "cpu": Workload(2, 4, 40, 192, 14, 64, 1024, 32, 512, warmup=1, steps=2, warmup_rows=2),
-    "cuda": Workload(8, 8, 512, 4096, 160, 1536, 16384, 8192, 2048, warmup=2, steps=6),
+    # 2 shared cores: ~8 calls of ~50 + ~20 tokens a step keep the run at a few minutes
+    "cpu": Workload(
+        groups=2, group_size=4, prompt_median=40, prompt_max=192, response_median=14,
+        response_max=64, max_tokens=1024, overhead_tokens=32, head_chunk_tokens=512,
+        warmup=1, steps=2, warmup_rows=2,
+    ),
+    # one card: 64 calls a step, prompts ~0.5k (up to 4k), responses ~160 (up to 1.5k)
+    "cuda": Workload(
+        groups=8, group_size=8, prompt_median=512, prompt_max=4096, response_median=160,
+        response_max=1536, max_tokens=16384, overhead_tokens=8192, head_chunk_tokens=2048,
+        warmup=2, steps=6,
+    ),
 }
+# fmt: on
 
 
 def model_config(shape: str) -> Any:
@@ -357,8 +368,12 @@ NOTES = (
     "prompt positions on CUDA/Triton, but on CPU it scores every position (prompt and padding "
     "included) and also computes the entropy. Our levers: length-sorted micro-batches (little "
     "padding), right padding without an attention mask, LM head + log_softmax on response "
-    "positions only, in chunks recomputed in backward. Precision: bf16 autocast on CUDA; on a CPU "
-    "without AMX/AVX512-BF16 both arms run fp32 (bf16 matmuls are ~8x slower there)."
+    "positions only, in chunks recomputed in backward. On a GPU both arms are largely bound by "
+    "host-side kernel launches (eager transformers, ~3.6k kernels a micro-batch), so the number "
+    "of micro-batches matters as much as padding: ours packs with micro_batch_overhead_tokens "
+    "8192 on GPU (32 on CPU). Precision: bf16 autocast on CUDA; on a CPU without AMX/AVX512-BF16 "
+    "both arms run fp32 (bf16 matmuls are ~8x slower there), with one torch thread each (on the "
+    "shared 2-core box two OpenMP threads spin-wait under load and ran 4x slower)."
 )
 
 

@@ -158,12 +158,12 @@ def response_logprobs(
     """
     if getattr(model.config, "final_logit_softcapping", None) is not None:
         raise ValueError("response_logprobs: models with logit soft-capping are not supported")
-    decoder: nn.Module = model.get_decoder()  # type: ignore[no-untyped-call]  # unannotated
+    decoder: nn.Module = model.get_decoder()
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask)  # .last_hidden_state
     scored = response_mask[:, 1:]  # (B, T-1): position t predicts token t+1
     states = hidden.last_hidden_state[:, :-1][scored]  # (N, H): response-predicting positions only
     targets = input_ids[:, 1:][scored]  # (N,)
-    head: nn.Module = model.get_output_embeddings()  # type: ignore[no-untyped-call]  # unannotated
+    head: nn.Module = model.get_output_embeddings()
     # checkpointed chunks keep only their inputs; the (chunk, V) logits are recomputed in backward
     score = _chunk_logprobs if not torch.is_grad_enabled() else _checkpointed_chunk_logprobs
     chunks = [
@@ -176,7 +176,7 @@ def response_logprobs(
 
 
 def _chunk_logprobs(head: nn.Module, states: Tensor, targets: Tensor) -> Tensor:
-    logits = head(states).float()  # (n, V): autocast dtype matmul, fp32 log-softmax
+    logits: Tensor = head(states).float()  # (n, V): autocast dtype matmul, fp32 log-softmax
     target = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
     return target - torch.logsumexp(logits, dim=-1)  # (n,)
 
