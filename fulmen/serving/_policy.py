@@ -185,7 +185,7 @@ class PolicyServer:
         with self._registry_lock:
             variant = self._variants.get(name)
             if variant is None or (kind is not None and variant.info.kind != kind):
-                raise ModelNotFoundError(name, what=kind or "model")
+                raise ModelNotFoundError(name, what="adapter" if kind == "adapter" else "model")
             if variant.info.kind == "base":
                 raise InvalidRequestError(f"the base model `{name}` cannot be unloaded")
             del self._variants[name]
