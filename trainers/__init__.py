@@ -6,9 +6,19 @@ the control topic only if it passes.
     result = run_job(TrainSettings(algo="rl"), store=store, publish=publish_version)
 """
 
+from fulmen.trainers._apo import (
+    ApoResult,
+    ApoSettings,
+    Candidate,
+    clean_edit,
+    optimize_prompt,
+    score_template,
+    select_beam,
+)
+from fulmen.trainers._chat import ChatEndpoint, EndpointError
 from fulmen.trainers._gate import GateDecision, GateSettings, decide
 from fulmen.trainers._job import EmptyWindow, JobResult, run_job, write_result
-from fulmen.trainers._lineage import Lineage, PublishedVersion
+from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
 from fulmen.trainers._policy import LoraSettings
 from fulmen.trainers._record import Outcome, TrainingRun
 from fulmen.trainers._rl import RlData, RlSettings, rl_samples, train_rl
@@ -28,7 +38,12 @@ from fulmen.trainers._window import LoggedCall, Window, best_episodes, load_wind
 __all__ = [
     "AgentTask",
     "AlgorithmName",
+    "ApoResult",
+    "ApoSettings",
+    "Candidate",
+    "ChatEndpoint",
     "EmptyWindow",
+    "EndpointError",
     "GateDecision",
     "GateSettings",
     "JobResult",
@@ -36,6 +51,7 @@ __all__ = [
     "LoggedCall",
     "LoraSettings",
     "Outcome",
+    "PromptVersion",
     "PublishedVersion",
     "RLStepConfig",
     "RlData",
@@ -49,15 +65,20 @@ __all__ = [
     "TrainingRun",
     "Window",
     "best_episodes",
+    "clean_edit",
     "decide",
     "group_advantages",
     "load_task",
     "load_window",
+    "optimize_prompt",
     "policy_loss",
+    "prompt_in_force",
     "read_window",
     "rl_samples",
     "rl_step",
     "run_job",
+    "score_template",
+    "select_beam",
     "train_rl",
     "train_sft",
     "truncated_importance_weights",

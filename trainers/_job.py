@@ -25,8 +25,10 @@ from fulmen.models import base_model_dir
 from fulmen.producers import version_meta
 from fulmen.schemas import VersionEvent
 from fulmen.store import LightningStore, WindowQuery
+from fulmen.trainers._apo import optimize_prompt, score_template, system_prompt
+from fulmen.trainers._chat import ChatEndpoint
 from fulmen.trainers._gate import GateDecision, decide, evaluate_with_progress
-from fulmen.trainers._lineage import Lineage, PublishedVersion
+from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
 from fulmen.trainers._policy import trainable_policy
 from fulmen.trainers._record import Outcome, TrainingRun, record_run
 from fulmen.trainers._rl import rl_samples, train_rl
@@ -36,6 +38,13 @@ from fulmen.trainers._task import load_task
 from fulmen.trainers._window import Window, best_episodes, read_window
 
 Publish = Callable[[VersionEvent], None]
+
+_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+)
 
 BASE_VERSION = ""
 """What agents stamp on their events before any version was published."""
@@ -71,8 +80,6 @@ def run_job(
     console = console or Console(stderr=True)
     started = datetime.now(UTC)
     run_id = str(uuid.uuid4())
-    lineage = Lineage.from_store(store)
-    parent = _parent(settings, lineage)
     query = WindowQuery(
         agent_name=settings.agent_name,
         since=settings.since,
@@ -81,16 +88,17 @@ def run_job(
     )
     window = read_window(store, query, settings.snapshots_dir, window_id=settings.window_id)
     candidate = f"{settings.algo}-{window.window_id[:8]}-{run_id[:6]}"
+    parent_version, train_and_gate = _plan(settings, store, window, candidate, console)
     console.print(
         f"[bold]{settings.algo}[/] on window {window.window_id} ({window.episodes} episodes, "
-        f"{len(window.calls)} calls), parent {parent.version_id if parent else 'base'}"
+        f"{len(window.calls)} calls), parent {parent_version or 'base'}"
     )
 
     def finish(outcome: Outcome, reason: str, metrics: dict[str, float]) -> JobResult:
         run = TrainingRun(
             run_id=run_id, agent_name=settings.agent_name or "", algorithm=settings.algo,
             window_id=window.window_id, dataset_hash=window.snapshot.sha256,
-            episodes=window.episodes, parent_version=parent.version_id if parent else None,
+            episodes=window.episodes, parent_version=parent_version,
             candidate_version=candidate, outcome=outcome, reason=reason, metrics=metrics,
             started_at=started, finished_at=datetime.now(UTC),
         )  # fmt: skip
@@ -103,16 +111,60 @@ def run_job(
         )  # fmt: skip
 
     try:
-        metrics, decision, model = _train_and_gate(settings, window, lineage, parent, console)
+        gated = train_and_gate()
     except EmptyWindow as exc:
         return finish("failed", str(exc), {})
-    console.print(decision.reason)
-    if not decision.passed:
-        return finish("gate_failed", decision.reason, metrics)
-    event = _version_event(settings, window, parent, candidate, metrics, model)
+    console.print(gated.decision.reason)
+    if not gated.decision.passed:
+        return finish("gate_failed", gated.decision.reason, gated.metrics)
+    event = gated.version()
     publish(event)
-    result = finish("published", decision.reason, metrics)
+    result = finish("published", gated.decision.reason, gated.metrics)
     return _with_version(result, event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Gated:
+    """A trained candidate and the gate's verdict on it."""
+
+    metrics: dict[str, float]
+    decision: GateDecision
+    version: Callable[[], VersionEvent]
+    """Builds the version to publish (saving a model's artifact); called only on a pass."""
+
+
+def _plan(
+    settings: TrainSettings,
+    store: LightningStore,
+    window: Window,
+    candidate: str,
+    console: Console,
+) -> tuple[str | None, Callable[[], _Gated]]:
+    """The version this job improves (None: the base) and the step that trains and gates
+    its candidate: model versions for RL and SFT, prompt versions for APO."""
+    match settings.algo:
+        case "rl" | "sft":
+            lineage = Lineage.from_store(store)
+            parent = _parent(settings, lineage)
+
+            def train_model() -> _Gated:
+                metrics, decision, model = _train_and_gate(settings, window, lineage, parent,
+                                                           console)  # fmt: skip
+                return _Gated(
+                    metrics, decision,
+                    lambda: _version_event(settings, window, parent, candidate, metrics, model),
+                )  # fmt: skip
+
+            return (parent.version_id if parent else None), train_model
+        case "apo":
+            prompt = prompt_in_force(store, settings.agent_name, version_id=settings.parent)
+            if settings.parent is not None and prompt is None:
+                raise FulmenError(f"prompt version {settings.parent!r} is not in the store")
+            return (prompt.version_id if prompt else None), lambda: _optimize_and_gate(
+                settings, window, prompt, candidate, console
+            )
+        case _:
+            assert_never(settings.algo)
 
 
 def _train_and_gate(
@@ -127,13 +179,7 @@ def _train_and_gate(
     base = base_model_dir() if settings.base_model == "smollm2" else Path(settings.base_model)
     adapter = Path(parent.artifact_uri) if parent and parent.artifact_uri else None
     model, tokenizer = trainable_policy(base, adapter, lora=settings.lora)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*_COLUMNS, console=console) as progress:
 
         def evaluate(label: str) -> float:
             return evaluate_with_progress(
@@ -205,9 +251,75 @@ def _train(
                 "tokens": float(stats.tokens),
             }
         case "apo":
-            raise EmptyWindow("APO trains prompts, not weights: run `fulmen train --algo apo`")
+            raise AssertionError("APO trains prompts, not weights: see _optimize_and_gate")
         case _:
             assert_never(settings.algo)
+
+
+def _optimize_and_gate(
+    settings: TrainSettings,
+    window: Window,
+    parent: PromptVersion | None,
+    candidate: str,
+    console: Console,
+) -> _Gated:
+    """APO: beam-search the system prompt from the one in force (the parent prompt
+    version's `system` template, else the task's own system message), then gate the best
+    candidate against it on held-out cases through the target endpoint. A search that
+    finds nothing better than the prompt in force fails the gate without evaluating. The
+    version keeps the parent's other templates and replaces `system`."""
+    apo = settings.apo
+    task = load_task(settings.task)
+    start = parent.prompt_templates.get("system") if parent else None
+    start = start or system_prompt(task.heldout(1)[0])
+    if not start:
+        raise FulmenError(f"no system prompt to optimize: {settings.task} sends none")
+    if not window.calls:
+        raise EmptyWindow("APO needs logged episodes to critique; the window is empty")
+    optimizer = ChatEndpoint(base_url=apo.optimizer_base_url, model=apo.optimizer_model,
+                             api_key=apo.optimizer_api_key.get_secret_value())  # fmt: skip
+    target = ChatEndpoint(base_url=apo.target_base_url, model=apo.target_model,
+                          api_key=apo.target_api_key.get_secret_value())  # fmt: skip
+    with Progress(*_COLUMNS, console=console) as progress:
+        result = optimize_prompt(start, window=window, task=task, optimizer=optimizer,
+                                 target=target, settings=apo, progress=progress)  # fmt: skip
+        metrics = result.metrics()
+        if result.best.template == start:
+            reason = "no edited prompt scored above the prompt in force on the training cases"
+            return _Gated(metrics, GateDecision(result.start.score, result.best.score, False,
+                                                reason), _no_version)  # fmt: skip
+        cases = task.heldout(settings.gate.heldout_tasks)
+        bar = progress.add_task("held-out reward, parent and candidate", total=2)
+        scores = []
+        for template in (start, result.best.template):
+            reward = score_template(
+                target, template, task, cases, max_tokens=apo.score_max_tokens, seed=apo.seed
+            )
+            scores.append(reward)
+            progress.advance(bar)
+        before, after = scores
+    metrics |= {"heldout_reward_parent": before, "heldout_reward": after}
+    templates = {**(parent.prompt_templates if parent else {}), "system": result.best.template}
+    return _Gated(
+        metrics,
+        decide(before, after, min_gain=settings.gate.min_gain),
+        lambda: VersionEvent(
+            meta=version_meta(),
+            version_id=candidate,
+            kind="prompt",
+            target_agent=settings.agent_name,
+            parent_version=parent.version_id if parent else None,
+            algorithm="apo",
+            window_id=window.window_id,
+            dataset_hash=window.snapshot.sha256,
+            prompt_templates=templates,
+            metrics=metrics,
+        ),
+    )
+
+
+def _no_version() -> VersionEvent:
+    raise AssertionError("a candidate that failed the gate is never published")
 
 
 def _version_event(

@@ -62,3 +62,34 @@ class Lineage:
             if version.target_agent is None or version.target_agent == agent_name:
                 return version
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptVersion:
+    """A prompt version from the store's `versions` table."""
+
+    version_id: str
+    target_agent: str | None
+    prompt_templates: dict[str, str]
+
+
+def prompt_in_force(
+    store: LightningStore, agent_name: str | None, *, version_id: str | None = None
+) -> PromptVersion | None:
+    """The prompt version `version_id` when given (None when the store lacks it), else the
+    one last published for `agent_name` or for every agent: what its agents use now."""
+    rows = store.sql(
+        f"SELECT version_id, target_agent, prompt_templates FROM {store.settings.database}"
+        ".versions WHERE kind = 'prompt' ORDER BY published_at, version_id"
+    ).to_pylist()
+    versions = [
+        PromptVersion(row["version_id"], row["target_agent"], dict(row["prompt_templates"]))
+        for row in rows
+    ]
+    for version in reversed(versions):
+        if version_id is not None:
+            if version.version_id == version_id:
+                return version
+        elif version.target_agent is None or version.target_agent == agent_name:
+            return version
+    return None

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fulmen.trainers._apo import ApoSettings
 from fulmen.trainers._gate import GateSettings
 from fulmen.trainers._policy import LoraSettings
 from fulmen.trainers._rl import RlSettings
@@ -48,5 +49,6 @@ class TrainSettings(BaseSettings):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     rl: RlSettings = Field(default_factory=RlSettings)
     sft: SftSettings = Field(default_factory=SftSettings)
+    apo: ApoSettings = Field(default_factory=ApoSettings)
     sft_min_reward: float = 1.0
     """Rejection sampling: a task's best episode is kept only from this reward up."""

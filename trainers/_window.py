@@ -30,6 +30,10 @@ class LoggedCall:
     response_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
     reward: float
+    prompt: str
+    """The call's input messages as logged (JSON text)."""
+    response: str
+    """The completion's text."""
 
     @property
     def episode(self) -> tuple[str, int]:
@@ -78,6 +82,8 @@ def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
             response_ids=tuple(row["response_token_ids"]),
             logprobs=tuple(row["response_logprobs"]),
             reward=row["reward"],
+            prompt=row["prompt"],
+            response=row["response"],
         )
         for row in rows
     )
