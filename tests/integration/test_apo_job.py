@@ -5,6 +5,7 @@ candidate, publishes a prompt version, and the agent's next calls use the new pr
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def _answer(client: openai.OpenAI, task_id: str, question: str, model: str) -> s
         ],
         max_tokens=8,
         temperature=1.0,
+        seed=zlib.crc32(task_id.encode()),  # sampled, yet the same window every run
     )
     text = reply.choices[0].message.content or ""
     fulmen.emit_reward(TASK.reward(task_id, text))

@@ -36,8 +36,8 @@ class Loop:
     tmp: Path
 
     def agent_rollouts(self, rounds: int, tasks: int = 6) -> None:
-        for case in TASK.training(tasks, seed=1) * rounds:
-            _answer(self.client, case.task_id, list(case.messages), self.server.name)
+        for seed, case in enumerate(TASK.training(tasks, seed=1) * rounds):
+            _answer(self.client, case.task_id, list(case.messages), self.server.name, seed)
         fulmen.get_producer().flush(10)
         self.runner.step()
         self.runner.finish()
@@ -57,13 +57,16 @@ class Loop:
         return TrainSettings(**(options | overrides))  # type: ignore[arg-type]
 
 
-@fulmen.rollout(task_id=lambda client, task_id, messages, base: task_id)
-def _answer(client: openai.OpenAI, task_id: str, messages: list[dict[str, str]], base: str) -> str:
+@fulmen.rollout(task_id=lambda client, task_id, messages, base, seed: task_id)
+def _answer(
+    client: openai.OpenAI, task_id: str, messages: list[dict[str, str]], base: str, seed: int
+) -> str:
     reply = client.chat.completions.create(
         model=fulmen.resources().model_name or base,
         messages=messages,  # type: ignore[arg-type]
         max_tokens=8,
         temperature=1.0,
+        seed=seed,  # sampled, yet the same traffic every run
     )
     text = reply.choices[0].message.content or ""
     fulmen.emit_reward(TASK.reward(task_id, text))
