@@ -18,7 +18,7 @@ from fulmen.models import tiny_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, publish_version
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
-from fulmen.store import LightningStore, StoreSettings
+from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import ApoSettings, GateSettings, TrainSettings, prompt_in_force, run_job
 from tests.support.tasks import CAPITALS_PROMPT, CapitalsTask
@@ -75,10 +75,10 @@ def _answer(client: openai.OpenAI, task_id: str, question: str, model: str) -> s
 
 
 @pytest.fixture
-def loop(tmp_path: Path) -> Iterator[Loop]:
+def loop(tmp_path: Path, new_store: Callable[[], LightningStore]) -> Iterator[Loop]:
     server = PolicyServer(tiny_model_dir(tmp_path / "tiny", seed=3))
     bus = InProcessBus()
-    store = LightningStore(StoreSettings(path=tmp_path / "store"))
+    store = new_store()
     settings = FulmenSettings(producer={"agent_name": "capitals", "spill_dir": tmp_path / "spill"})
     fulmen.configure(settings, bus=bus)
     runner = EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=0.0))
@@ -86,7 +86,6 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         client = openai.OpenAI(base_url=url, api_key="local")
         yield Loop(bus, store, runner, client, url, server.name, tmp_path)
     fulmen.shutdown()
-    store.close()
 
 
 def _publish_on(bus: InProcessBus) -> tuple[list[VersionEvent], Callable[[VersionEvent], None]]:

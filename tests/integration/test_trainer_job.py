@@ -5,7 +5,7 @@ the adapter and the agent's next calls use (and are stamped with) the new versio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from fulmen.models import tiny_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, publish_version
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
-from fulmen.store import LightningStore, StoreSettings
+from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import GateSettings, RlSettings, SftSettings, TrainSettings, run_job
 from tests.support.tasks import DigitTask
@@ -74,11 +74,11 @@ def _answer(
 
 
 @pytest.fixture
-def loop(tmp_path: Path) -> Iterator[Loop]:
+def loop(tmp_path: Path, new_store: Callable[[], LightningStore]) -> Iterator[Loop]:
     base = tiny_model_dir(tmp_path / "tiny", seed=3)
     server = PolicyServer(base)
     bus = InProcessBus()
-    store = LightningStore(StoreSettings(path=tmp_path / "store"))
+    store = new_store()
     settings = FulmenSettings(
         producer={"agent_name": "digits", "spill_dir": tmp_path / "spill",
                   "request_token_ids": True},
@@ -90,7 +90,6 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
         client = openai.OpenAI(base_url=url, api_key="local")
         yield Loop(bus, store, runner, server, client, base, tmp_path)
     fulmen.shutdown()
-    store.close()
 
 
 def _publish_on(bus: InProcessBus) -> tuple[list[VersionEvent], object]:
