@@ -24,27 +24,10 @@ from fulmen.producers import (
     transport_for,
     version_meta,
 )
-from fulmen.schemas import Event, VersionEvent, VersionKind
+from fulmen.schemas import Event
+from tests.support.events import version_event
 
 pytestmark = pytest.mark.integration
-
-
-def version(
-    version_id: str,
-    kind: VersionKind = "model",
-    *,
-    target: str | None = None,
-    templates: dict[str, str] | None = None,
-) -> VersionEvent:
-    return VersionEvent(
-        meta=version_meta(),
-        version_id=version_id,
-        kind=kind,
-        target_agent=target,
-        algorithm="rl" if kind == "model" else "apo",
-        model_name=f"{version_id}-name" if kind == "model" else None,
-        prompt_templates=templates or {},
-    )
 
 
 @pytest.fixture
@@ -126,7 +109,7 @@ def test_published_version_is_swapped_in_and_stamps_the_next_events(
     solve()
 
     published = time.monotonic()
-    publish_version(version("calc-v2", target="calc"), trainer)
+    publish_version(version_event("calc-v2", target="calc"), trainer)
     acknowledged = time.monotonic()
     now = fulmen.wait_for_version("calc-v2", timeout_s=10)
     swapped = time.monotonic()
@@ -158,13 +141,15 @@ def test_a_new_agent_starts_with_the_version_in_force(
 ) -> None:
     raw = RawProducer({"bootstrap.servers": bootstrap_servers})
     control = trainer.topics.for_event("version")
-    publish_version(version("m1"), trainer)
-    publish_version(version("p1", "prompt", templates={"system": "one"}), trainer)
+    publish_version(version_event("m1"), trainer)
+    publish_version(version_event("p1", "prompt", templates={"system": "one"}), trainer)
     raw.produce(control, b"not a version at all", CONTROL_KEY)
     assert raw.flush(30) == 0
-    publish_version(version("m2", target="calc"), trainer)
-    publish_version(version("m3", target="other"), trainer)
-    publish_version(version("p2", "prompt", target="calc", templates={"system": "two"}), trainer)
+    publish_version(version_event("m2", target="calc"), trainer)
+    publish_version(version_event("m3", target="other"), trainer)
+    publish_version(
+        version_event("p2", "prompt", target="calc", templates={"system": "two"}), trainer
+    )
 
     start_agent("calc")  # returns once the topic is read: no waiting for a version
     now = fulmen.resources()
@@ -190,10 +175,10 @@ def test_rollback_is_publishing_the_older_version_again(
     trainer: FulmenSettings, start_agent: StartAgent
 ) -> None:
     start_agent("calc")
-    good = version("calc-v1")
+    good = version_event("calc-v1")
     publish_version(good, trainer)
     fulmen.wait_for_version("calc-v1", timeout_s=10)
-    publish_version(version("calc-v2"), trainer)
+    publish_version(version_event("calc-v2"), trainer)
     fulmen.wait_for_version("calc-v2", timeout_s=10)
     publish_version(good.model_copy(update={"meta": version_meta()}), trainer)
     assert fulmen.wait_for_version("calc-v1", timeout_s=10).model_name == "calc-v1-name"
@@ -208,7 +193,7 @@ def test_an_agent_started_before_the_control_topic_exists_finds_it_later(
     fulmen.configure(settings_for(bootstrap_servers, prefix, tmp_path / "spill"))
     try:
         assert fulmen.resources().model_version == "base"
-        publish_version(version("m1"), settings_for(bootstrap_servers, prefix))
+        publish_version(version_event("m1"), settings_for(bootstrap_servers, prefix))
         fulmen.wait_for_version("m1", timeout_s=20)
     finally:
         fulmen.shutdown()
@@ -218,5 +203,5 @@ def test_publish_raises_when_the_broker_does_not_acknowledge(tmp_path: Path) -> 
     unreachable = settings_for("127.0.0.1:9", "nowhere.")
     started = time.monotonic()
     with pytest.raises(VersionNotPublished, match="not delivered"):
-        publish_version(version("m1"), unreachable, timeout_s=1.0)
+        publish_version(version_event("m1"), unreachable, timeout_s=1.0)
     assert time.monotonic() - started < 6

@@ -16,6 +16,7 @@ from fulmen.schemas import (
     Span,
     ToolCall,
     VersionEvent,
+    VersionKind,
 )
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -141,3 +142,27 @@ def rollout(rollout_id: str = "r1", *, calls: int = 3, agent: str = "calc") -> l
         RolloutEvent(meta=m(), phase="finished", task_id="2+2", trace_id=TRACE, status="succeeded")
     )
     return events
+
+
+def version_event(
+    version_id: str,
+    kind: VersionKind = "model",
+    *,
+    target: str | None = None,
+    templates: dict[str, str] | None = None,
+) -> VersionEvent:
+    """A version as a trainer would publish it: a model version names an adapter and where
+    it lives, a prompt version carries its templates."""
+    from fulmen.producers import version_meta
+
+    model = kind == "model"
+    return VersionEvent(
+        meta=version_meta(),
+        version_id=version_id,
+        kind=kind,
+        target_agent=target,
+        algorithm="rl" if model else "apo",
+        model_name=f"{version_id}-name" if model else None,
+        artifact_uri=f"s3://models/{version_id}" if model else None,
+        prompt_templates=templates or {},
+    )

@@ -27,30 +27,12 @@ from fulmen.producers import (
     version_meta,
 )
 from fulmen.producers._openai import uninstrument_openai
-from fulmen.schemas import Event, SingleObjectCodec, VersionEvent, VersionKind
-from tests.support.events import all_events
+from fulmen.schemas import Event, SingleObjectCodec
+from tests.support.events import all_events, version_event
 from tests.support.openai_server import OpenAIServer
 
 CONTROL = "fulmen.control"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def version(
-    version_id: str,
-    kind: VersionKind = "model",
-    *,
-    target: str | None = None,
-    templates: dict[str, str] | None = None,
-) -> VersionEvent:
-    return VersionEvent(
-        meta=version_meta(),
-        version_id=version_id,
-        kind=kind,
-        target_agent=target,
-        model_name=f"{version_id}-name" if kind == "model" else None,
-        artifact_uri=f"s3://models/{version_id}" if kind == "model" else None,
-        prompt_templates=templates or {},
-    )
 
 
 def settings_for(tmp_path: Path, agent: str, **producer: object) -> FulmenSettings:
@@ -106,7 +88,7 @@ def solve() -> int:
 
 
 def test_publish_puts_the_version_on_the_control_topic_under_one_key(bus: InProcessBus) -> None:
-    event = version("m1", target="calc")
+    event = version_event("m1", target="calc")
     publish_version(event, FulmenSettings(), bus=bus)
     (message,) = bus.read(CONTROL, 0, max_messages=10, timeout_s=0)
     assert message.key == CONTROL_KEY
@@ -115,22 +97,22 @@ def test_publish_puts_the_version_on_the_control_topic_under_one_key(bus: InProc
 
 def test_publish_without_a_bus_or_an_agent_refuses() -> None:
     with pytest.raises(VersionNotPublished, match="needs a bus"):
-        publish_version(version("m1"), FulmenSettings())
+        publish_version(version_event("m1"), FulmenSettings())
 
 
 def test_publish_from_an_agent_process_uses_its_bus(agent: Agent, bus: InProcessBus) -> None:
     agent()
-    publish_version(version("m1"))
+    publish_version(version_event("m1"))
     assert len(bus.read(CONTROL, 0, max_messages=10, timeout_s=0)) == 1
 
 
 def test_the_version_in_force_is_found_among_several(agent: Agent, bus: InProcessBus) -> None:
     for event in (
-        version("m1"),
-        version("p1", "prompt", templates={"system": "one"}),
-        version("m2", target="calc"),
-        version("m3", target="other"),  # later, but not for this agent
-        version("p2", "prompt", target="calc", templates={"system": "two"}),
+        version_event("m1"),
+        version_event("p1", "prompt", templates={"system": "one"}),
+        version_event("m2", target="calc"),
+        version_event("m3", target="other"),  # later, but not for this agent
+        version_event("p2", "prompt", target="calc", templates={"system": "two"}),
     ):
         publish_version(event, FulmenSettings(), bus=bus)
     agent("calc")  # returns once the topic is read: no waiting needed
@@ -161,8 +143,8 @@ def test_targeted_versions_touch_only_their_agent(bus: InProcessBus, tmp_path: P
         for follower in followers:
             assert follower is not None
             assert follower.wait_caught_up(5)
-        publish_version(version("a-2", target="a"), FulmenSettings(), bus=bus)
-        publish_version(version("all-3", "prompt"), FulmenSettings(), bus=bus)
+        publish_version(version_event("a-2", target="a"), FulmenSettings(), bus=bus)
+        publish_version(version_event("all-3", "prompt"), FulmenSettings(), bus=bus)
         a, b = producers["a"].versions, producers["b"].versions
         a.wait_for("all-3", 5)
         b.wait_for("all-3", 5)
@@ -178,10 +160,10 @@ def test_targeted_versions_touch_only_their_agent(bus: InProcessBus, tmp_path: P
 
 def test_rollback_is_publishing_an_older_version_again(agent: Agent, bus: InProcessBus) -> None:
     agent()
-    first = version("m1")
+    first = version_event("m1")
     publish_version(first)
     fulmen.wait_for_version("m1", 5)
-    publish_version(version("m2"))
+    publish_version(version_event("m2"))
     fulmen.wait_for_version("m2", 5)
     publish_version(first.model_copy(update={"meta": version_meta()}))
     assert fulmen.wait_for_version("m1", 5).model_name == "m1-name"
@@ -192,8 +174,8 @@ def test_rollback_is_publishing_an_older_version_again(agent: Agent, bus: InProc
 def test_events_after_a_swap_carry_the_new_ids(agent: Agent, bus: InProcessBus) -> None:
     agent()
     solve()
-    publish_version(version("m2"))
-    publish_version(version("p2", "prompt"))
+    publish_version(version_event("m2"))
+    publish_version(version_event("p2", "prompt"))
     fulmen.wait_for_version("p2", 5)
     assert fulmen.resources().model_version == "m2"
     solve()
@@ -210,13 +192,13 @@ def test_prompt_and_on_version(agent: Agent, bus: InProcessBus) -> None:
     remove = fulmen.on_version(seen.append)
     try:
         assert fulmen.prompt("system", "mine") == "mine"
-        publish_version(version("p1", "prompt", templates={"system": "theirs"}))
+        publish_version(version_event("p1", "prompt", templates={"system": "theirs"}))
         fulmen.wait_for_version("p1", 5)  # callbacks have run by then
         assert fulmen.prompt("system", "mine") == "theirs"
         assert fulmen.prompt("other", "mine") == "mine"
         assert [r.resources_version for r in seen] == ["p1"]
-        publish_version(version("p2", "prompt", target="someone-else"))
-        publish_version(version("m1"))
+        publish_version(version_event("p2", "prompt", target="someone-else"))
+        publish_version(version_event("m1"))
         fulmen.wait_for_version("m1", 5)
         assert [(r.model_version, r.resources_version) for r in seen] == [
             ("base", "p1"),
@@ -224,7 +206,7 @@ def test_prompt_and_on_version(agent: Agent, bus: InProcessBus) -> None:
         ]
     finally:
         remove()
-    publish_version(version("m2"))
+    publish_version(version_event("m2"))
     fulmen.wait_for_version("m2", 5)
     assert len(seen) == 2
 
@@ -240,9 +222,9 @@ def test_on_version_outlives_configure_and_survives_a_failing_callback(
     remove_broken = fulmen.on_version(broken)
     remove = fulmen.on_version(lambda r: seen.append(r.model_version))
     try:
-        publish_version(version("m1"), FulmenSettings(), bus=bus)
+        publish_version(version_event("m1"), FulmenSettings(), bus=bus)
         agent()  # the version already there is applied: one swap, callbacks told
-        publish_version(version("m2"))
+        publish_version(version_event("m2"))
         fulmen.wait_for_version("m2", 5)
     finally:
         remove_broken()
@@ -253,7 +235,7 @@ def test_on_version_outlives_configure_and_survives_a_failing_callback(
 
 def test_resources_are_immutable(agent: Agent) -> None:
     agent()
-    publish_version(version("p1", "prompt", templates={"system": "x"}))
+    publish_version(version_event("p1", "prompt", templates={"system": "x"}))
     now = fulmen.wait_for_version("p1", 5)
     with pytest.raises(TypeError):
         now.prompt_templates["system"] = "y"  # type: ignore[index]
@@ -265,7 +247,7 @@ def test_undecodable_control_messages_are_skipped(
     agent: Agent, bus: InProcessBus, caplog: pytest.LogCaptureFixture
 ) -> None:
     bus.append(CONTROL, CONTROL_KEY, b"not avro at all")
-    publish_version(version("m1"), FulmenSettings(), bus=bus)
+    publish_version(version_event("m1"), FulmenSettings(), bus=bus)
     bus.append(CONTROL, CONTROL_KEY, b"\xc3\x01" + b"\x00" * 8)
     caplog.set_level(logging.WARNING, logger="fulmen.producers")
     agent()
@@ -274,7 +256,7 @@ def test_undecodable_control_messages_are_skipped(
     codec = SingleObjectCodec()
     (reward,) = [e for e in all_events() if e.event_type == "reward"]
     bus.append(CONTROL, CONTROL_KEY, codec.encode(reward, topic=CONTROL))  # not a version
-    publish_version(version("m2"))
+    publish_version(version_event("m2"))
     fulmen.wait_for_version("m2", 5)  # the follower lived on
     warnings = [r.getMessage() for r in caplog.records if "control" in r.getMessage()]
     assert len(warnings) == 4
@@ -291,9 +273,9 @@ def test_wait_for_version_times_out(agent: Agent) -> None:
 
 
 def test_following_can_be_turned_off(agent: Agent, bus: InProcessBus) -> None:
-    publish_version(version("m1"), FulmenSettings(), bus=bus)
+    publish_version(version_event("m1"), FulmenSettings(), bus=bus)
     agent(follow_versions=False)
-    publish_version(version("m2"))
+    publish_version(version_event("m2"))
     with pytest.raises(VersionNotInForce):
         fulmen.wait_for_version("m2", 0.3)
     assert fulmen.resources().model_version == "base"
@@ -317,7 +299,7 @@ def test_swaps_are_atomic_for_concurrent_readers(agent: Agent) -> None:
     try:
         state = fulmen.get_producer().versions
         for i in range(200):
-            state.apply([version(f"m{i}"), version(f"p{i}", "prompt")])
+            state.apply([version_event(f"m{i}"), version_event(f"p{i}", "prompt")])
     finally:
         stop.set()
         thread.join()
@@ -337,7 +319,7 @@ def test_openai_calls_follow_the_model_version_when_asked(agent: Agent, bus: InP
                 )
 
             ask()  # no model version yet: the agent's own model
-            publish_version(version("calc-v2"))
+            publish_version(version_event("calc-v2"))
             fulmen.wait_for_version("calc-v2", 5)
             with fulmen.rollout(task_id="2+2"):
                 ask()
