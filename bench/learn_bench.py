@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase
 
 from bench._results import write_result
 from fulmen.models import base_model_dir
+from fulmen.models._precision import cpu_has_bf16
 from fulmen.store import Snapshot
 from fulmen.tasks import CalculatorTask
 from fulmen.trainers import (
@@ -135,7 +136,7 @@ def main() -> None:
             "episodes": {"rl": rl["episodes"], "sft": sft["episodes"]},
             "rounds": {"rl": rl["rounds"], "sft": sft["rounds"]},
             "budget_minutes": MINUTES,
-            "cpu_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+            "cpu_bf16": cpu_has_bf16(),
             "target": "each of RL and SFT raises held-out reward by >= 0.3 within 10 min",
         },
         console=console,

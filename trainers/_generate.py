@@ -11,7 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
-from fulmen.trainers._precision import autocast
+from fulmen.models._precision import autocast
 
 Messages = Sequence[dict[str, str]]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 
-from fulmen.trainers._precision import cpu_has_bf16
+from fulmen.models._precision import cpu_has_bf16
 from fulmen.trainers._rl_loss import group_advantages, version_staleness
 from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample

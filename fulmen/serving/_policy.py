@@ -466,11 +466,8 @@ def _resolve(precision: Precision) -> Literal["float32", "bfloat16"]:
         case "float32" | "bfloat16":
             return precision
         case "auto":
-            import torch
+            from fulmen.models._precision import cpu_has_bf16
 
-            # torch has no public query for these CPU features; the private helpers are
-            # plain functions returning bool (torch/cpu/__init__.py).
-            native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-            return "bfloat16" if native else "float32"
+            return "bfloat16" if cpu_has_bf16() else "float32"
         case _:
             assert_never(precision)

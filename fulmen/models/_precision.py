@@ -13,7 +13,10 @@ import torch
 
 @functools.cache
 def cpu_has_bf16() -> bool:
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU computes bf16 natively (AMX tiles or AVX-512 BF16). torch has no
+    public query for these features; the private helpers are plain functions returning
+    bool (torch/cpu/__init__.py)."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
