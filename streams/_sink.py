@@ -114,8 +114,13 @@ class StoreSink:
         if not episodes:
             return 0
         token = _digest(f"{e.row.rollout_id}/{e.row.attempt}/{e.row.revision}" for e in episodes)
-        triplets = triplets_table(list(episodes))
-        self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
+        # Triplets go first: a crash between the two inserts leaves triplets without their
+        # episode, and the episode is assembled again after the restart. Its triplets may
+        # then come in another batch (another token), so they are skipped by key instead.
+        held = self.store.triplet_revisions([_revision(e) for e in episodes])
+        triplets = triplets_table([e for e in episodes if _revision(e) not in held])
+        if triplets.num_rows:
+            self.store.insert("triplets", triplets, dedup_token=f"triplets/{token}")
         self.store.insert(
             "episodes", episodes_table(list(episodes)), dedup_token=f"episodes/{token}"
         )
@@ -130,6 +135,10 @@ class StoreSink:
             found = self.store.source_offsets(table, partitions)
             for partition in partitions:
                 self._written[(table, partition)] = found.get(partition, -1)
+
+
+def _revision(episode: Episode) -> tuple[str, int, int]:
+    return (episode.row.rollout_id, episode.row.attempt, episode.row.revision)
 
 
 def _offsets_token(sources: Sequence[Source]) -> str:

@@ -133,6 +133,19 @@ class LightningStore:
             for rollout_id, attempt, revision, events in rows
         }
 
+    def triplet_revisions(self, keys: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+        """Which (rollout id, attempt, revision) in `keys` have triplets written. A batch of
+        triplets is one insert, so an episode revision's triplets are all there or none."""
+        if not keys:
+            return set()
+        rows = self.client.query(
+            f"SELECT DISTINCT rollout_id, attempt, revision FROM {self._db}.triplets "
+            "WHERE rollout_id IN {ids:Array(String)}",
+            parameters={"ids": sorted({rollout_id for rollout_id, _, _ in keys})},
+        ).result_rows
+        found = {(rid, int(attempt), int(revision)) for rid, attempt, revision in rows}
+        return found & set(keys)
+
     def window(self, query: WindowQuery) -> pa.Table:
         """The triplets of `query`, ordered by agent, task, rollout, attempt and step."""
         where, parameters = _episode_filter(query)

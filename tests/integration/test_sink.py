@@ -1,0 +1,43 @@
+"""The stream sink's exactly-once writes against a real chDB store, crashes simulated at
+the points where a worker can die."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from fulmen.store import LightningStore
+from fulmen.streams import EpisodeAssembler, triplets_table
+from fulmen.streams._sink import StoreSink
+from tests.support.events import rollout
+
+pytestmark = pytest.mark.integration
+
+
+def _assembled(rollout_ids: list[str]) -> EpisodeAssembler:
+    assembler = EpisodeAssembler()
+    for rollout_id in rollout_ids:
+        for event in rollout(rollout_id):
+            assembler.add(event, now=0.0)
+    return assembler
+
+
+def test_a_crash_between_the_triplets_and_the_episodes_insert_writes_no_triplet_twice(
+    new_store: Callable[[], LightningStore],
+) -> None:
+    store = new_store()
+    before_crash = _assembled(["a", "b"]).collect(now=10.0)
+    store.insert("triplets", triplets_table(before_crash), dedup_token="triplets/crashed")
+
+    after_restart = _assembled(["a", "b", "c"]).collect(now=10.0)  # another batch, token
+    written = StoreSink(store).write_episodes(after_restart)
+
+    db = store.settings.database
+    rows = store.sql(
+        f"SELECT rollout_id, count() AS n FROM {db}.triplets GROUP BY rollout_id ORDER BY 1"
+    ).to_pylist()
+    episodes = store.sql(f"SELECT count() AS n FROM {db}.episodes").to_pylist()
+    assert rows == [{"rollout_id": r, "n": 3} for r in ("a", "b", "c")]
+    assert episodes == [{"n": 3}]
+    assert written == 3
