@@ -1,19 +1,27 @@
 """Batched generation for the trainer's own needs (held-out evaluation, offline replays):
-left-padded batches, bf16 where the hardware has it, and the raw-distribution logprob of
-every chosen token (log_softmax at temperature 1, as the policy server and vLLM report)."""
+bf16 where the hardware has it, and the raw-distribution logprob of every chosen token
+(log_softmax at temperature 1, as the policy server and vLLM report).
+
+An agent's prompts share a long head (system prompt, examples): its key/value cache is
+computed once per call and shared by every row, the rows' own tails padded in between
+(`[head][pad…][tail]`; positions come from the attention mask, so the padding is invisible).
+On the calculator task that skips 96 of ~122 prompt tokens per row."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from peft import PeftModel
-from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from fulmen.models._precision import autocast
 
 Messages = Sequence[dict[str, str]]
+MIN_SHARED_HEAD = 16
+"""Shorter shared heads are recomputed per row: not worth a cache copy per batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +62,28 @@ def generate(
     end_ids = _end_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
     generator_seed = torch.Generator().manual_seed(seed)
+    prompts = [prompt_ids(tokenizer, c) for c in conversations]
+    shared = _shared_head(prompts) if prompts else 0
+    head = prompts[0][:shared] if shared >= MIN_SHARED_HEAD else []
+    head_cache = _head_cache(model, head) if head else None
     out: list[Generation] = []
-    for batch in _chunks([prompt_ids(tokenizer, c) for c in conversations], batch_size):
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch])
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+    for batch in _chunks(prompts, batch_size):
+        tails = [ids[len(head) :] for ids in batch]
+        gap = max(len(tail) for tail in tails)
+        input_ids = torch.tensor([head + [pad_id] * (gap - len(t)) + t for t in tails])
+        mask = torch.tensor([[1] * len(head) + [0] * (gap - len(t)) + [1] * len(t) for t in tails])
+        width = input_ids.shape[1]
+        cache = None
+        if head_cache is not None:
+            cache = copy.deepcopy(head_cache)
+            cache.batch_repeat_interleave(len(batch))
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
         with autocast(device):
             result = model.generate(  # type: ignore[operator]  # peft's union confuses mypy
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
+                past_key_values=cache,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=end_ids,
@@ -88,6 +107,23 @@ def generate(
         if on_batch is not None:
             on_batch(len(batch))
     return out
+
+
+def _shared_head(prompts: list[list[int]]) -> int:
+    """Length of the prefix all prompts share, leaving each at least one token of its own."""
+    shortest = min(len(ids) for ids in prompts)
+    length = 0
+    while length < shortest - 1 and all(ids[length] == prompts[0][length] for ids in prompts):
+        length += 1
+    return length
+
+
+def _head_cache(model: PreTrainedModel | PeftModel, head: list[int]) -> DynamicCache:
+    """The key/value cache of `head`, for a batch of one."""
+    cache = DynamicCache(config=model.config)
+    with autocast(model.device):
+        model(input_ids=torch.tensor([head], device=model.device), past_key_values=cache)
+    return cache
 
 
 def _end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
