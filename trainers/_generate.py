@@ -2,10 +2,10 @@
 bf16 where the hardware has it, and the raw-distribution logprob of every chosen token
 (log_softmax at temperature 1, as the policy server and vLLM report).
 
-An agent's prompts share a long head (system prompt, examples): its key/value cache is
-computed once per call and shared by every row, the rows' own tails padded in between
-(`[head][pad…][tail]`; positions come from the attention mask, so the padding is invisible).
-On the calculator task that skips 96 of ~122 prompt tokens per row."""
+The prompts' shared head (`shared_head`) is run once per call and its key/value cache shared
+by every row, the rows' own tails padded in between (`[head][pad…][tail]`; positions come
+from the attention mask, so the padding is invisible). On the calculator task that skips
+96 of ~122 prompt tokens per row."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from peft import PeftModel
 from transformers import BatchEncoding, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from fulmen.models._precision import autocast
+from fulmen.trainers._shared_head import shared_head
 
 Messages = Sequence[dict[str, str]]
-MIN_SHARED_HEAD = 16
-"""Shorter shared heads are recomputed per row: not worth a cache copy per batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +62,7 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
     generator_seed = torch.Generator().manual_seed(seed)
     prompts = [prompt_ids(tokenizer, c) for c in conversations]
-    shared = _shared_head(prompts) if prompts else 0
-    head = prompts[0][:shared] if shared >= MIN_SHARED_HEAD else []
+    head = prompts[0][: shared_head(prompts)] if prompts else []
     head_cache = _head_cache(model, head) if head else None
     out: list[Generation] = []
     for batch in _chunks(prompts, batch_size):
@@ -107,15 +105,6 @@ def generate(
         if on_batch is not None:
             on_batch(len(batch))
     return out
-
-
-def _shared_head(prompts: list[list[int]]) -> int:
-    """Length of the prefix all prompts share, leaving each at least one token of its own."""
-    shortest = min(len(ids) for ids in prompts)
-    length = 0
-    while length < shortest - 1 and all(ids[length] == prompts[0][length] for ids in prompts):
-        length += 1
-    return length
 
 
 def _head_cache(model: PreTrainedModel | PeftModel, head: list[int]) -> DynamicCache:

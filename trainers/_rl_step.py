@@ -8,6 +8,8 @@ Where the FLOPs go and what this file does about it:
   instead of stored: the (tokens, vocab) fp32 logits are never materialised at once.
 - Rows are length-sorted into micro-batches under a padded-token budget
   (`micro_batches`) and right-padded, so attention needs no mask (SDPA's causal fast path).
+- The head all prompts of a micro-batch share (`shared_head`: system prompt, examples) runs
+  once, its keys/values shared by every row.
 - bf16 autocast where the hardware has bf16 matmuls (CUDA; CPUs with AMX/AVX512-BF16);
   `precision="fp32"` elsewhere: on an AVX2-only CPU, bf16 matmuls are ~8x slower.
 """
@@ -25,11 +27,12 @@ import torch.nn.functional as F
 from peft import PeftModel
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from fulmen.trainers._rl_batch import MicroBatch, collate, micro_batches
 from fulmen.trainers._rl_loss import policy_loss
 from fulmen.trainers._samples import Sample
+from fulmen.trainers._shared_head import shared_head
 
 Precision = Literal["bf16", "fp32"]
 CausalLM: TypeAlias = PreTrainedModel | PeftModel
@@ -108,12 +111,14 @@ def rl_step(
     loss_sum, stat_sums, padded = torch.zeros((), device=device), [0.0] * 4, 0
     for batch in batches:
         mb = collate(batch, device=device)  # input_ids, masks, behaviour: (B, T); advantages: (B,)
-        padded += mb.input_ids.numel()
+        head = shared_head([s.prompt_ids for s in batch])  # run once for all rows
+        padded += mb.input_ids.numel() - head * (len(batch) - 1)
         with _autocast(device, config.precision):
             logprobs = response_logprobs(  # (B, T): log π(token | prefix) on responses, else 0
-                model, mb.input_ids, None, mb.response_mask, chunk_tokens=config.head_chunk_tokens
-            )
-            ref = _reference_logprobs(ref_model, mb, config) if config.kl_beta else None  # (B, T)
+                model, mb.input_ids, None, mb.response_mask,
+                chunk_tokens=config.head_chunk_tokens, head=head,
+            )  # fmt: skip
+            ref = _reference_logprobs(ref_model, mb, config, head) if config.kl_beta else None
         loss, stats = policy_loss(  # token mean over this micro-batch, fp32 outside autocast
             logprobs, logprobs.detach(), mb.behaviour_logprobs, mb.advantages, mb.response_mask,
             clip_low=config.clip_low, clip_high=config.clip_high, tis_cap=config.tis_cap,
@@ -144,6 +149,7 @@ def response_logprobs(
     response_mask: Tensor,
     *,
     chunk_tokens: int = 1024,
+    head: int = 0,
 ) -> Tensor:
     """Per-token logprobs of the response tokens, without full-vocab logits for the prompt.
 
@@ -155,24 +161,34 @@ def response_logprobs(
     attention never reaches the trailing pads). The model must be a causal LM whose logits
     are `get_output_embeddings()` applied to `get_decoder()`'s last hidden state (Llama,
     Qwen2, Mistral…; a PEFT wrapper of one, adapters in the head included).
+    `head` > 0 says the first `head` tokens are the same in every row (`shared_head`) and
+    hold no response token nor its predictor: they run once, as a batch of one, and their
+    keys/values serve every row. Same result and gradients; needs `attention_mask` None.
     """
     if getattr(model.config, "final_logit_softcapping", None) is not None:
         raise ValueError("response_logprobs: models with logit soft-capping are not supported")
     decoder: nn.Module = model.get_decoder()
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask)  # .last_hidden_state
-    scored = response_mask[:, 1:]  # (B, T-1): position t predicts token t+1
+    cache = None
+    if head:
+        assert attention_mask is None, "a shared head needs right-padded rows, without a mask"
+        cache = DynamicCache(config=model.config)
+        decoder(input_ids=input_ids[:1, :head], past_key_values=cache)  # (1, head) keys/values
+        cache.batch_repeat_interleave(input_ids.shape[0])  # a view per row; gradients add up
+        input_ids, response_mask = input_ids[:, head:], response_mask[:, head:]  # (B, T-head)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache)
+    scored = response_mask[:, 1:]  # (B, T'-1): position t predicts token t+1
     states = hidden.last_hidden_state[:, :-1][scored]  # (N, H): response-predicting positions only
     targets = input_ids[:, 1:][scored]  # (N,)
-    head: nn.Module = model.get_output_embeddings()
+    lm_head: nn.Module = model.get_output_embeddings()
     # checkpointed chunks keep only their inputs; the (chunk, V) logits are recomputed in backward
     score = _chunk_logprobs if not torch.is_grad_enabled() else _checkpointed_chunk_logprobs
     chunks = [
-        score(head, states[i : i + chunk_tokens], targets[i : i + chunk_tokens])  # (n,)
+        score(lm_head, states[i : i + chunk_tokens], targets[i : i + chunk_tokens])  # (n,)
         for i in range(0, targets.numel(), chunk_tokens)
     ]
     flat = torch.cat(chunks) if chunks else states.new_zeros(0, dtype=torch.float32)  # (N,)
     shifted = torch.zeros(scored.shape, dtype=torch.float32, device=flat.device)  # (B, T-1)
-    return F.pad(shifted.masked_scatter(scored, flat), (1, 0))  # (B, T)
+    return F.pad(shifted.masked_scatter(scored, flat), (1 + head, 0))  # (B, T)
 
 
 def _chunk_logprobs(head: nn.Module, states: Tensor, targets: Tensor) -> Tensor:
@@ -188,13 +204,16 @@ def _checkpointed_chunk_logprobs(head: nn.Module, states: Tensor, targets: Tenso
     return out
 
 
-def _reference_logprobs(ref_model: CausalLM | None, mb: MicroBatch, config: RLStepConfig) -> Tensor:
+def _reference_logprobs(
+    ref_model: CausalLM | None, mb: MicroBatch, config: RLStepConfig, head: int
+) -> Tensor:
     assert ref_model is not None  # rl_step checked it
     ref_model.train(False)  # eval mode; `eval()` is unannotated in transformers
     with torch.no_grad():
         return response_logprobs(
-            ref_model, mb.input_ids, None, mb.response_mask, chunk_tokens=config.head_chunk_tokens
-        )
+            ref_model, mb.input_ids, None, mb.response_mask,
+            chunk_tokens=config.head_chunk_tokens, head=head,
+        )  # fmt: skip
 
 
 def _autocast(device: torch.device, precision: Precision) -> AbstractContextManager[None]:

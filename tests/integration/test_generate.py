@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fulmen.models import tiny_model_dir
-from fulmen.trainers._generate import MIN_SHARED_HEAD, Generation, generate, prompt_ids
+from fulmen.trainers._generate import Generation, generate, prompt_ids
+from fulmen.trainers._shared_head import MIN_SHARED_HEAD
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def _run(directory: Path, monkeypatch: pytest.MonkeyPatch, *, shared_head: bool,
     model = AutoModelForCausalLM.from_pretrained(directory).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if not shared_head:
-        monkeypatch.setattr("fulmen.trainers._generate.MIN_SHARED_HEAD", 10**6)
+        monkeypatch.setattr("fulmen.trainers._generate.shared_head", lambda prompts: 0)
     return generate(model, tokenizer, _conversations(), max_new_tokens=12,
                     temperature=temperature, batch_size=3, seed=5)  # fmt: skip
 

@@ -13,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from fulmen.trainers._rl_batch import collate, micro_batches
 from fulmen.trainers._rl_step import RLStepConfig, response_logprobs, rl_step
 from fulmen.trainers._samples import Sample
+from fulmen.trainers._shared_head import MIN_SHARED_HEAD
 
 VOCAB = 128
 FP32 = RLStepConfig(precision="fp32", max_grad_norm=1e9)
@@ -185,6 +186,49 @@ def test_micro_batching_does_not_change_the_update() -> None:
     assert many.grad_norm == pytest.approx(one.grad_norm, rel=1e-4)
     for a, b in zip(delta_one, delta_many, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def _with_shared_head(samples: list[Sample], head: int) -> list[Sample]:
+    shared = tuple(random.Random(9).randrange(VOCAB) for _ in range(head))
+    return [replace(s, prompt_ids=shared + s.prompt_ids) for s in samples]
+
+
+def test_a_shared_head_gives_the_same_logprobs_and_gradients() -> None:
+    mb = collate(_with_shared_head(_samples(6), 20), device="cpu")
+    results = []
+    for head in (0, 20):
+        model = _model(seed=2)
+        out = response_logprobs(model, mb.input_ids, None, mb.response_mask, head=head)
+        (out * torch.linspace(0.5, 2.0, out.shape[1])).sum().backward()  # every position counts
+        results.append((out.detach(), [p.grad for p in model.parameters()]))
+    (plain, plain_grads), (shared, shared_grads) = results
+    assert shared.shape == plain.shape
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(plain_grads, shared_grads, strict=True):
+        assert a is not None
+        assert b is not None
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_rl_step_runs_the_shared_head_once_for_the_same_update() -> None:
+    samples = _with_shared_head(_samples(8), MIN_SHARED_HEAD + 4)
+    updates = []
+    for head in (False, True):
+        model = _model(seed=3)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        with pytest.MonkeyPatch.context() as patch:
+            if not head:
+                patch.setattr("fulmen.trainers._rl_step.shared_head", lambda prompts: 0)
+            stats = rl_step(model, optimizer, samples, config=replace(FP32, max_tokens=10_000))
+        updates.append(
+            (stats, [p.detach() - s for p, s in zip(model.parameters(), start, strict=True)])
+        )
+    (plain, delta_plain), (shared, delta_shared) = updates
+    assert shared.padded_tokens == plain.padded_tokens - (MIN_SHARED_HEAD + 4) * (len(samples) - 1)
+    assert shared.loss == pytest.approx(plain.loss, abs=1e-6)
+    for a, b in zip(delta_plain, delta_shared, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 
 
 def test_kl_to_a_reference() -> None:
