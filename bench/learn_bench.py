@@ -6,7 +6,8 @@ Each algorithm runs rounds of the continual loop within a wall-clock budget: the
 policy answers a batch of training tasks (sampled at the agent's temperature, several
 attempts per task, with the raw logprobs an agent would log — vLLM's default), the round's
 window trains the next version (RL: GRPO-style advantages + TIS on the logged logprobs;
-SFT: the best attempt per task, TRL's SFTTrainer), and the next round samples from it. `train_wall_s` counts sampling and training alike.
+SFT: the best attempt per task, TRL's SFTTrainer), and the next round samples from it.
+`train_wall_s` counts sampling and training alike.
 The data path (agent → store → window) is exercised by the tests; here the window is built
 in process so that the figure measures learning, not plumbing.
 

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
+from fulmen.models._precision import bf16_pays
 from fulmen.trainers._window import LoggedCall
 
 
@@ -73,7 +74,7 @@ def train_sft(
             per_device_train_batch_size=settings.batch_size,
             max_length=settings.max_length,
             completion_only_loss=True,
-            bf16=True,
+            bf16=bf16_pays(model.device),  # on an AVX2-only CPU bf16 runs many times slower
             use_cpu=not torch.cuda.is_available(),
             seed=settings.seed,
             save_strategy="no",

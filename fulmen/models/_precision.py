@@ -19,8 +19,13 @@ def cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
+def bf16_pays(device: torch.device) -> bool:
+    """Whether bf16 compute is faster than fp32 on `device`: CUDA, or a bf16-capable CPU."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on CUDA and on bf16-capable CPUs; a no-op (fp32) elsewhere."""
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+    """bf16 autocast where `bf16_pays`; a no-op (fp32) elsewhere."""
+    if bf16_pays(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
