@@ -119,7 +119,7 @@ def worker(
 
 @app.command()
 def train(
-    algo: str = typer.Option("sft", help="rl | sft | apo"),
+    algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
     agent: str | None = typer.Option(None, help="Train the version of this agent."),
     task: str | None = typer.Option(None, help="module:attribute of the AgentTask to gate on."),
     base_model: str | None = typer.Option(None, help='Model directory or "smollm2".'),

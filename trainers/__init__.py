@@ -4,8 +4,13 @@ gates the candidate against its parent on held-out tasks, and publishes it as a 
 the control topic only if it passes.
 
     result = run_job(TrainSettings(algo="rl"), store=store, publish=publish_version)
+
+An algorithm is an `Algorithm` subclass (`ModelAlgorithm` for LoRA-trained model versions:
+write `train_policy`); `algo="mypackage.module:MyAlgorithm"` runs one of your own.
 """
 
+from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
+from fulmen.trainers._algorithms import AlgorithmLoadError, load_algorithm
 from fulmen.trainers._apo import (
     ApoResult,
     ApoSettings,
@@ -15,10 +20,12 @@ from fulmen.trainers._apo import (
     score_template,
     select_beam,
 )
+from fulmen.trainers._apo_algorithm import Apo
 from fulmen.trainers._chat import ChatEndpoint, EndpointError
 from fulmen.trainers._gate import GateDecision, GateSettings, decide
-from fulmen.trainers._job import EmptyWindow, JobResult, run_job, write_result
+from fulmen.trainers._job import JobResult, run_job, write_result
 from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
+from fulmen.trainers._model_algorithms import ModelAlgorithm, Rl, Sft
 from fulmen.trainers._policy import LoraSettings
 from fulmen.trainers._record import Outcome, TrainingRun
 from fulmen.trainers._rl import RlData, RlSettings, rl_samples, train_rl
@@ -30,14 +37,16 @@ from fulmen.trainers._rl_loss import (
 )
 from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
-from fulmen.trainers._settings import AlgorithmName, TrainSettings
+from fulmen.trainers._settings import TrainSettings
 from fulmen.trainers._sft import SftSettings, train_sft
 from fulmen.trainers._task import AgentTask, TaskCase, TaskLoadError, load_task
 from fulmen.trainers._window import LoggedCall, Window, best_episodes, load_window, read_window
 
 __all__ = [
     "AgentTask",
-    "AlgorithmName",
+    "Algorithm",
+    "AlgorithmLoadError",
+    "Apo",
     "ApoResult",
     "ApoSettings",
     "Candidate",
@@ -46,17 +55,22 @@ __all__ = [
     "EndpointError",
     "GateDecision",
     "GateSettings",
+    "GatedCandidate",
+    "JobContext",
     "JobResult",
     "Lineage",
     "LoggedCall",
     "LoraSettings",
+    "ModelAlgorithm",
     "Outcome",
     "PromptVersion",
     "PublishedVersion",
     "RLStepConfig",
+    "Rl",
     "RlData",
     "RlSettings",
     "Sample",
+    "Sft",
     "SftSettings",
     "StepStats",
     "TaskCase",
@@ -68,6 +82,7 @@ __all__ = [
     "clean_edit",
     "decide",
     "group_advantages",
+    "load_algorithm",
     "load_task",
     "load_window",
     "optimize_prompt",

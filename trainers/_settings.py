@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,8 +15,6 @@ from fulmen.trainers._policy import LoraSettings
 from fulmen.trainers._rl import RlSettings
 from fulmen.trainers._sft import SftSettings
 
-AlgorithmName = Literal["rl", "sft", "apo"]
-
 
 class TrainSettings(BaseSettings):
     """One trainer job: which window, which parent, which algorithm, where results go."""
@@ -26,7 +23,8 @@ class TrainSettings(BaseSettings):
         env_prefix="FULMEN_TRAIN_", env_nested_delimiter="__", extra="ignore"
     )
 
-    algo: AlgorithmName = "sft"
+    algo: str = "sft"
+    """`rl`, `sft`, `apo`, or `module:Class` of a custom `fulmen.trainers.Algorithm`."""
     agent_name: str | None = None
     """Train the version of this agent (the version targets it); None trains for all."""
     task: str = "fulmen.tasks:CalculatorTask"

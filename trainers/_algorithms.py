@@ -1,0 +1,35 @@
+"""Which `Algorithm` a job runs: a built-in by name, or any subclass by import path."""
+
+from __future__ import annotations
+
+import importlib
+
+from fulmen.errors import FulmenError
+from fulmen.trainers._algorithm import Algorithm
+from fulmen.trainers._apo_algorithm import Apo
+from fulmen.trainers._model_algorithms import Rl, Sft
+
+BUILTIN: dict[str, type[Algorithm]] = {"rl": Rl, "sft": Sft, "apo": Apo}
+
+
+class AlgorithmLoadError(FulmenError):
+    """An `--algo` that is neither a built-in name nor `module:Class` of an `Algorithm`."""
+
+
+def load_algorithm(name: str) -> type[Algorithm]:
+    """The built-in algorithm `name` (`rl`, `sft`, `apo`), or the `Algorithm` subclass that
+    `module:Class` names."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise AlgorithmLoadError(
+            f"algorithm {name!r} is neither one of {', '.join(BUILTIN)} nor module:Class"
+        )
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise AlgorithmLoadError(f"cannot import algorithm {name!r}: {exc}") from exc
+    if not (isinstance(target, type) and issubclass(target, Algorithm)):
+        raise AlgorithmLoadError(f"{name!r} is not a subclass of fulmen.trainers.Algorithm")
+    return target
