@@ -34,7 +34,8 @@ typecheck:
 	@rm -rf build/typecheck && mkdir -p build/typecheck/fulmen
 	@for f in fulmen/*; do ln -s ../../../$$f build/typecheck/fulmen/; done
 	@for p in schemas producers streams trainers; do ln -s ../../../$$p build/typecheck/fulmen/$$p; done
-	cd build/typecheck && $(RUN) --project ../.. mypy --config-file ../../pyproject.toml -p fulmen
+	@ln -s ../../examples build/typecheck/examples
+	cd build/typecheck && $(RUN) --project ../.. mypy --config-file ../../pyproject.toml -p fulmen -p examples
 
 kafka-jars:
 	$(RUN) fulmen kafka jars

@@ -102,7 +102,10 @@ def _publish_on(bus: InProcessBus) -> tuple[list[VersionEvent], object]:
     return published, publish
 
 
-@pytest.mark.parametrize("algo", ["sft", "rl"])
+CUSTOM = "examples.algorithms.above_median:AboveMedianCloning"
+
+
+@pytest.mark.parametrize("algo", ["sft", "rl", CUSTOM])
 def test_window_to_trained_version_used_by_the_agent(loop: Loop, algo: str) -> None:
     loop.agent_rollouts(rounds=4)
     published, publish = _publish_on(loop.bus)
