@@ -1,12 +1,10 @@
 """The dashboard (`fulmen dashboard`): rollouts and episodes with filters, a rollout's span
 tree, reward by version over time, the versions' lineage and training runs, and the stream
-workers' health, as server-rendered pages over the LightningStore.
+workers' health, as server-rendered pages over the LightningStore (docs/dashboard.md).
 
-    from fulmen.dashboard import StoreReader, create_app, serve_in_thread
-
-    reader = StoreReader(store, store.settings.database)  # any object with .sql()
-    with serve_in_thread(create_app(reader)) as url:
-        ...  # open f"{url}/rollouts"
+`create_app(StoreReader(source, database))` is the Starlette app over any `SqlSource` (a
+`LightningStore`, or `ClientSource` around a clickhouse-connect client); `serve` runs it in
+the foreground, `serve_in_thread` on a free port for tests.
 """
 
 from fulmen.dashboard._app import create_app

@@ -93,7 +93,7 @@ def create_app(reader: StoreReader, *, worker_metrics: Sequence[str] = ()) -> St
         routes=[
             Route("/", home),
             Route("/rollouts", rollouts),
-            Route("/rollouts/{rollout_id}", rollout),
+            Route("/rollouts/{rollout_id:path}", rollout),
             Route("/versions", versions),
             Route("/rewards", rewards),
             Route("/health", health),

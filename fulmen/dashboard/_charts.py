@@ -38,14 +38,17 @@ def reward_chart(points: Sequence[RewardPoint], published: Sequence[VersionRow])
         return _TOP + (high - value) / (high - low) * (_HEIGHT - _TOP - _BOTTOM)
 
     parts: list[str] = [_axes(low, high, start, end, y)]
-    for version in published:
-        if start <= version.published_at <= end:
-            at = x(version.published_at)
-            parts.append(
-                f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{_TOP}" y2="{_HEIGHT - _BOTTOM}" '
-                'stroke="#98a2b3" stroke-dasharray="4 3"/>'
-                f'<text x="{at + 3:.1f}" y="{_TOP + 10}">{esc(version.version_id)}</text>'
-            )
+    shown = [version for version in published if start <= version.published_at <= end]
+    for index, version in enumerate(shown):
+        at = x(version.published_at)
+        right_half = at > _WIDTH / 2  # labels grow away from the edge, staggered downwards
+        anchor = 'text-anchor="end"' if right_half else ""
+        parts.append(
+            f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{_TOP}" y2="{_HEIGHT - _BOTTOM}" '
+            'stroke="#98a2b3" stroke-dasharray="4 3"/>'
+            f'<text x="{at - 3 if right_half else at + 3:.1f}" y="{_TOP + 10 + 13 * (index % 4)}" '
+            f"{anchor}>{esc(version.version_id)} published</text>"
+        )
     legend: list[str] = []
     for index, (name, line) in enumerate(series.items()):
         color = _COLORS[index % len(_COLORS)]
