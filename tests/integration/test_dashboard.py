@@ -268,8 +268,11 @@ def test_span_tree_shows_prompts_responses_tools_and_rewards_as_text(
     _screenshot(browser, "dashboard-rollout.png", tmp_path)
 
 
-def test_versions_show_lineage_and_training_runs(filled: Filled, browser: webdriver.Chrome) -> None:
+def test_versions_show_lineage_and_training_runs(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
     browser.get(f"{filled.url}/versions")
+    _screenshot(browser, "dashboard-versions.png", tmp_path)
     rows = {
         row.find_element(By.CSS_SELECTOR, ".version").text: row
         for row in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
@@ -289,8 +292,11 @@ def test_versions_show_lineage_and_training_runs(filled: Filled, browser: webdri
     ]
 
 
-def test_rewards_chart_has_a_line_per_version(filled: Filled, browser: webdriver.Chrome) -> None:
+def test_rewards_chart_has_a_line_per_version(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
     browser.get(f"{filled.url}/rewards")
+    _screenshot(browser, "dashboard-rewards.png", tmp_path)
     chart = browser.find_element(By.ID, "reward-chart")
     assert len(chart.find_elements(By.TAG_NAME, "polyline")) == 2
     cells = [row.split(" ")[-3:] for row in _texts(browser, "#reward-table tbody tr")]
