@@ -27,7 +27,7 @@ from prometheus_client import start_http_server
 import fulmen
 from fulmen.dashboard import StoreReader, create_app, serve_in_thread
 from fulmen.producers import FulmenSettings, InProcessBus, version_meta
-from fulmen.schemas import VersionEvent
+from fulmen.schemas import Algorithm, VersionEvent
 from fulmen.store import TABLES, LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.streams._metrics import WorkerMetrics
@@ -58,7 +58,7 @@ class Filled:
     injected_rollout: str
 
 
-def _publish(version_id: str, parent: str | None, algorithm: str) -> None:
+def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
     fulmen.publish_version(
         VersionEvent(
             meta=version_meta(),
@@ -66,7 +66,7 @@ def _publish(version_id: str, parent: str | None, algorithm: str) -> None:
             kind="model",
             target_agent="calc",
             parent_version=parent,
-            algorithm=algorithm,  # type: ignore[arg-type]
+            algorithm=algorithm,
             window_id=None if parent is None else "window-7",
             dataset_hash=None if parent is None else "ab" * 32,
             model_name=version_id,
