@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn clean
+.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -12,16 +12,24 @@ deps:  ## Install uv (if missing) and the locked dependencies
 setup: deps  ## …and Kafka's jars (cached in ~/.cache/fulmen)
 	$(RUN) fulmen kafka jars
 
+# The dashboard's browser tests drive Debian's Chromium through its ChromeDriver.
+browser:  ## Debian's chromium and chromium-driver (once; apt-get needs root)
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 demo: deps  ## The main job on the embedded default (no broker, no server)
 	$(RUN) fulmen demo
 
-test: setup lint typecheck  ## Every test, integration tests against a real Kafka broker included
+dashboard: deps  ## The dashboard on http://127.0.0.1:8600 (store settings from FULMEN_STORE__*)
+	$(RUN) fulmen dashboard --port 8600
+
+test: setup browser lint typecheck  ## Every test, integration tests against a real Kafka broker included
 	$(RUN) pytest -q
 
 test-unit: deps
 	$(RUN) pytest -q tests/unit
 
-test-integration: setup
+test-integration: setup browser
 	$(RUN) pytest -q tests/integration
 
 lint:

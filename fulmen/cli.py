@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Annotated
 
 import typer
 
@@ -98,6 +99,39 @@ def store_serve(
         typer.echo(f"LightningStore {settings.path} at {server.url} (database {settings.database})")
 
     serve(settings.path, host, port, users, on_ready=ready)
+
+
+@app.command()
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8600, help="Port of the dashboard."),
+    worker_metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker-metrics",
+            envvar="FULMEN_DASHBOARD_WORKER_METRICS",
+            help="A stream worker's Prometheus URL (http://host:6066/metrics); repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Serve the dashboard: rollouts, span trees, reward by version, versions, health.
+
+    The store comes from `FULMEN_STORE__*` like every command: the embedded chDB store
+    (this process then owns it), or a ClickHouse server or `fulmen store serve` at
+    `FULMEN_STORE__URL`, where a read-only user is enough (docs/dashboard.md).
+    """
+    from fulmen.dashboard import ClientSource, StoreReader, create_app
+    from fulmen.dashboard import serve as serve_dashboard
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore, connect
+
+    settings = FulmenSettings().store
+    # Embedded: this process owns the store and migrates it. A server: read without
+    # migrating, so that read-only users can run the dashboard.
+    source = LightningStore(settings) if settings.url is None else ClientSource(connect(settings))
+    app_ = create_app(StoreReader(source, settings.database), worker_metrics=worker_metrics or ())
+    typer.echo(f"dashboard at http://{host}:{port}/rollouts")
+    serve_dashboard(app_, host=host, port=port)
 
 
 @app.command()

@@ -1,0 +1,334 @@
+"""The dashboard in headless Chromium, against a store filled by a real run on the embedded
+default: an instrumented agent (SDK, OpenAI capture, a tool) → in-process bus →
+EmbeddedRunner → chDB, with versions published on the control topic and training runs
+written through the store's API.
+
+Needs Debian's chromium and chromium-driver (`make browser`). Set
+FULMEN_DASHBOARD_SCREENSHOTS to a directory to keep the screenshots (docs/img/ holds them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import openai
+import pyarrow as pa
+import pytest
+from prometheus_client import start_http_server
+
+import fulmen
+from fulmen.dashboard import StoreReader, create_app, serve_in_thread
+from fulmen.producers import FulmenSettings, InProcessBus, version_meta
+from fulmen.schemas import Algorithm, VersionEvent
+from fulmen.store import TABLES, LightningStore
+from fulmen.streams import AssemblyPolicy, EmbeddedRunner
+from fulmen.streams._metrics import WorkerMetrics
+from tests.support.openai_server import OpenAIServer
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip(
+        "Debian's chromium and chromium-driver are not installed (run `make browser`)",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402  (only once the browser is known to be there)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+INJECTED = "<script>document.title='pwned'</script><b>bold?</b>"
+ROLLOUTS_PER_VERSION = 8
+
+
+@dataclass(frozen=True)
+class Filled:
+    store: LightningStore
+    url: str
+    injected_rollout: str
+
+
+def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
+    fulmen.publish_version(
+        VersionEvent(
+            meta=version_meta(),
+            version_id=version_id,
+            kind="model",
+            target_agent="calc",
+            parent_version=parent,
+            algorithm=algorithm,
+            window_id=None if parent is None else "window-7",
+            dataset_hash=None if parent is None else "ab" * 32,
+            model_name=version_id,
+            metrics={} if parent is None else {"heldout_reward": 0.75},
+        )
+    )
+    fulmen.wait_for_version(version_id, timeout_s=10)
+
+
+def _run_agent(store: LightningStore, spill: Path) -> None:
+    """16 rollouts, 8 under each of two model versions; every 4th divides by zero (a failed
+    tool call and a failed rollout); rollout 5 carries HTML in its prompt. One undecodable
+    message ends up a dead letter."""
+    bus = InProcessBus()
+    fulmen.configure(FulmenSettings(producer={"spill_dir": spill, "agent_name": "calc"}), bus=bus)
+    runner = EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=0.0))
+
+    @fulmen.tool
+    def divide(a: int, b: int) -> float:
+        return a / b
+
+    with OpenAIServer() as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x")
+
+        @fulmen.rollout(task_id=lambda i, a, b: f"{a}/{b}")
+        def agent(i: int, a: int, b: int) -> None:
+            question = f"What is {a}/{b}?" + (INJECTED if i == 5 else "")
+            client.chat.completions.create(
+                model="calc",
+                messages=[
+                    {"role": "system", "content": "You are a careful calculator."},
+                    {"role": "user", "content": question},
+                ],
+            )
+            divide(a, b)
+            improved = fulmen.resources().model_version == "calc-v2"
+            fulmen.emit_reward(1.0 if improved or a % 2 == 0 else 0.0)
+
+        _publish("calc-v1", None, "base")
+        for i in range(2 * ROLLOUTS_PER_VERSION):
+            if i == ROLLOUTS_PER_VERSION:
+                _publish("calc-v2", "calc-v1", "rl")
+            with contextlib.suppress(ZeroDivisionError):
+                agent(i, i % 5, i % 4)
+            runner.step()
+    assert fulmen.get_producer().flush(10)
+    fulmen.shutdown()
+    bus.append("fulmen.spans", b"k", b"garbage, not an Avro event")
+    runner.finish()
+
+
+def _training_runs(store: LightningStore) -> None:
+    """Three trainer jobs: one published calc-v2, one held back by the gate, one failed."""
+    start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    runs = [
+        ("run-1", "calc-v2", "published", None, {"heldout_reward": 0.75}),
+        ("run-2", "calc-v3", "gate_failed", "held-out reward 0.61 < parent's 0.75", {}),
+        ("run-3", "calc-v4", "failed", "EmptyWindow: no episodes in window-9", {}),
+    ]
+    schema = TABLES["training_runs"]
+    columns: dict[str, list[object]] = {name: [] for name in schema.names}
+    for index, (run_id, candidate, outcome, reason, metrics) in enumerate(runs):
+        row = {
+            "run_id": run_id, "agent_name": "calc", "algorithm": "rl",
+            "window_id": f"window-{7 + index}", "dataset_hash": "ab" * 32, "episodes": 16,
+            "parent_version": "calc-v1" if index == 0 else "calc-v2",
+            "candidate_version": candidate, "outcome": outcome, "reason": reason,
+            "metrics": list(metrics.items()),
+            "started_at": start + timedelta(hours=index),
+            "finished_at": start + timedelta(hours=index, seconds=42),
+        }  # fmt: skip
+        for name, value in row.items():
+            columns[name].append(value)
+    store.insert("training_runs", pa.Table.from_pydict(columns, schema=schema))
+
+
+@pytest.fixture(scope="module")
+def filled(
+    new_store: Callable[[], LightningStore], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Filled]:
+    store = new_store()
+    _run_agent(store, tmp_path_factory.mktemp("spill"))
+    _training_runs(store)
+    injected = store.sql(
+        f"SELECT DISTINCT rollout_id FROM {store.settings.database}.spans "
+        "WHERE position(llm_input_messages, 'pwned') > 0"
+    )["rollout_id"].to_pylist()
+    assert len(injected) == 1
+    app = create_app(StoreReader(store, store.settings.database))
+    with serve_in_thread(app) as url:
+        yield Filled(store=store, url=url, injected_rollout=injected[0])
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1280,900", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _screenshot(driver: webdriver.Chrome, name: str, tmp_path: Path) -> None:
+    """Save a PNG of the page; also into FULMEN_DASHBOARD_SCREENSHOTS when set."""
+    path = tmp_path / name
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep = os.environ.get("FULMEN_DASHBOARD_SCREENSHOTS")
+    if keep:
+        shutil.copy(path, Path(keep) / name)
+
+
+def _texts(driver: webdriver.Chrome, css: str) -> list[str]:
+    return [element.text for element in driver.find_elements(By.CSS_SELECTOR, css)]
+
+
+def test_rollouts_page_lists_and_filters(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{filled.url}/rollouts")
+    assert browser.find_element(By.ID, "total").text == "16 rollouts"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")
+    assert len(rows) == 16
+    statuses = _texts(browser, "#rollouts tbody td:nth-child(7)")
+    assert statuses.count("failed") == 4  # i % 4 == 0: a division by zero
+    assert statuses.count("succeeded") == 12
+    assert set(_texts(browser, "#rollouts tbody td:nth-child(6)")) == {"calc-v1", "calc-v2"}
+    _screenshot(browser, "dashboard-rollouts.png", tmp_path)
+
+    Select(browser.find_element(By.ID, "f-status")).select_by_value("failed")
+    browser.find_element(By.ID, "f-version").send_keys("calc-v2")
+    browser.find_element(By.ID, "apply").click()
+    assert browser.find_element(By.ID, "total").text == "2 rollouts"
+    assert set(_texts(browser, "#rollouts tbody td:nth-child(7)")) == {"failed"}
+    assert "status=failed" in browser.current_url
+
+    browser.get(f"{filled.url}/rollouts?min_reward=1&version=calc-v1")
+    rewards = _texts(browser, "#rollouts tbody td:nth-child(8)")
+    assert rewards == ["1.000"] * 3  # a in (2, 0, 2) of rollouts 2, 5 and 7
+
+    browser.get(f"{filled.url}/rollouts?page_size=5&page=4")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")) == 1
+    assert (
+        browser.find_element(By.ID, "prev")
+        .get_attribute("href")
+        .endswith("rollouts?page=3&page_size=5")
+    )
+
+
+def test_bad_filters_answer_400_with_the_reason(filled: Filled, browser: webdriver.Chrome) -> None:
+    browser.get(f"{filled.url}/rollouts?min_reward=lots")
+    assert browser.find_element(By.ID, "error").text == (
+        "bad filter: min_reward must be a number, not 'lots'"
+    )
+    for query, reason in [
+        ("status=exploded", "status must be one of"),
+        ("since=yesterday", "since must be an ISO 8601 time"),
+        ("min_reward=2&max_reward=1", "min_reward 2.0 is above max_reward 1.0"),
+        ("agnet=calc", "unknown parameter 'agnet'"),
+        ("page=0", "page must be between 1 and"),
+    ]:
+        response = httpx.get(f"{filled.url}/rollouts?{query}")
+        assert response.status_code == 400, query
+        assert reason in html.unescape(response.text), query
+    assert httpx.get(f"{filled.url}/rewards?bucket=week").status_code == 400
+    assert httpx.get(f"{filled.url}/rollouts/no-such-rollout").status_code == 404
+
+
+def test_span_tree_shows_prompts_responses_tools_and_rewards_as_text(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{filled.url}/rollouts")
+    browser.find_element(By.LINK_TEXT, filled.injected_rollout).click()
+    assert browser.find_element(By.ID, "rollout-id").text == filled.injected_rollout
+    tree = browser.find_element(By.ID, "span-tree-1")
+    root = tree.find_element(By.CSS_SELECTOR, ":scope > li.span")
+    assert root.find_element(By.TAG_NAME, "summary").text.startswith("fulmen.rollout")
+    children = root.find_elements(By.CSS_SELECTOR, ":scope > ul > li.span")
+    names = [child.find_element(By.TAG_NAME, "b").text for child in children]
+    assert names == ["chat calc", "execute_tool divide"]
+    prompts = _texts(browser, ".message.prompt pre")
+    assert prompts == ["You are a careful calculator.", f"What is 0/1?{INJECTED}"]
+    assert _texts(browser, ".message.response pre") == ["2 + 2 = 4"]
+    assert _texts(browser, ".tool-arguments") == ['{"a": 0, "b": 1}']
+    assert _texts(browser, ".tool-result") == ["0.0"]
+    assert "reward = 1" in browser.find_element(By.ID, "rollout-rewards").text
+    # The injected markup is shown as text, never run or rendered.
+    assert browser.title.startswith("Rollout ")
+    assert browser.find_elements(By.XPATH, "//pre//script | //pre//b") == []
+    _screenshot(browser, "dashboard-rollout.png", tmp_path)
+
+
+def test_versions_show_lineage_and_training_runs(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{filled.url}/versions")
+    _screenshot(browser, "dashboard-versions.png", tmp_path)
+    rows = {
+        row.find_element(By.CSS_SELECTOR, ".version").text: row
+        for row in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
+    }
+    assert set(rows) == {"calc-v1", "calc-v2"}
+    parent = rows["calc-v2"].find_element(By.CSS_SELECTOR, "td:nth-child(5) a")
+    assert parent.text == "calc-v1"
+    assert parent.get_attribute("href").endswith("#v-calc-v1")
+    assert "heldout_reward=0.75" in rows["calc-v2"].text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage path[marker-end]")) == 1
+    outcomes = _texts(browser, "#runs tbody td:nth-child(5)")
+    assert outcomes == ["failed", "gate_failed", "published"]  # newest first
+    reasons = _texts(browser, "#runs tbody td:nth-child(11)")
+    assert reasons[:2] == [
+        "EmptyWindow: no episodes in window-9",
+        "held-out reward 0.61 < parent's 0.75",
+    ]
+
+
+def test_rewards_chart_has_a_line_per_version(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{filled.url}/rewards")
+    _screenshot(browser, "dashboard-rewards.png", tmp_path)
+    chart = browser.find_element(By.ID, "reward-chart")
+    assert len(chart.find_elements(By.TAG_NAME, "polyline")) == 2
+    cells = [row.split(" ")[-3:] for row in _texts(browser, "#reward-table tbody tr")]
+    by_version = {version: (count, mean) for version, count, mean in cells}
+    # Failed rollouts emit no reward. calc-v1: a in (1, 2, 3, 0, 1, 2), even a → 1; calc-v2: 1
+    assert by_version == {"calc-v1": ("6", "0.500"), "calc-v2": ("6", "1.000")}
+
+
+def test_health_shows_dead_letters_and_worker_lag(
+    filled: Filled, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{filled.url}/health")
+    assert browser.find_element(By.ID, "dlq-total").text == "1"
+    assert _texts(browser, "#dlq tbody td:nth-child(2)") == ["bad_magic"]
+    assert "not configured" in browser.find_element(By.ID, "workers-not-configured").text
+
+    metrics = WorkerMetrics()  # a worker's real metrics, served by prometheus_client
+    metrics.lag.labels("fulmen.spans", "0").set(40)
+    metrics.lag.labels("fulmen.rewards", "1").set(2)
+    metrics.dead_letters.labels("bad_magic").inc()
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    try:
+        worker_url = f"http://127.0.0.1:{server.server_port}/metrics"
+        app = create_app(
+            StoreReader(filled.store, filled.store.settings.database),
+            worker_metrics=[worker_url, "http://127.0.0.1:9/metrics"],
+        )
+        with serve_in_thread(app) as url:
+            browser.get(f"{url}/health")
+            assert _texts(browser, ".worker-lag") == ["42"]
+            assert "bad_magic=1" in browser.find_element(By.CSS_SELECTOR, ".worker").text
+            assert "unreachable" in browser.find_element(By.CSS_SELECTOR, ".worker.error").text
+    finally:
+        server.shutdown()
+        thread.join(5)
