@@ -307,9 +307,11 @@ def _response(
     return response
 
 
-def _finish(
+async def _finish(
     record: CallRecord, content: bytes, status: int, parsed: dict[str, Any] | None, error: bool
 ) -> None:
+    """Record a non-streamed call. A coroutine, so that Starlette runs it on the event loop
+    rather than handing it to a worker thread (what it does with plain functions)."""
     if error:
         record.finish(error_message(status, content))
         return

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+from openai import BaseModel as OpenAIModel
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import ValidationError
 
 from fulmen.producers._context import ActiveRollout, new_span_id
 from fulmen.producers._llm_calls import (
@@ -32,6 +34,7 @@ from fulmen.producers._spans import emit_span
 from fulmen.schemas import Attributes, LlmCall
 
 Json = dict[str, Any]
+ModelT = TypeVar("ModelT", bound=OpenAIModel)
 
 
 class CallRecord:
@@ -69,11 +72,9 @@ class CallRecord:
     def completion(self, data: Json) -> None:
         """A non-streamed response body (as the upstream sent it)."""
         if self._operation == "chat":
-            chat = ChatCompletion.construct(**data)
-            self._llm = from_chat_completion(self._request, chat)
+            self._llm = from_chat_completion(self._request, _model(ChatCompletion, data))
         else:
-            text = Completion.construct(**data)
-            self._llm = from_text_completion(self._request, text)
+            self._llm = from_text_completion(self._request, _model(Completion, data))
 
     def chunk(self, data: Json) -> None:
         """One stream chunk (as the upstream sent it)."""
@@ -82,11 +83,11 @@ class CallRecord:
         if self._operation == "chat":
             if not isinstance(self._chunks, ChatChunkAccumulator):
                 self._chunks = ChatChunkAccumulator()
-            self._chunks.add(ChatCompletionChunk.construct(**data))
+            self._chunks.add(_model(ChatCompletionChunk, data))
         else:
             if not isinstance(self._chunks, TextChunkAccumulator):
                 self._chunks = TextChunkAccumulator()
-            self._chunks.add(Completion.construct(**data))
+            self._chunks.add(_model(Completion, data))
 
     def finish(self, error: str | None = None) -> None:
         """Emit the span: what was answered so far, with `error` as its status message."""
@@ -119,6 +120,15 @@ class CallRecord:
             producer=self._producer,
             resources=self._resources,
         )
+
+
+def _model(model: type[ModelT], data: Json) -> ModelT:
+    """`data` as the `openai` model it is: validated (fast, pydantic-core), else constructed
+    without validation as the `openai` client itself does (servers add and bend fields)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return model.construct(**data)
 
 
 def error_message(status: int, body: bytes) -> str:
