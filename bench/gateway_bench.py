@@ -170,14 +170,19 @@ def main() -> None:
         serve = ["serve", "--model", str(model), "--port", str(upstream_port)]
         proxy = ["gateway", "--upstream", direct, "--port", str(gateway_port)]
         with (
-            _process(serve, env, f"http://127.0.0.1:{upstream_port}/health"),
-            _process(proxy, env, f"{gateway}/health"),
+            _process(serve, env, f"http://127.0.0.1:{upstream_port}/health") as upstream,
+            _process(proxy, env, f"{gateway}/health") as proxying,
         ):
             rollout_url = f"{gateway}/rollouts/bench-1/v1/chat/completions"
             console.print(
                 f"upstream {direct}, gateway {gateway}, broker {broker.bootstrap_servers}"
             )
+            cpu_before = _cpu_s(proxying.pid), _cpu_s(upstream.pid)
             times = paired(f"{direct}/chat/completions", rollout_url, body, pairs)
+            gateway_cpu, upstream_cpu = (
+                _cpu_s(process.pid) - before
+                for process, before in zip((proxying, upstream), cpu_before, strict=True)
+            )
             console.print(f"load: {concurrency} clients for {load_s} s, direct then gateway")
             direct_rate = load(f"{direct}/chat/completions", body, concurrency, load_s)
             gateway_rate = load(rollout_url, body, concurrency, load_s)
@@ -190,6 +195,11 @@ def main() -> None:
         "direct_p99_ms": round(_percentile(times["direct"], 0.99), 3),
         "gateway_p50_ms": round(statistics.median(times["gateway"]), 3),
         "gateway_p99_ms": round(_percentile(times["gateway"], 0.99), 3),
+        # CPU the gateway process spent per call (its producer and Kafka client included),
+        # beside the upstream's per call (it answers both calls of a pair)
+        "gateway_cpu_ms_per_call": round(gateway_cpu / (WARMUP + pairs) * 1000, 3),
+        "upstream_cpu_ms_per_call": round(upstream_cpu / (2 * (WARMUP + pairs)) * 1000, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "calls_per_s": round(gateway_rate, 1),
         "direct_calls_per_s": round(direct_rate, 1),
         "pairs": pairs,
