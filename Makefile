@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn clean
+.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -68,6 +68,9 @@ bench-trainer: deps  ## bench/results/trainer.json (RL step vs TRL GRPO; the GPU
 
 bench-learn: deps  ## bench/results/learn.json (held-out reward before/after RL and SFT, SmolLM2 on CPU)
 	$(RUN) python -m bench.learn_bench
+
+bench-gateway: setup  ## bench/results/gateway.json (latency the gateway adds per call, calls/s)
+	$(RUN) python -m bench.gateway_bench
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache

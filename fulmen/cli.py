@@ -227,6 +227,31 @@ def serve(
 
 
 @app.command()
+def gateway(
+    upstream: str | None = typer.Option(
+        None, help="OpenAI base URL of the model server (default: FULMEN_GATEWAY_UPSTREAM_URL)."
+    ),
+    host: str | None = typer.Option(None, help="Address to listen on."),
+    port: int | None = typer.Option(None, help="Port of the gateway."),
+) -> None:
+    """Run the gateway: an OpenAI-compatible proxy that records agents' calls (docs/gateway.md).
+
+    Agents in any language point their base URL at
+    http://<host>:<port>/rollouts/<rollout id>/v1. Events go where `FULMEN_*` says (set
+    FULMEN_TRANSPORT=kafka); the gateway's own settings are `FULMEN_GATEWAY_*`.
+    """
+    from fulmen.producers.gateway import GatewaySettings, open_gateway, serve_gateway
+
+    given = {"upstream_url": upstream, "host": host, "port": port}
+    settings = GatewaySettings.model_validate({k: v for k, v in given.items() if v is not None})
+    running = open_gateway(settings)
+    typer.echo(
+        f"gateway at http://{settings.host}:{settings.port} in front of {settings.upstream_url}"
+    )
+    serve_gateway(running, host=settings.host, port=settings.port)
+
+
+@app.command()
 def sql(
     statement: str = typer.Argument(..., help="A ClickHouse SQL query."),
     limit: int = typer.Option(200, min=1, help="Rows to print at most."),

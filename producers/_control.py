@@ -432,10 +432,13 @@ class VersionFollower:
         self._failing = False
 
 
-def start_following(producer: Producer) -> VersionFollower | None:
+def start_following(
+    producer: Producer, *, versions: VersionState | None = None
+) -> VersionFollower | None:
     """Follow the control topic for `producer`'s agent: on the bus of its in-process
     transport, or on the cluster its settings name when they say Kafka. None (nothing to
-    follow) for any other transport."""
+    follow) for any other transport. Versions are applied to `versions` (default: the
+    producer's own)."""
     settings = producer.settings
     topic = settings.topics.for_event("version")
     reader: ControlReader
@@ -446,7 +449,8 @@ def start_following(producer: Producer) -> VersionFollower | None:
     else:
         logger.info("fulmen does not follow versions: no control topic for this transport")
         return None
-    follower = VersionFollower(reader, producer.codec, producer.versions, topic=topic)
+    target = producer.versions if versions is None else versions
+    follower = VersionFollower(reader, producer.codec, target, topic=topic)
     follower.start()
     return follower
 

@@ -20,8 +20,14 @@ from openai._legacy_response import LegacyAPIResponse  # what `with_raw_response
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from fulmen.producers._context import ActiveRollout, new_span_id, to_json
+from fulmen.producers._context import ActiveRollout, new_span_id
 from fulmen.producers._global import current_producer, get_producer
+from fulmen.producers._llm_calls import (
+    ChatChunkAccumulator,
+    from_chat_completion,
+    request_only,
+    span_name,
+)
 from fulmen.producers._spans import emit_span, parent_of_new_span
 from fulmen.schemas import LlmCall
 
@@ -54,7 +60,7 @@ class _Call:
         self.request = request
         self.start_ns = time.time_ns()
         self.done = False
-        self.chunks = _ChunkAccumulator()
+        self.chunks = ChatChunkAccumulator()
 
     def end_stream(self, error: BaseException | None = None) -> None:
         """Finish with what the stream's chunks said so far."""
@@ -63,7 +69,7 @@ class _Call:
     def record(self, completion: object) -> None:
         """Finish with what a non-streamed call returned."""
         if isinstance(completion, ChatCompletion):
-            self.finish(_from_completion(self.request, completion))
+            self.finish(from_chat_completion(self.request, completion))
         else:
             self.finish(None)
 
@@ -71,17 +77,16 @@ class _Call:
         if self.done:
             return
         self.done = True
-        model = str(self.request.get("model", ""))
         emit_span(
             self.active,
-            name=f"chat {model}",
+            name=span_name("chat", self.request),
             kind="CLIENT",
             span_id=new_span_id(),
             parent_span_id=self.parent,
             start_ns=self.start_ns,
             end_ns=time.time_ns(),
             error=None if error is None else f"{type(error).__name__}: {error}",
-            llm=llm or _request_only(self.request),
+            llm=llm or request_only(self.request),
         )
 
 
@@ -247,133 +252,3 @@ class _CapturedAsyncStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-class _ChunkAccumulator:
-    """Rebuilds the first choice's message, tokens and logprobs from stream chunks."""
-
-    def __init__(self) -> None:
-        self.content: list[str] = []
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.finish_reason: str | None = None
-        self.model: str | None = None
-        self.response_id: str | None = None
-        self.usage: tuple[int, int] | None = None
-        self.prompt_token_ids: list[int] = []
-        self.token_ids: list[int] = []
-        self.logprobs: list[float] = []
-        self.seen = False
-
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        self.seen = True
-        self.model = chunk.model
-        self.response_id = chunk.id
-        self.prompt_token_ids.extend(_extra_ints(chunk, "prompt_token_ids"))
-        if chunk.usage is not None:
-            self.usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-        for choice in chunk.choices:
-            if choice.index != 0:
-                continue
-            delta = choice.delta
-            if delta.content:
-                self.content.append(delta.content)
-            for call in delta.tool_calls or []:
-                entry = self.tool_calls.setdefault(
-                    call.index,
-                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
-                )
-                entry["id"] = call.id or entry["id"]
-                if call.function is not None:
-                    entry["function"]["name"] += call.function.name or ""
-                    entry["function"]["arguments"] += call.function.arguments or ""
-            if choice.logprobs is not None and choice.logprobs.content:
-                self.logprobs.extend(token.logprob for token in choice.logprobs.content)
-            self.token_ids.extend(_extra_ints(choice, "token_ids"))
-            self.finish_reason = choice.finish_reason or self.finish_reason
-
-    def llm_call(self, request: dict[str, Any]) -> LlmCall | None:
-        if not self.seen:
-            return None
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
-        if self.tool_calls:
-            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        return _llm_call(
-            request,
-            streamed=True,
-            response_model=self.model,
-            response_id=self.response_id,
-            usage=self.usage,
-            finish_reasons=[self.finish_reason] if self.finish_reason else [],
-            output_messages=[message],
-            prompt_token_ids=self.prompt_token_ids,
-            response_token_ids=self.token_ids,
-            response_logprobs=self.logprobs,
-        )
-
-
-def _from_completion(request: dict[str, Any], completion: ChatCompletion) -> LlmCall:
-    first = completion.choices[0] if completion.choices else None
-    logprobs = first.logprobs.content if first and first.logprobs and first.logprobs.content else []
-    usage = completion.usage
-    return _llm_call(
-        request,
-        streamed=False,
-        response_model=completion.model,
-        response_id=completion.id,
-        usage=None if usage is None else (usage.prompt_tokens, usage.completion_tokens),
-        finish_reasons=[choice.finish_reason for choice in completion.choices],
-        output_messages=[choice.message for choice in completion.choices],
-        prompt_token_ids=_extra_ints(completion, "prompt_token_ids"),
-        response_token_ids=_extra_ints(first, "token_ids") if first else [],
-        response_logprobs=[token.logprob for token in logprobs],
-    )
-
-
-def _llm_call(
-    request: dict[str, Any],
-    *,
-    streamed: bool,
-    response_model: str | None,
-    response_id: str | None,
-    usage: tuple[int, int] | None,
-    finish_reasons: list[str],
-    output_messages: list[Any],
-    prompt_token_ids: list[int],
-    response_token_ids: list[int],
-    response_logprobs: list[float],
-) -> LlmCall:
-    base = _request_only(request)
-    return base.model_copy(
-        update={
-            "streamed": streamed,
-            "response_model": response_model,
-            "response_id": response_id,
-            "input_tokens": None if usage is None else usage[0],
-            "output_tokens": None if usage is None else usage[1],
-            "finish_reasons": finish_reasons,
-            "output_messages": to_json(output_messages),
-            "prompt_token_ids": prompt_token_ids,
-            "response_token_ids": response_token_ids,
-            "response_logprobs": response_logprobs,
-        }
-    )
-
-
-def _request_only(request: dict[str, Any]) -> LlmCall:
-    max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
-    temperature = request.get("temperature")
-    return LlmCall(
-        request_model=str(request.get("model", "")),
-        temperature=temperature if isinstance(temperature, (int, float)) else None,
-        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-        input_messages=to_json(request.get("messages", [])),
-        tool_definitions=to_json(request.get("tools") or []),
-    )
-
-
-def _extra_ints(model: Any, field: str) -> list[int]:
-    """A list of ints that an OpenAI-compatible server added beyond the OpenAI schema."""
-    value = getattr(model, field, None)
-    if value is None and getattr(model, "model_extra", None):
-        value = model.model_extra.get(field)
-    return [int(item) for item in value] if isinstance(value, list) else []

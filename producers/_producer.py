@@ -62,9 +62,19 @@ class Producer:
             queue_max_events=config.queue_max_events,
         )
 
-    def meta(self, rollout_id: str, attempt: int, *, agent_name: str | None = None) -> EventMeta:
-        """A fresh envelope: new event id, next sequence number, versions in force."""
-        resources = self.versions.current  # one snapshot: both ids come from the same swap
+    def meta(
+        self,
+        rollout_id: str,
+        attempt: int,
+        *,
+        agent_name: str | None = None,
+        resources: Resources | None = None,
+    ) -> EventMeta:
+        """A fresh envelope: new event id, next sequence number, and the version ids of
+        `resources` (default: the versions in force now). A caller that acted on a snapshot
+        (the gateway, which chose the upstream model by it) passes that snapshot."""
+        # one snapshot: both ids come from the same swap
+        resources = self.versions.current if resources is None else resources
         return EventMeta(
             event_id=str(uuid_utils.uuid7()),
             rollout_id=rollout_id,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fulmen.producers._context import ActiveRollout, current_rollout, current_span_id
 from fulmen.producers._global import get_producer
+from fulmen.producers._producer import Producer
+from fulmen.producers._resources import Resources
 from fulmen.schemas import Attributes, LlmCall, Span, SpanKind, SpanStatus, ToolCall
 
 
@@ -20,12 +22,18 @@ def emit_span(
     attributes: Attributes | None = None,
     llm: LlmCall | None = None,
     tool: ToolCall | None = None,
+    producer: Producer | None = None,
+    resources: Resources | None = None,
 ) -> None:
-    """Emit a span of `active`, stamped with the envelope of the process-wide producer."""
-    producer = get_producer()
+    """Emit a span of `active` through `producer` (default: the process-wide one), stamped
+    with its envelope and the version ids of `resources` (default: those in force)."""
+    producer = producer or get_producer()
+    meta = producer.meta(
+        active.rollout_id, active.attempt, agent_name=active.agent_name, resources=resources
+    )
     producer.emit(
         Span(
-            meta=producer.meta(active.rollout_id, active.attempt, agent_name=active.agent_name),
+            meta=meta,
             trace_id=active.trace_id,
             span_id=span_id,
             parent_span_id=parent_span_id,
