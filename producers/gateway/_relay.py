@@ -93,7 +93,12 @@ class Relay:
     def _observe(self, event: SseEvent) -> dict[str, object] | None:
         """Record a chunk; returns it parsed, or None for what is not a chunk ([DONE],
         comments, error events — an error event is the call's error)."""
-        if event.data is None or event.data == DONE:
+        if event.data == DONE:
+            # The stream is whole: an agent that closes the connection once it read [DONE]
+            # (the openai client does) has not left early.
+            self._ended = True
+            return None
+        if event.data is None:
             return None
         try:
             data = json.loads(event.data)
