@@ -13,9 +13,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from fulmen.errors import FulmenError
+from fulmen.schemas import Algorithm as VersionAlgorithm
 from fulmen.schemas import VersionEvent
 from fulmen.store import LightningStore
 from fulmen.trainers._gate import GateDecision
@@ -56,6 +57,10 @@ class GatedCandidate:
 class Algorithm(ABC):
     """One way of improving an agent from a window of its episodes. Constructed once per
     job; may read the store (lineage, the version in force) in `__init__`."""
+
+    family: ClassVar[VersionAlgorithm]
+    """The `algorithm` its version events carry (the event schema's closed set: a custom
+    algorithm names the family it belongs to; `training_runs` keeps its full name)."""
 
     def __init__(self, job: JobContext) -> None:
         self.job = job

@@ -23,6 +23,8 @@ class Apo(Algorithm):
     better than the prompt in force fails the gate without evaluating. The version keeps
     the parent's other templates and replaces `system`."""
 
+    family = "apo"
+
     def __init__(self, job: JobContext) -> None:
         super().__init__(job)
         settings = job.settings
@@ -76,7 +78,7 @@ class Apo(Algorithm):
                 kind="prompt",
                 target_agent=settings.agent_name,
                 parent_version=self.parent_version(),
-                algorithm=settings.algo,
+                algorithm=self.family,
                 window_id=window.window_id,
                 dataset_hash=window.snapshot.sha256,
                 prompt_templates=templates,

@@ -89,7 +89,7 @@ class ModelAlgorithm(Algorithm):
             kind="model",
             target_agent=settings.agent_name,
             parent_version=self.parent_version(),
-            algorithm=settings.algo,
+            algorithm=self.family,
             window_id=window.window_id,
             dataset_hash=window.snapshot.sha256,
             artifact_uri=str(artifact),
@@ -101,6 +101,8 @@ class ModelAlgorithm(Algorithm):
 class Rl(ModelAlgorithm):
     """RL on the logged episodes: GRPO-style group advantages, decoupled PPO clip with
     truncated importance weights against the logged behaviour logprobs (`train_rl`)."""
+
+    family = "rl"
 
     def train_policy(
         self, model: PeftModel, tokenizer: PreTrainedTokenizerBase, progress: Progress
@@ -139,6 +141,8 @@ class Rl(ModelAlgorithm):
 class Sft(ModelAlgorithm):
     """Rejection-sampling SFT: each task's best episode from `sft_min_reward` up, TRL's
     SFTTrainer on the logged token ids, loss on the completions only (`train_sft`)."""
+
+    family = "sft"
 
     def train_policy(
         self, model: PeftModel, tokenizer: PreTrainedTokenizerBase, progress: Progress

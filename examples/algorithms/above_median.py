@@ -24,6 +24,8 @@ from fulmen.trainers import EmptyWindow, ModelAlgorithm, train_sft
 class AboveMedianCloning(ModelAlgorithm):
     """Fine-tune on the completions of the episodes above the window's median reward."""
 
+    family = "sft"  # what its version events report; training_runs keeps the class path
+
     def train_policy(
         self, model: PeftModel, tokenizer: PreTrainedTokenizerBase, progress: Progress
     ) -> dict[str, float]:

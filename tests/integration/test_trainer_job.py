@@ -117,7 +117,7 @@ def test_window_to_trained_version_used_by_the_agent(loop: Loop, algo: str) -> N
     assert result.metrics["heldout_reward"] >= result.metrics["heldout_reward_parent"]
     [event] = published
     assert event.parent_version is None
-    assert event.algorithm == algo
+    assert event.algorithm == ("sft" if algo == CUSTOM else algo)
     assert event.window_id == result.window_id
     assert event.dataset_hash == result.dataset_hash
     assert (Path(event.artifact_uri or "") / "adapter_config.json").is_file()
