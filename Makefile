@@ -3,14 +3,15 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn clean
+.PHONY: deps setup demo test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-setup: deps  ## …and Kafka's jars (cached in ~/.cache/fulmen)
+setup: deps  ## …and Kafka's jars and the Kubernetes test binaries (cached in ~/.cache/fulmen)
 	$(RUN) fulmen kafka jars
+	$(RUN) fulmen kube bins
 
 demo: deps  ## The main job on the embedded default (no broker, no server)
 	$(RUN) fulmen demo
@@ -38,6 +39,9 @@ typecheck:
 
 kafka-jars:
 	$(RUN) fulmen kafka jars
+
+kube-bins: deps  ## etcd, kube-apiserver, -controller-manager, -scheduler, kwok from the Go module proxy (once)
+	$(RUN) fulmen kube bins
 
 kafka-up: setup  ## A broker on 127.0.0.1:9092 that outlives this command
 	$(RUN) fulmen kafka up

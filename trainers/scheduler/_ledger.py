@@ -57,7 +57,7 @@ class WindowLedger:
         in `finished_at` order, at most `limit`."""
         table = self._store.sql(
             "SELECT toUnixTimestamp64Micro(argMax(finished_at, revision)) AS at, "
-            "argMax(reward, revision) AS reward "
+            "argMax(reward, revision) AS last_reward "
             f"FROM {self._db}.episodes "
             "WHERE agent_name = {agent:String} AND finished_at >= {since:DateTime64(6, 'UTC')} "
             "AND finished_at < {horizon:DateTime64(6, 'UTC')} "
@@ -65,20 +65,21 @@ class WindowLedger:
             {"agent": agent, "since": since or _EPOCH, "horizon": horizon, "limit": limit},
         )
         return [
-            EpisodePoint(_from_micros(row["at"]), float(row["reward"])) for row in table.to_pylist()
+            EpisodePoint(_from_micros(row["at"]), float(row["last_reward"]))
+            for row in table.to_pylist()
         ]
 
     def frontiers(self) -> dict[Target, Frontier]:
         """The end of each target's last started window."""
         table = self._store.sql(
-            "SELECT agent_name, algorithm, toUnixTimestamp64Micro(max(until)) AS until, "
-            "argMax(mean_reward, until) AS mean_reward "
+            "SELECT agent_name, algorithm, toUnixTimestamp64Micro(max(until)) AS last_until, "
+            "argMax(mean_reward, until) AS last_mean "
             f"FROM {self._db}.training_windows WHERE state = 'started' "
             "GROUP BY agent_name, algorithm"
         )
         return {
             Target(row["agent_name"], row["algorithm"]): Frontier(
-                _from_micros(row["until"]), float(row["mean_reward"])
+                _from_micros(row["last_until"]), float(row["last_mean"])
             )
             for row in table.to_pylist()
         }
@@ -88,34 +89,34 @@ class WindowLedger:
         if not window_ids:
             return {}
         table = self._store.sql(
-            f"SELECT window_id, groupUniqArray(state) AS states FROM {self._db}.training_windows "
+            f"SELECT window_id, groupUniqArray(state) AS w_states FROM {self._db}.training_windows "
             "WHERE window_id IN {ids:Array(String)} GROUP BY window_id",
             {"ids": window_ids},
         )
-        return {row["window_id"]: set(row["states"]) for row in table.to_pylist()}
+        return {row["window_id"]: set(row["w_states"]) for row in table.to_pylist()}
 
     def open_windows(self) -> list[OpenWindow]:
         """Windows recorded as started and never as ended."""
         table = self._store.sql(
-            "SELECT window_id, any(agent_name) AS agent_name, any(algorithm) AS algorithm, "
-            "toUnixTimestamp64Micro(any(since)) AS since, "
-            "toUnixTimestamp64Micro(any(until)) AS until, any(episodes) AS episodes, "
-            "any(mean_reward) AS mean_reward, any(trigger) AS trigger, "
-            "toUnixTimestamp64Milli(min(recorded_at)) AS started "
+            "SELECT window_id, any(agent_name) AS w_agent, any(algorithm) AS w_algo, "
+            "toUnixTimestamp64Micro(any(since)) AS w_since, "
+            "toUnixTimestamp64Micro(any(until)) AS w_until, any(episodes) AS w_episodes, "
+            "any(mean_reward) AS w_mean, any(trigger) AS w_trigger, "
+            "toUnixTimestamp64Milli(min(recorded_at)) AS w_started "
             f"FROM {self._db}.training_windows GROUP BY window_id "
             "HAVING countIf(state != 'started') = 0"
         )
         return [
             OpenWindow(
                 PlannedWindow(
-                    target=Target(row["agent_name"], row["algorithm"]),
-                    since=None if row["since"] is None else _from_micros(row["since"]),
-                    until=_from_micros(row["until"]),
-                    episodes=int(row["episodes"]),
-                    mean_reward=float(row["mean_reward"]),
-                    trigger=row["trigger"],
+                    target=Target(row["w_agent"], row["w_algo"]),
+                    since=None if row["w_since"] is None else _from_micros(row["w_since"]),
+                    until=_from_micros(row["w_until"]),
+                    episodes=int(row["w_episodes"]),
+                    mean_reward=float(row["w_mean"]),
+                    trigger=row["w_trigger"],
                 ),
-                _EPOCH + timedelta(milliseconds=row["started"]),
+                _EPOCH + timedelta(milliseconds=row["w_started"]),
             )
             for row in table.to_pylist()
         ]
