@@ -246,6 +246,7 @@ class KubernetesJobs(JobExecutor):
                 else:
                     self._jobs[name] = job
                 stream.stop()  # type: ignore[no-untyped-call]
+                break
         except ApiException as exc:
             if exc.status != 410:  # 410 Gone: the resource version expired; list again
                 raise
