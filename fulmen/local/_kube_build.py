@@ -106,12 +106,15 @@ def ensure_kube_binaries() -> Path:
 
     Contract:
 
-    * The binaries named in :data:`KUBE_BINARIES` land in :func:`kube_bin_dir`.
+    * The binaries named in :data:`KUBE_BINARIES` land in :func:`kube_bin_dir`, and kwok's
+      Stages in :func:`kwok_stages_file`.
     * Idempotent: a marker naming the versions is written last; when it matches, the call
       only reads one small file. Another version set builds into its own directory.
+    * Resumable: each of the three builds leaves its own marker, so a build interrupted
+      after kube-apiserver & co. goes on with etcd and kwok.
     * Safe across processes: the build runs under an exclusive file lock.
-    * Slow the first time (minutes to tens of minutes on 2 cores); prints one line to
-      stderr, and the build's output goes to ``build.log`` beside ``bin/``.
+    * Slow the first time (tens of minutes on 2 busy cores); prints one line to stderr, and
+      the build's output goes to ``build.log`` beside ``bin/``.
 
     Raises:
         KubeBuildError: no Go toolchain, or a build failed.
@@ -122,11 +125,9 @@ def ensure_kube_binaries() -> Path:
     if _marker_ok(marker, _digest()) and kwok_stages_file().is_file():
         return bin_dir
     with _file_lock(home / ".lock"):
-        go = _go()
-        if _marker_ok(marker, _digest()):
-            _Builder(go, home).kwok_stages()
+        if _marker_ok(marker, _digest()) and kwok_stages_file().is_file():
             return bin_dir
-        marker.unlink(missing_ok=True)
+        builder = _Builder(_go(), home)
         bin_dir.mkdir(parents=True, exist_ok=True)
         log = home / "build.log"
         print(
@@ -135,11 +136,11 @@ def ensure_kube_binaries() -> Path:
             file=sys.stderr,
             flush=True,
         )
-        log.write_text("")
-        builder = _Builder(go, home)
-        builder.kubernetes()
-        builder.etcd()
-        builder.kwok()
+        for step in (builder.kubernetes, builder.kwok, builder.etcd):
+            step_marker = home / f".{step.__name__}.complete"
+            if not _marker_ok(step_marker, _digest()):
+                step()
+                _write_atomic(step_marker, f"{_digest()}\n".encode())
         builder.kwok_stages()
         missing = [name for name in KUBE_BINARIES if not (bin_dir / name).is_file()]
         if missing:
@@ -149,7 +150,12 @@ def ensure_kube_binaries() -> Path:
 
 
 class _Builder:
-    """The three builds, each a few ``go`` commands in its own wrapper module."""
+    """The builds, each a few ``go`` commands in a wrapper module of its own.
+
+    etcd's and kwok's wrapper modules start from Kubernetes' module graph, so the packages
+    they share with it (client-go, apimachinery, api, …, at the same versions) come out of
+    the Go build cache instead of being compiled again.
+    """
 
     def __init__(self, go: str, home: Path) -> None:
         self._go = go
@@ -191,20 +197,24 @@ class _Builder:
             )
         return completed.stdout
 
-    def _module(self, name: str, go_mod: str) -> Path:
+    def _module(self, name: str, go_mod: str, go_sum: str = "") -> Path:
         module = self._home / "src" / name
         module.mkdir(parents=True, exist_ok=True)
         (module / "go.mod").write_text(go_mod)
-        (module / "go.sum").unlink(missing_ok=True)
+        (module / "go.sum").write_text(go_sum)
         return module
 
-    def kubernetes(self) -> None:
-        download = json.loads(
-            self._run(
-                "mod", "download", "-json", f"k8s.io/kubernetes@v{KUBE_VERSION}", cwd=self._home
-            )
+    def _download(self, module_at_version: str) -> dict[str, str]:
+        found: dict[str, str] = json.loads(
+            self._run("mod", "download", "-json", module_at_version, cwd=self._home)
         )
-        upstream = Path(download["GoMod"]).read_text()
+        return found
+
+    def _build(self, module: Path, ldflags: str, *packages: str, output: str) -> None:
+        self._run("build", "-p", "1", "-ldflags", ldflags, "-o", output, *packages, cwd=module)
+
+    def kubernetes(self) -> None:
+        upstream = Path(self._download(f"k8s.io/kubernetes@v{KUBE_VERSION}")["GoMod"]).read_text()
         staging = sorted(set(_STAGING_REQUIREMENT.findall(upstream)))
         minor = KUBE_VERSION.split(".", 1)[1]
         replaces = "\n".join(f"\t{m} => {m} v0.{minor}" for m in staging)
@@ -223,33 +233,29 @@ class _Builder:
                 f"-X {package}.gitMinor={minor_number}",
                 f"-X {package}.gitTreeState=clean",
             ]
-        ldflags = " ".join(["-s", "-w", *stamps])
-        self._run(
-            "build", "-p", "1", "-ldflags", ldflags, "-o", f"{self._bin}/", *packages, cwd=module
-        )
+        self._build(module, " ".join(["-s", "-w", *stamps]), *packages, output=f"{self._bin}/")
+
+    def _beside_kubernetes(self, name: str, requirement: str) -> Path:
+        """A wrapper module with Kubernetes' requirements (and replaces) plus `requirement`."""
+        kubernetes = self._home / "src" / "kubernetes"
+        go_mod = (kubernetes / "go.mod").read_text()
+        go_mod = go_mod.replace("module fulmen.local/kubernetes", f"module fulmen.local/{name}")
+        module = self._module(name, go_mod, (kubernetes / "go.sum").read_text())
+        self._run("get", requirement, cwd=module)
+        return module
 
     def etcd(self) -> None:
-        module = self._module("etcd", "module fulmen.local/etcd\n\ngo 1.26\n")
-        self._run("get", f"go.etcd.io/etcd/server/v3@v{ETCD_VERSION}", cwd=module)
-        self._run(
-            "build", "-p", "1", "-ldflags", "-s -w", "-o", str(self._bin / "etcd"),
-            "go.etcd.io/etcd/server/v3", cwd=module,
-        )  # fmt: skip
+        server = "go.etcd.io/etcd/server/v3"
+        module = self._beside_kubernetes("etcd", f"{server}@v{ETCD_VERSION}")
+        self._build(module, "-s -w", server, output=str(self._bin / "etcd"))
 
     def kwok(self) -> None:
-        module = self._module("kwok", "module fulmen.local/kwok\n\ngo 1.26\n")
-        self._run("get", f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}", cwd=module)
-        self._run(
-            "build", "-p", "1", "-ldflags", "-s -w", "-o", str(self._bin / "kwok"),
-            "sigs.k8s.io/kwok/cmd/kwok", cwd=module,
-        )  # fmt: skip
+        command = "sigs.k8s.io/kwok/cmd/kwok"
+        module = self._beside_kubernetes("kwok", f"{command}@v{KWOK_VERSION}")
+        self._build(module, "-s -w", command, output=str(self._bin / "kwok"))
 
     def kwok_stages(self) -> None:
-        download = json.loads(
-            self._run(
-                "mod", "download", "-json", f"sigs.k8s.io/kwok@v{KWOK_VERSION}", cwd=self._home
-            )
-        )
-        stages = Path(download["Dir"]) / "kustomize" / "stage"
-        documents = [(stages / name).read_text().strip() for name in _KWOK_STAGES]
+        """kwok's own Stage files, from its module, as one YAML stream."""
+        stages = Path(self._download(f"sigs.k8s.io/kwok@v{KWOK_VERSION}")["Dir"]) / "kustomize"
+        documents = [(stages / "stage" / name).read_text().strip() for name in _KWOK_STAGES]
         _write_atomic(kwok_stages_file(), ("\n---\n".join(documents) + "\n").encode())
