@@ -13,8 +13,8 @@ built from source modules with the Go toolchain.
   second wrapper module.
 * kwok is a clean module: ``go install …@version``.
 
-Builds are gentle on small machines (``nice -n 19``, ``-p 1``, ``GOMAXPROCS=1``,
-``-s -w`` to keep the linker's memory low) and logged to ``build.log`` beside ``bin/``.
+Builds run at ``nice -n 19`` on every core (``FULMEN_GO_BUILD_JOBS`` lowers that), link
+with ``-s -w`` to keep the linker's memory low, and log to ``build.log`` beside ``bin/``.
 Standard library only (and Fulmen's root error); importing this module has no side effects.
 """
 
@@ -92,6 +92,11 @@ def _digest() -> str:
     return f"kubernetes={KUBE_VERSION} etcd={ETCD_VERSION} kwok={KWOK_VERSION}"
 
 
+def _jobs() -> int:
+    """Parallel compile jobs: ``FULMEN_GO_BUILD_JOBS``, else every core."""
+    return int(os.environ.get("FULMEN_GO_BUILD_JOBS", "0")) or os.cpu_count() or 1
+
+
 def _go() -> str:
     go = shutil.which("go") or (
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").is_file() else None
@@ -165,7 +170,7 @@ class _Builder:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            GOMAXPROCS="1",
+            GOMAXPROCS=str(_jobs()),
             GOFLAGS="-trimpath -mod=mod",
             GOTOOLCHAIN="local",
             CGO_ENABLED="0",
@@ -211,7 +216,7 @@ class _Builder:
         return found
 
     def _build(self, module: Path, ldflags: str, *packages: str, output: str) -> None:
-        self._run("build", "-p", "1", "-ldflags", ldflags, "-o", output, *packages, cwd=module)
+        self._run("build", "-p", str(_jobs()), "-ldflags", ldflags, "-o", output, *packages, cwd=module)
 
     def kubernetes(self) -> None:
         upstream = Path(self._download(f"k8s.io/kubernetes@v{KUBE_VERSION}")["GoMod"]).read_text()
