@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway clean
+.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway clean
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -47,6 +47,9 @@ typecheck:
 
 kafka-jars:
 	$(RUN) fulmen kafka jars
+
+kube-bins: deps  ## etcd, kube-apiserver, -controller-manager, -scheduler, kwok from the Go module proxy (once)
+	$(RUN) fulmen kube bins
 
 kafka-up: setup  ## A broker on 127.0.0.1:9092 that outlives this command
 	$(RUN) fulmen kafka up

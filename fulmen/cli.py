@@ -13,6 +13,8 @@ app = typer.Typer(
 )
 kafka_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker for development.")
 app.add_typer(kafka_app, name="kafka")
+kube_app = typer.Typer(no_args_is_help=True, help="A local Kubernetes control plane for tests.")
+app.add_typer(kube_app, name="kube")
 store_app = typer.Typer(no_args_is_help=True, help="The LightningStore (ClickHouse).")
 app.add_typer(store_app, name="store")
 
@@ -55,6 +57,15 @@ def kafka_down() -> None:
     from fulmen.local import down
 
     typer.echo("kafka stopped" if down() else "no kafka was running")
+
+
+@kube_app.command("bins")
+def kube_bins() -> None:
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the
+    Go module proxy into the cache (once; minutes to tens of minutes on 2 cores)."""
+    from fulmen.local import ensure_kube_binaries
+
+    typer.echo(ensure_kube_binaries())
 
 
 @store_app.command("migrate")
@@ -196,6 +207,83 @@ def train(
                            "metrics": result.metrics}))  # fmt: skip
     codes = {"published": 0, "gate_failed": 3, "failed": 4}
     raise typer.Exit(codes[result.outcome])
+
+
+@app.command()
+def scheduler(
+    executor: str | None = typer.Option(None, help="kubernetes | local (default: settings)."),
+    once: bool = typer.Option(False, help="One pass, then exit."),
+) -> None:
+    """Start a trainer job for each window of episodes that is ready, once, and follow it.
+
+    A window is ready after N new episodes, T elapsed or a reward drop
+    (`FULMEN_SCHEDULER_WINDOW__*`); at most `FULMEN_SCHEDULER_MAX_CONCURRENT` jobs run at
+    once, as Kubernetes Jobs or as local `fulmen train` subprocesses. With the embedded
+    store, this process owns it and serves it to the local jobs (docs/kubernetes.md).
+    """
+    import signal
+    import threading
+
+    from rich.console import Console
+
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore, StoreServer, StoreUser
+    from fulmen.trainers.scheduler import (
+        LocalJobs,
+        RetryPolicy,
+        Scheduler,
+        SchedulerEvent,
+        SchedulerSettings,
+        kubernetes_jobs,
+    )
+
+    console = Console()
+    options = SchedulerSettings.model_validate({"executor": executor} if executor else {})
+    store_settings = FulmenSettings().store
+    server: StoreServer | None = None
+    if store_settings.url is None and options.executor == "local":
+        users = {store_settings.username: StoreUser(store_settings.password.get_secret_value())}
+        server = StoreServer(store_settings.path, users=users).start()
+        store_settings = store_settings.model_copy(update={"url": server.url})
+    store = LightningStore(store_settings)
+    if options.executor == "kubernetes":
+        jobs = kubernetes_jobs(options)
+    else:
+        retry = RetryPolicy(options.retries, options.retry_backoff_seconds)
+        env = {"FULMEN_STORE__URL": server.url} if server is not None else {}
+        jobs = LocalJobs(options.local, retry=retry, env=env)
+    styles = {"started": "green", "exists": "dim", "succeeded": "bold green", "failed": "red",
+              "lost": "red"}  # fmt: skip
+
+    def show(event: SchedulerEvent) -> None:
+        window = event.window
+        console.print(
+            f"[{styles[event.kind]}]{event.kind:>9}[/] {window.job_name} "
+            f"{window.target.agent}/{window.target.algo} {window.episodes} episodes "
+            f"({window.trigger}){' — ' + event.reason if event.reason else ''}"
+        )
+
+    rule = options.window
+    console.print(
+        f"[bold]scheduler[/] ({options.executor}): agents {options.agents or 'all'}, "
+        f"algos {options.algos}, every {rule.every_episodes} episodes / "
+        f"{rule.every_seconds} s / reward drop {rule.reward_drop}, "
+        f"at most {options.max_concurrent} at once"
+    )
+    loop = Scheduler(options, store=store, jobs=jobs, on_event=show)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        if once:
+            loop.tick()
+        else:
+            loop.run(stop)
+    finally:
+        jobs.close()
+        store.close()
+        if server is not None:
+            server.stop()
 
 
 @app.command()

@@ -17,6 +17,7 @@ from fulmen.schemas import Event, EventMeta, Reward, RolloutEvent, Span, Version
 
 _NS = pa.timestamp("ns", tz="UTC")
 _MS = pa.timestamp("ms", tz="UTC")
+_US = pa.timestamp("us", tz="UTC")
 _STR = pa.string()
 
 
@@ -210,6 +211,22 @@ TABLES: dict[str, pa.Schema] = {
             _required("metrics", pa.map_(pa.string(), pa.float64())),
             _required("started_at", _MS),
             _required("finished_at", _MS),
+        ]
+    ),
+    "training_windows": pa.schema(
+        [
+            _required("window_id", _STR),
+            _required("agent_name", _STR),
+            _required("algorithm", _STR),
+            _optional("since", _US),
+            _required("until", _US),
+            _required("episodes", pa.uint32()),
+            _required("mean_reward", pa.float64()),
+            _required("trigger", _STR),
+            _required("job_name", _STR),
+            _required("state", _STR),
+            _optional("reason", _STR),
+            _required("recorded_at", _MS),
         ]
     ),
 }

@@ -1,0 +1,426 @@
+"""The manifests and the scheduler against a real Kubernetes API server (no mock of the API).
+
+The session's control plane (``kube_cluster``) runs etcd, kube-apiserver with RBAC,
+kube-controller-manager (the Job controller makes the pods), kube-scheduler and kwok (one
+fake GPU node, tainted; pods go Running, then Succeeded, or Failed when a kwok label says
+so). Each test gets a namespace holding the scheduler's ServiceAccount, Role and RoleBinding
+as `k8s/base` renders them, and the scheduler runs with that ServiceAccount's own token.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fulmen.store import LightningStore
+from fulmen.trainers.scheduler import (
+    KubernetesJobSettings,
+    PlannedWindow,
+    Scheduler,
+    SchedulerSettings,
+    Target,
+    Toleration,
+    WindowRule,
+    kubernetes_jobs,
+)
+from fulmen.trainers.scheduler._kubernetes import SELECTOR, job_manifest, load_template
+from tests.support.episodes import insert_episodes
+from tests.support.kube import NODE, KubeCluster
+
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+KUSTOMIZE = ROOT / "k8s"
+_FAIL_STAGE = "pod-container-running-failed.stage.kwok.x-k8s.io"
+_STRIMZI_CRDS = ("KafkaTopic", "KafkaUser")
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def kwok_template(*, complete_after_s: float = 2, fail: bool = False) -> str:
+    """A trainer Job template for kwok: the pod completes after `complete_after_s`, or
+    fails (exit code 1, reason and message set) when `fail`."""
+    delay = f"{int(complete_after_s * 1000)}ms"
+    annotations = {
+        "pod-complete.stage.kwok.x-k8s.io/delay": delay,
+        "pod-complete.stage.kwok.x-k8s.io/jitter-delay": delay,
+    }
+    labels = {}
+    if fail:
+        labels[_FAIL_STAGE] = "true"
+        annotations |= {
+            f"{_FAIL_STAGE}/reason": "Error",
+            f"{_FAIL_STAGE}/message": "CUDA out of memory",
+            f"{_FAIL_STAGE}/exit-code": "1",
+            f"{_FAIL_STAGE}/delay": "500ms",
+            f"{_FAIL_STAGE}/jitter-delay": "500ms",
+        }
+    template = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "serviceAccountName": "fulmen-trainer",
+                    "containers": [
+                        {"name": "trainer", "image": "fulmen:test", "args": ["fulmen", "train"]}
+                    ],
+                },
+            }
+        },
+    }
+    return yaml.safe_dump(template)
+
+
+class Namespace:
+    """A test namespace with the scheduler's RBAC from k8s/base, and tokens."""
+
+    def __init__(self, cluster: KubeCluster, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        cluster.kubectl("create", "namespace", name)
+        wanted = {"ServiceAccount", "Role", "RoleBinding"}
+        docs = [d for d in kustomize(KUSTOMIZE / "base") if d["kind"] in wanted]
+        for doc in docs:
+            doc["metadata"]["namespace"] = name
+            for subject in doc.get("subjects", []):
+                subject["namespace"] = name
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def kubeconfig(self, service_account: str) -> Path:
+        token = self.cluster.kubectl(
+            "create", "token", service_account, "-n", self.name, "--duration=1h"
+        ).stdout.strip()
+        return self.cluster.kubeconfig(f"{self.name}-{service_account}", token)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl("get", "jobs", "-n", self.name, "-l", SELECTOR, "-o", "json")
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[Namespace]:
+    ns = Namespace(kube_cluster, f"t-{uuid.uuid4().hex[:8]}")
+    yield ns
+    kube_cluster.kubectl("delete", "namespace", ns.name, "--wait=false", check=False)
+
+
+def settings_for(
+    namespace: Namespace, tmp_path: Path, *, template: str, **overrides: Any
+) -> SchedulerSettings:
+    template_file = tmp_path / f"template-{uuid.uuid4().hex[:6]}.yaml"
+    template_file.write_text(template)
+    kubernetes = KubernetesJobSettings(
+        namespace=namespace.name,
+        kubeconfig=namespace.kubeconfig("fulmen-scheduler"),
+        job_template=template_file,
+        gpus=1,
+        node_selector={"type": "kwok"},
+        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        queue_name="fulmen-trainers",
+    )
+    options: dict[str, Any] = {
+        "executor": "kubernetes",
+        "window": WindowRule(every_episodes=4, settle_seconds=0),
+        "poll_seconds": 0.5,
+        "kubernetes": kubernetes,
+    }
+    return SchedulerSettings.model_validate(options | overrides)
+
+
+def until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def window_rows(store: LightningStore) -> list[dict[str, Any]]:
+    db = store.settings.database
+    return store.sql(
+        f"SELECT window_id, job_name, state, episodes, since, until, reason "
+        f"FROM {db}.training_windows ORDER BY until, state"
+    ).to_pylist()
+
+
+# --- manifests -------------------------------------------------------------------------
+
+
+def test_every_manifest_passes_a_server_side_dry_run(kube_cluster: KubeCluster) -> None:
+    # What a cluster has before Fulmen: its namespaces, and Strimzi's CRDs for that overlay.
+    for name in ("fulmen", "kafka"):
+        kube_cluster.kubectl("create", "namespace", name, check=False)
+    for kind in _STRIMZI_CRDS:
+        kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_stub_crd(kind)))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    for overlay in ("dev", "prod", "strimzi"):
+        docs = kustomize(KUSTOMIZE / "overlays" / overlay)
+        applied = kube_cluster.kubectl(
+            "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs), check=False
+        )
+        assert applied.returncode == 0, f"{overlay}: {applied.stderr}"
+        assert applied.stdout.count("(server dry run)") == len(docs)
+    # The trainer Job template as it is, and as the scheduler fills it in for a window.
+    template = KUSTOMIZE / "base" / "trainer" / "job-template.yaml"
+    window = PlannedWindow(Target("calculator", "rl"), None, datetime.now(UTC), 64, 0.5, "episodes")
+    settings = KubernetesJobSettings(
+        namespace="fulmen", job_template=template, gpus=1, queue_name="fulmen-trainers",
+        node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+    )  # fmt: skip
+    job = job_manifest(load_template(settings), window, settings, retries=2)
+    for manifest in (yaml.safe_load(template.read_text()), job):
+        applied = kube_cluster.kubectl(
+            "apply", "--dry-run=server", "-n", "fulmen", "-f", "-",
+            stdin=yaml.safe_dump(manifest), check=False,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+
+
+def _stub_crd(kind: str) -> dict[str, Any]:
+    """A stand-in for Strimzi's CRD of `kind` (any spec accepted), as a cluster with
+    Strimzi has it."""
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kafka.strimzi.io"},
+        "spec": {
+            "group": "kafka.strimzi.io",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1beta2",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+# --- the scheduler ---------------------------------------------------------------------
+
+
+def test_one_job_per_window_under_duplicate_triggers_and_a_restart(
+    namespace: Namespace, new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    store = new_store()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    insert_episodes(store, "calc", [start + timedelta(seconds=i) for i in range(10)])
+    settings = settings_for(namespace, tmp_path, template=kwok_template(complete_after_s=3),
+                            agents=["calc"], max_concurrent=3)  # fmt: skip
+    # Two replicas follow the same store and namespace.
+    first_jobs, second_jobs = kubernetes_jobs(settings), kubernetes_jobs(settings)
+    first = Scheduler(settings, store=store, jobs=first_jobs)
+    second = Scheduler(settings, store=store, jobs=second_jobs)
+    started = first.tick()
+    assert [e.kind for e in started] == ["started"]
+    window = started[0].window
+    assert (window.episodes, window.since) == (4, None)
+    # The other replica, and the same trigger again, start nothing new.
+    assert [e.kind for e in second.tick()] == []
+    assert first_jobs.start(window) is False
+    assert second_jobs.start(window) is False
+    # The first replica restarts while the Job runs: it continues from the cluster and store.
+    first_jobs.close()
+    restarted_jobs = kubernetes_jobs(settings)
+    restarted = Scheduler(settings, store=store, jobs=restarted_jobs)
+    assert restarted.tick() == []
+    events: list[str] = []
+
+    def run_until_two_windows_succeeded() -> bool:
+        for scheduler, jobs in ((restarted, restarted_jobs), (second, second_jobs)):
+            events.extend(f"{e.kind} {e.window.job_name}" for e in scheduler.tick())
+            jobs.wait(0.5)
+        rows = window_rows(store)
+        return sum(r["state"] == "succeeded" for r in rows) == 2
+
+    until(run_until_two_windows_succeeded, timeout_s=120, what="two windows to succeed")
+    jobs = namespace.jobs()
+    names = sorted(job["metadata"]["name"] for job in jobs)
+    rows = window_rows(store)
+    started_rows = [r for r in rows if r["state"] == "started"]
+    assert len(jobs) == 2
+    assert names == sorted(r["job_name"] for r in started_rows)
+    # The windows partition time: the second starts where the first ends; 10 episodes make
+    # two windows of 4, and the last 2 wait for more.
+    assert [r["episodes"] for r in started_rows] == [4, 4]
+    assert started_rows[1]["since"] == started_rows[0]["until"]
+    assert all(job["status"].get("succeeded") == 1 for job in jobs)
+    second_jobs.close()
+    restarted_jobs.close()
+
+
+def test_the_concurrency_cap_holds(
+    namespace: Namespace, new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    store = new_store()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    agents = [f"agent-{i}" for i in range(5)]
+    for agent in agents:
+        insert_episodes(store, agent, [start + timedelta(seconds=i) for i in range(4)])
+    settings = settings_for(namespace, tmp_path, template=kwok_template(complete_after_s=3),
+                            max_concurrent=2)  # fmt: skip
+    jobs = kubernetes_jobs(settings)
+    scheduler = Scheduler(settings, store=store, jobs=jobs)
+    stop = threading.Event()
+    loop = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    loop.start()
+    most_active = 0
+
+    def all_succeeded() -> bool:
+        nonlocal most_active
+        current = namespace.jobs()
+        active = [j for j in current if not _finished(j)]
+        most_active = max(most_active, len(active))
+        return len(current) == len(agents) and not active
+
+    try:
+        until(all_succeeded, timeout_s=150, what="every agent's window to succeed")
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+        jobs.close()
+    assert most_active == 2
+    # Each Job asked for a GPU, on the GPU node (its taint tolerated), through the queue.
+    for job in namespace.jobs():
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "fulmen-trainers"
+        pod = job["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert job["status"]["succeeded"] == 1
+    pods = json.loads(
+        namespace.cluster.kubectl("get", "pods", "-n", namespace.name, "-o", "json").stdout
+    )["items"]
+    assert {p["spec"]["nodeName"] for p in pods} == {NODE}
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(
+        c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
+
+
+def test_a_failing_job_is_retried_then_recorded_with_its_reason(
+    namespace: Namespace, new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    store = new_store()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    insert_episodes(store, "calc", [start + timedelta(seconds=i) for i in range(4)])
+    settings = settings_for(namespace, tmp_path, template=kwok_template(fail=True),
+                            agents=["calc"], retries=1, delete_finished=True)  # fmt: skip
+    jobs = kubernetes_jobs(settings)
+    scheduler = Scheduler(settings, store=store, jobs=jobs)
+    events = scheduler.tick()
+    assert [e.kind for e in events] == ["started"]
+    job_name = events[0].window.job_name
+    failed: list[str] = []
+
+    def recorded() -> bool:
+        failed.extend(e.reason or "" for e in scheduler.tick() if e.kind == "failed")
+        jobs.wait(0.5)
+        return bool(failed)
+
+    until(recorded, timeout_s=120, what="the failed Job to be recorded")
+    db = store.settings.database
+    runs = store.sql(
+        f"SELECT run_id, outcome, reason, window_id FROM {db}.training_runs"
+    ).to_pylist()
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run["run_id"], run["outcome"], run["window_id"]) == (
+        job_name,
+        "failed",
+        events[0].window.window_id,
+    )
+    # Retried once (backoffLimit 1: two pods), then failed; the pod's own reason is kept.
+    assert "BackoffLimitExceeded" in run["reason"]
+    assert "Error (exit code 1): CUDA out of memory" in run["reason"]
+    assert "(2 failed pods)" in run["reason"]
+    assert [r["state"] for r in window_rows(store)] == ["failed", "started"]
+    # Its outcome recorded, the Job was deleted; nothing starts the window again.
+    until(lambda: not namespace.jobs(), timeout_s=30, what="the Job to be deleted")
+    assert scheduler.tick() == []
+    jobs.close()
+
+
+# --- RBAC ------------------------------------------------------------------------------
+
+
+def test_the_scheduler_account_can_do_only_what_its_role_allows(
+    namespace: Namespace, kube_cluster: KubeCluster
+) -> None:
+    scheduler = namespace.kubeconfig("fulmen-scheduler")
+    trainer = namespace.kubeconfig("fulmen-trainer")
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    kube_cluster.kubectl("create", "namespace", other)
+    kube_cluster.kubectl("create", "secret", "generic", "fulmen-kafka", "-n", namespace.name,
+                         "--from-literal=password=s3cret")  # fmt: skip
+    ns = ["-n", namespace.name]
+    pod = yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sneaky"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    })  # fmt: skip
+    job = yaml.safe_dump({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rbac-probe"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "c", "image": "busybox"}]}}},
+    })  # fmt: skip
+
+    def as_(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return kube_cluster.kubectl(*args, kubeconfig=config, stdin=stdin, check=False)
+
+    # Allowed: Jobs (create, list, watch, delete) and reading Pods, in its namespace.
+    assert as_(scheduler, "create", *ns, "-f", "-", stdin=job).returncode == 0
+    assert as_(scheduler, "get", "jobs", *ns).returncode == 0
+    assert as_(scheduler, "get", "pods", *ns).returncode == 0
+    assert as_(scheduler, "delete", "job", "rbac-probe", *ns).returncode == 0
+    # Forbidden: everything else.
+    forbidden = [
+        as_(scheduler, "get", "secrets", *ns),
+        as_(scheduler, "get", "secret", "fulmen-kafka", *ns),
+        as_(scheduler, "get", "configmaps", *ns),
+        as_(scheduler, "create", *ns, "-f", "-", stdin=pod),
+        as_(scheduler, "delete", "pods", "--all", *ns),
+        as_(scheduler, "patch", "job", "x", *ns, "-p", "{}"),
+        as_(scheduler, "get", "jobs", "-n", other),
+        as_(scheduler, "create", "-n", other, "-f", "-", stdin=job),
+        as_(scheduler, "get", "nodes"),
+        as_(scheduler, "get", "namespaces"),
+        as_(
+            scheduler, "create", "rolebinding", "escalate", "--clusterrole=admin", "--user=me", *ns
+        ),
+        as_(trainer, "get", "pods", *ns),
+        as_(trainer, "get", "jobs", *ns),
+        as_(trainer, "get", "secrets", *ns),
+    ]
+    for result in forbidden:
+        assert result.returncode != 0
+        assert "Forbidden" in result.stderr or "forbidden" in result.stderr, result.stderr
