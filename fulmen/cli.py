@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import replace
 from typing import Annotated
 
@@ -19,6 +21,14 @@ store_app = typer.Typer(no_args_is_help=True, help="The LightningStore (ClickHou
 app.add_typer(store_app, name="store")
 
 
+@app.callback()
+def _import_from_working_directory() -> None:
+    # `module:attribute` options (an algorithm, a task, the demo's agent) import from the
+    # working directory first, as uvicorn's app paths do.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 @app.command()
 def version() -> None:
     """Print the installed Fulmen version."""
@@ -28,11 +38,31 @@ def version() -> None:
 
 
 @app.command()
-def demo(rollouts: int = typer.Option(50, min=1, help="How many agent rollouts to run.")) -> None:
-    """Run an instrumented agent on the embedded default, into the LightningStore."""
-    from fulmen._demo import run_demo
+def demo(
+    algo: str = typer.Option("rl", help="rl | sft | apo | module:Class of an Algorithm"),
+    versions: int = typer.Option(3, min=1, help="Trainer jobs to run."),
+    tasks: int = typer.Option(32, min=1, help="Tasks per window (each tried --attempts times)."),
+    attempts: int = typer.Option(4, min=1, help="Attempts per task."),
+    heldout_tasks: int = typer.Option(50, min=1, help="Held-out tasks the gate scores on."),
+    model: str = typer.Option("smollm2", help='"smollm2" or a Hugging Face model directory.'),
+    budget_minutes: float = typer.Option(14.0, min=0.1, help="No new window after this."),
+) -> None:
+    """Run the whole loop on the embedded default: agent, policy server, stream runner,
+    store, scheduler, trainer jobs, versions hot-swapped; ends with held-out reward by
+    version, `.fulmen/demo/summary.json` and `.fulmen/demo/reward.png`."""
+    from fulmen.demo import DemoSettings, run_demo
 
-    run_demo(rollouts=rollouts).close()
+    run_demo(
+        DemoSettings(
+            algo=algo,
+            versions=versions,
+            tasks_per_window=tasks,
+            attempts_per_task=attempts,
+            heldout_tasks=heldout_tasks,
+            model=model,
+            budget_minutes=budget_minutes,
+        )
+    )
 
 
 @kafka_app.command("jars")
@@ -61,8 +91,8 @@ def kafka_down() -> None:
 
 @kube_app.command("bins")
 def kube_bins() -> None:
-    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the
-    Go module proxy into the cache (once; minutes to tens of minutes on 2 cores)."""
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
+    kwok from the Go module proxy into the cache (once; minutes to tens of minutes on 2 cores)."""
     from fulmen.local import ensure_kube_binaries
 
     typer.echo(ensure_kube_binaries())
@@ -197,7 +227,7 @@ def train(
     def publish(event: VersionEvent) -> None:
         if settings.transport == "kafka":
             publish_version(event, settings)
-        else:  # the embedded default: no topic outside this process; the store keeps it
+        elif not options.relay_version:  # the embedded default: no topic outside this process
             store.write_events([event])
 
     result = run_job(options, store=store, publish=publish)
@@ -221,14 +251,16 @@ def scheduler(
     once, as Kubernetes Jobs or as local `fulmen train` subprocesses. With the embedded
     store, this process owns it and serves it to the local jobs (docs/kubernetes.md).
     """
+    import contextlib
     import signal
     import threading
 
     from rich.console import Console
 
     from fulmen.producers import FulmenSettings
-    from fulmen.store import LightningStore, StoreServer, StoreUser
+    from fulmen.store import LightningStore, StoreSettings, shared_store
     from fulmen.trainers.scheduler import (
+        JobExecutor,
         LocalJobs,
         RetryPolicy,
         Scheduler,
@@ -239,19 +271,6 @@ def scheduler(
 
     console = Console()
     options = SchedulerSettings.model_validate({"executor": executor} if executor else {})
-    store_settings = FulmenSettings().store
-    server: StoreServer | None = None
-    if store_settings.url is None and options.executor == "local":
-        users = {store_settings.username: StoreUser(store_settings.password.get_secret_value())}
-        server = StoreServer(store_settings.path, users=users).start()
-        store_settings = store_settings.model_copy(update={"url": server.url})
-    store = LightningStore(store_settings)
-    if options.executor == "kubernetes":
-        jobs = kubernetes_jobs(options)
-    else:
-        retry = RetryPolicy(options.retries, options.retry_backoff_seconds)
-        env = {"FULMEN_STORE__URL": server.url} if server is not None else {}
-        jobs = LocalJobs(options.local, retry=retry, env=env)
     styles = {"started": "green", "exists": "dim", "succeeded": "bold green", "failed": "red",
               "lost": "red"}  # fmt: skip
 
@@ -270,20 +289,34 @@ def scheduler(
         f"{rule.every_seconds} s / reward drop {rule.reward_drop}, "
         f"at most {options.max_concurrent} at once"
     )
-    loop = Scheduler(options, store=store, jobs=jobs, on_event=show)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    try:
-        if once:
-            loop.tick()
+    store_settings = FulmenSettings().store
+    # Local jobs reach an embedded store through this process, which serves it.
+    shared: contextlib.AbstractContextManager[StoreSettings] = (
+        shared_store(store_settings)
+        if options.executor == "local"
+        else contextlib.nullcontext(store_settings)
+    )
+    with shared as reachable:
+        store = LightningStore(reachable)
+        jobs: JobExecutor
+        if options.executor == "kubernetes":
+            jobs = kubernetes_jobs(options)
         else:
-            loop.run(stop)
-    finally:
-        jobs.close()
-        store.close()
-        if server is not None:
-            server.stop()
+            retry = RetryPolicy(options.retries, options.retry_backoff_seconds)
+            env = {"FULMEN_STORE__URL": reachable.url} if reachable.url else {}
+            jobs = LocalJobs(options.local, retry=retry, env=env)
+        loop = Scheduler(options, store=store, jobs=jobs, on_event=show)
+        try:
+            if once:
+                loop.tick()
+            else:
+                loop.run(stop)
+        finally:
+            jobs.close()
+            store.close()
 
 
 @app.command()
@@ -293,6 +326,10 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port of the OpenAI-compatible API."),
+    name: str | None = typer.Option(None, help="The base model's request name (default: dir)."),
+    follow_versions: bool = typer.Option(
+        False, help="Load each version published on the Kafka control topic (FULMEN_KAFKA__*)."
+    ),
 ) -> None:
     """Serve a policy model with an OpenAI-compatible API, like vLLM (docs/serving.md).
 
@@ -302,15 +339,18 @@ def serve(
     from pathlib import Path
 
     from fulmen.models import base_model_dir
-    from fulmen.serving import PolicyServer
+    from fulmen.producers import FulmenSettings
+    from fulmen.serving import AdapterFollower, PolicyServer
     from fulmen.serving import serve as serve_policy
 
     directory = base_model_dir() if model == "smollm2" else Path(model)
     if not (directory / "config.json").is_file():
         typer.echo(f"{directory} is not a Hugging Face model directory", err=True)
         raise typer.Exit(2)
-    server = PolicyServer(directory)
+    server = PolicyServer(directory, name=name)
     typer.echo(f"serving {server.name} ({server.precision}) at http://{host}:{port}/v1")
+    if follow_versions:  # it retries until the server below answers
+        AdapterFollower(f"http://{host}:{port}/v1", FulmenSettings()).start()
     serve_policy(server, host=host, port=port)
 
 

@@ -322,6 +322,23 @@ class KafkaControlReader(ControlReader):
 # -- following -------------------------------------------------------------------------------
 
 
+def decode_version(codec: Codec, topic: str, message: ControlMessage) -> VersionEvent | None:
+    """The version `message` holds; None, with a warning, for an undecodable message or an
+    event that is not a version."""
+    where = f"{topic}[{message.partition}]@{message.offset}"
+    try:
+        event = codec.decode(message.value, topic=topic)
+    except DecodeError as exc:
+        logger.warning("fulmen skipped an undecodable control message at %s: %s", where, exc)
+        return None
+    if not isinstance(event, VersionEvent):
+        logger.warning(
+            "fulmen skipped a %s event on the control topic at %s", event.event_type, where
+        )
+        return None
+    return event
+
+
 class VersionFollower:
     """Applies the control topic's versions to `versions`, on a daemon thread.
 
@@ -396,18 +413,7 @@ class VersionFollower:
         return []
 
     def _decode(self, message: ControlMessage) -> VersionEvent | None:
-        where = f"{self._topic}[{message.partition}]@{message.offset}"
-        try:
-            event = self._codec.decode(message.value, topic=self._topic)
-        except DecodeError as exc:
-            logger.warning("fulmen skipped an undecodable control message at %s: %s", where, exc)
-            return None
-        if not isinstance(event, VersionEvent):
-            logger.warning(
-                "fulmen skipped a %s event on the control topic at %s", event.event_type, where
-            )
-            return None
-        return event
+        return decode_version(self._codec, self._topic, message)
 
     def _swap(self, events: list[VersionEvent]) -> None:
         resources = self._versions.apply(events)

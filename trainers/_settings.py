@@ -42,6 +42,10 @@ class TrainSettings(BaseSettings):
     snapshots_dir: Path = Path(".fulmen/windows")
     result_file: Path | None = None
     """Where to write the job's result as JSON (the local scheduler reads it)."""
+    relay_version: bool = False
+    """On the embedded default: leave the published version to whoever reads the result
+    file (`fulmen demo` puts it on the agents' in-process control topic, and the stream
+    runner stores it from there) instead of writing it to the store."""
     seed: int = 0
     gate: GateSettings = Field(default_factory=GateSettings)
     lora: LoraSettings = Field(default_factory=LoraSettings)

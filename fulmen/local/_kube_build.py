@@ -47,13 +47,15 @@ KUBE_VERSION = "1.36.3"
 ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.8.0"
 
-KUBE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KUBE_BINARIES = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok",
+)  # fmt: skip
 """The executables that :func:`ensure_kube_binaries` leaves in :func:`kube_bin_dir`."""
 
 _MARKER_NAME = ".complete"
 _GO_FALLBACK = Path("/usr/local/go/bin/go")
 _LOG_TAIL_BYTES = 6000
-_KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+_KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 _KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat/node-heartbeat.yaml",
@@ -89,7 +91,10 @@ def _home() -> Path:
 
 
 def _digest() -> str:
-    return f"kubernetes={KUBE_VERSION} etcd={ETCD_VERSION} kwok={KWOK_VERSION}"
+    return (
+        f"kubernetes={KUBE_VERSION} etcd={ETCD_VERSION} kwok={KWOK_VERSION} "
+        f"commands={','.join(_KUBE_COMMANDS)}"
+    )
 
 
 def _jobs() -> int:

@@ -11,6 +11,7 @@ so agents, the gateway and trainers run unchanged against either (docs/serving.m
 
 from fulmen.serving._app import create_app
 from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, ServingError
+from fulmen.serving._follow import AdapterFollower
 from fulmen.serving._policy import (
     FinishReason,
     Generation,
@@ -24,6 +25,7 @@ from fulmen.serving._run import serve, serve_in_thread
 from fulmen.serving._sampling import SamplingParams, TokenLogprobs
 
 __all__ = [
+    "AdapterFollower",
     "FinishReason",
     "Generation",
     "InvalidRequestError",

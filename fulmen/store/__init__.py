@@ -7,6 +7,7 @@ from fulmen.store._conform import BatchRejected
 from fulmen.store._http_server import StoreServer, StoreServerError, StoreUser, serve
 from fulmen.store._migrations import MigrationError, migrate
 from fulmen.store._settings import StoreSettings, TableTtl
+from fulmen.store._shared import shared_store
 from fulmen.store._store import LightningStore, Snapshot, WindowQuery, content_hash
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "content_hash",
     "migrate",
     "serve",
+    "shared_store",
 ]

@@ -1,25 +1,65 @@
-"""`fulmen demo` runs on a fresh directory and fills the store."""
+"""`fulmen demo`'s loop in a reduced size, end to end: a tiny model built from a config, a
+task it learns in seconds, two windows of six tasks. Each stage's output is checked: the
+agent's calls and rewards in the store, the trainer jobs the scheduler started as
+subprocesses, the version published and swapped in (the agent's next calls ask for it and
+are stamped with it), and the summary, table and plot."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import io
+import json
 from pathlib import Path
 
-import pytest
+from rich.console import Console
 
-pytestmark = pytest.mark.integration
+from fulmen.demo import BASE, DemoSettings, run_demo
+from fulmen.models import tiny_model_dir
+from fulmen.store import LightningStore, StoreSettings
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "fulmen.cli", "demo", "--rollouts", "12"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "12 episodes assembled" in done.stdout
-    assert (tmp_path / ".fulmen" / "demo" / "store").is_dir()
+def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
+    settings = DemoSettings(
+        out_dir=tmp_path / "demo", model=str(tiny_model_dir(tmp_path / "tiny", seed=3)),
+        task="tests.support.tasks:DigitTask", algo="sft", versions=2, tasks_per_window=6,
+        attempts_per_task=4, temperature=1.0, max_tokens=8, heldout_tasks=12,
+        train_env={"FULMEN_TRAIN_SFT__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_SFT__EPOCHS": "8",
+                   "FULMEN_TRAIN_SFT__BATCH_SIZE": "8", "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"},
+    )  # fmt: skip
+    out = io.StringIO()
+
+    result = run_demo(settings, console=Console(file=out, width=120))
+    print(out.getvalue())  # shown when an assertion fails
+
+    first, second = result.record.jobs
+    assert first.outcome == "published", first.log.read_text()[-2000:]
+    assert first.episodes == second.episodes == 24
+    assert "heldout_reward" in first.log.read_text()
+    summary = json.loads(result.summary.read_text())
+    rows = summary["versions"]
+    assert rows[0] == {"version": BASE, "algorithm": None, "episodes": 24,
+                       "heldout_reward": first.metrics["heldout_reward_parent"]}  # fmt: skip
+    assert rows[1] == {"version": first.version, "algorithm": "sft", "episodes": 24,
+                       "heldout_reward": first.metrics["heldout_reward"]}  # fmt: skip
+    assert rows[1]["heldout_reward"] >= rows[0]["heldout_reward"]
+    assert [j["outcome"] for j in summary["jobs"]] == [first.outcome, second.outcome]
+    assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "held-out reward by version" in out.getvalue()
+
+    store = LightningStore(StoreSettings(path=settings.out_dir / "store"))
+    db = store.settings.database
+    counts = store.sql(
+        f"SELECT (SELECT count() FROM {db}.rewards) AS rewards, "
+        f"(SELECT count() FROM {db}.triplets) AS calls, "
+        f"(SELECT count() FROM {db}.training_runs) AS runs"
+    ).to_pylist()
+    assert counts == [{"rewards": 48, "calls": 48, "runs": 2}]
+    # The second window's calls were made after the swap: they asked for the new version.
+    swapped = store.sql(
+        f"SELECT DISTINCT request_model, model_version FROM {db}.triplets WHERE model_version != ''"
+    ).to_pylist()
+    [published] = store.sql(
+        f"SELECT model_name FROM {db}.versions WHERE version_id = {{v:String}}",
+        {"v": first.version},
+    ).to_pylist()
+    assert swapped == [{"request_model": published["model_name"], "model_version": first.version}]
+    store.close()

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fulmen.local import kube_bin_dir
 from fulmen.store import LightningStore
 from fulmen.trainers.scheduler import (
     KubernetesJobSettings,
@@ -47,7 +48,10 @@ _STRIMZI_CRDS = ("KafkaTopic", "KafkaUser")
 
 def kustomize(path: Path) -> list[dict[str, Any]]:
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
+        [str(kube_bin_dir() / "kubectl"), "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
@@ -394,6 +398,9 @@ def test_the_scheduler_account_can_do_only_what_its_role_allows(
                                        "containers": [{"name": "c", "image": "busybox"}]}}},
     })  # fmt: skip
 
+    resident = pod.replace("sneaky", "resident")
+    kube_cluster.kubectl("create", *ns, "-f", "-", stdin=resident)  # the admin's pod
+
     def as_(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return kube_cluster.kubectl(*args, kubeconfig=config, stdin=stdin, check=False)
 
@@ -408,7 +415,7 @@ def test_the_scheduler_account_can_do_only_what_its_role_allows(
         as_(scheduler, "get", "secret", "fulmen-kafka", *ns),
         as_(scheduler, "get", "configmaps", *ns),
         as_(scheduler, "create", *ns, "-f", "-", stdin=pod),
-        as_(scheduler, "delete", "pods", "--all", *ns),
+        as_(scheduler, "delete", "pod", "resident", *ns),
         as_(scheduler, "patch", "job", "x", *ns, "-p", "{}"),
         as_(scheduler, "get", "jobs", "-n", other),
         as_(scheduler, "create", "-n", other, "-f", "-", stdin=job),

@@ -71,6 +71,7 @@ def test_local_jobs_get_the_window_are_retried_and_failures_recorded(
     assert env == {
         "FULMEN_TRAIN_ALGO": "sft", "FULMEN_TRAIN_AGENT_NAME": "good",
         "FULMEN_TRAIN_WINDOW_ID": good.window_id, "FULMEN_TRAIN_UNTIL": good.until.isoformat(),
+        "FULMEN_TRAIN_RESULT_FILE": str(tmp_path / "jobs" / f"{good.job_name}.result.json"),
     }  # fmt: skip
     db = store.settings.database
     runs = store.sql(f"SELECT agent_name, outcome, reason FROM {db}.training_runs").to_pylist()

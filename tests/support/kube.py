@@ -79,9 +79,10 @@ class KubeCluster:
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """Run the machine's kubectl against this cluster."""
+        """Run kubectl (built with the cluster, same version) against this cluster."""
         return subprocess.run(
-            ["kubectl", "--kubeconfig", str(kubeconfig or self.admin_kubeconfig), *args],
+            [str(kube_bin_dir() / "kubectl"), "--kubeconfig",
+             str(kubeconfig or self.admin_kubeconfig), *args],
             input=stdin, capture_output=True, text=True, check=check, timeout=120,
         )  # fmt: skip
 
@@ -118,7 +119,9 @@ class KubeCluster:
             f"--service-account-key-file={key}", f"--service-account-signing-key-file={key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-            "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
+            # No node lifecycle controller lifts the not-ready taint of the fake node.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+            "--endpoint-reconciler-type=none",
         )  # fmt: skip
         self._wait_ready(time.monotonic() + timeout_s)
         admin = self.kubeconfig("admin", self.admin_token)

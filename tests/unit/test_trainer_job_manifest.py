@@ -43,7 +43,7 @@ def test_the_job_is_the_template_named_and_filled_in_for_the_window() -> None:
                                    "effect": "NoSchedule", "tolerationSeconds": 30}]  # fmt: skip
     trainer = pod["containers"][0]
     assert trainer["image"] == "registry/fulmen:1.2"
-    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "2"
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert env["FULMEN_TRAIN_ARTIFACTS_DIR"] == "/artifacts"  # the template's own, kept
     assert {k: env[k] for k in window_env(WINDOW)} == window_env(WINDOW)

@@ -127,7 +127,7 @@ def job_manifest(
     if settings.gpus:
         resources = container.setdefault("resources", {})
         for kind in ("limits", "requests"):
-            resources.setdefault(kind, {})[settings.gpu_resource] = settings.gpus
+            resources.setdefault(kind, {})[settings.gpu_resource] = str(settings.gpus)  # a quantity
     return job
 
 

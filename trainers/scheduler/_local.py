@@ -1,12 +1,16 @@
 """The local runner: each window's job is a subprocess running the same entrypoint as the
 Kubernetes Job (`fulmen train`, the window in `FULMEN_TRAIN_*`), retried with backoff.
 
+Each job writes its result (`FULMEN_TRAIN_RESULT_FILE`) beside its log; `result()` reads it
+back, e.g. to put the published version on an in-process control topic.
+
 Jobs live as long as this process: `close()` stops those still running, and a scheduler
 started again finds their windows open in the store with no job, and records them failed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -14,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from fulmen.trainers.scheduler._executor import JobExecutor, JobPhase, JobStatus, window_env
 from fulmen.trainers.scheduler._policy import PlannedWindow, RetryPolicy
@@ -60,7 +64,7 @@ class LocalJobs(JobExecutor):
         if window.job_name in self._jobs:
             return False
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
-        job = _Job(window, self._settings.work_dir / f"{window.job_name}.log", datetime.now(UTC))
+        job = _Job(window, self.log(window), datetime.now(UTC))
         self._jobs[window.job_name] = job
         self._launch(job)
         return True
@@ -68,12 +72,29 @@ class LocalJobs(JobExecutor):
     def _launch(self, job: _Job) -> None:
         log = job.log.open("ab")
         job.handles.append(log)
-        env = {**os.environ, **self._env, **window_env(job.window)}
+        result = {"FULMEN_TRAIN_RESULT_FILE": str(self._result_file(job.window))}
+        env = {**os.environ, **self._env, **window_env(job.window), **result}
         job.process = subprocess.Popen(
             self._settings.command, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         job.retry_at = None
+
+    def log(self, window: PlannedWindow) -> Path:
+        """Where the window's job writes its output (every attempt, appended)."""
+        return self._settings.work_dir / f"{window.job_name}.log"
+
+    def _result_file(self, window: PlannedWindow) -> Path:
+        return self._settings.work_dir / f"{window.job_name}.result.json"
+
+    def result(self, window: PlannedWindow) -> dict[str, Any] | None:
+        """The result the window's job wrote (`fulmen.trainers.JobResult` as JSON, with the
+        published `version`), or None when it wrote none."""
+        path = self._result_file(window)
+        if not path.is_file():
+            return None
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
 
     def jobs(self) -> list[JobStatus]:
         for job in self._jobs.values():

@@ -1,0 +1,253 @@
+"""The demo's loop on the embedded default: one process runs the agent, the policy server,
+the in-process bus, the embedded stream runner and the scheduler, and serves the chDB store
+to the trainer jobs, which are `fulmen train` subprocesses (the Kubernetes Job's entrypoint).
+
+    agent ──OpenAI API──▶ policy server          (examples/openai_calculator.py)
+      └─ spans, rewards ─▶ in-process bus ─▶ embedded runner ─▶ store (episodes)
+    scheduler: window full ─▶ `fulmen train` subprocess ─▶ version in the store
+      └─ version ─▶ control topic ─▶ agent swaps model, server loads the adapter
+
+The agent waits while a job trains: on 2 cores, training gets the CPU; in production the
+agents never stop and the next window fills meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import openai
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import fulmen
+from fulmen.demo._settings import DemoSettings
+from fulmen.models import base_model_dir
+from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
+from fulmen.schemas import VersionEvent
+from fulmen.serving import PolicyServer, serve_in_thread
+from fulmen.store import LightningStore, StoreSettings, shared_store
+from fulmen.streams import AssemblyPolicy, EmbeddedRunner
+from fulmen.trainers import AgentTask, load_task
+from fulmen.trainers.scheduler import (
+    LocalJobs,
+    LocalJobSettings,
+    RetryPolicy,
+    Scheduler,
+    SchedulerEvent,
+    SchedulerSettings,
+    WindowRule,
+)
+
+_SWAP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class JobRecord:
+    """One trainer job as the demo saw it end."""
+
+    window_id: str
+    episodes: int
+    outcome: str
+    """`published`, `gate_failed` or `failed` (the job's own word when it wrote a result)."""
+    version: str | None
+    metrics: dict[str, float]
+    seconds: float
+    log: Path
+
+
+@dataclass
+class LoopRecord:
+    """What the loop did: its jobs in order, and the store it filled (still served)."""
+
+    jobs: list[JobRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+class DemoLoop:
+    """The parts of the loop, wired; `run()` drives them until enough jobs have ended."""
+
+    def __init__(
+        self, settings: DemoSettings, store: LightningStore, store_url: str, console: Console
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.console = console
+        self.task: AgentTask = load_task(settings.task)
+        self.agent: ModuleType = importlib.import_module(settings.agent)
+        self.model_dir = base_model_dir() if settings.model == "smollm2" else Path(settings.model)
+        self.server = PolicyServer(self.model_dir, name=self.agent.DEFAULT_MODEL)
+        self.bus = InProcessBus()
+        out = settings.out_dir
+        producer = {"agent_name": settings.agent_name, "spill_dir": out / "spill",
+                    "request_token_ids": True}  # fmt: skip
+        fulmen.configure(FulmenSettings(producer=producer), bus=self.bus)
+        fulmen.on_version(self._load_adapter)
+        # A grace period longer than the emitter's hand-off: an episode is assembled once,
+        # with its reward, rather than revised when the reward arrives.
+        self.runner = EmbeddedRunner(self.bus, store, policy=AssemblyPolicy(grace_s=1.0))
+        self.scheduler_settings = SchedulerSettings(
+            executor="local", agents=[settings.agent_name], algos=[settings.algo],
+            window=WindowRule(every_episodes=settings.window_episodes, settle_seconds=0),
+            max_concurrent=1, retries=0, poll_seconds=0.5,
+            local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
+                                   work_dir=out / "jobs"),
+        )  # fmt: skip
+        self.jobs = LocalJobs(
+            self.scheduler_settings.local, retry=RetryPolicy(0), env=self._job_env(store_url)
+        )
+        self.record = LoopRecord()
+        self._started: dict[str, float] = {}
+        self._batch = 0
+
+    def _load_adapter(self, resources: Resources) -> None:
+        if resources.model_name and resources.artifact_uri:
+            self.server.load_adapter(resources.model_name, Path(resources.artifact_uri))
+
+    def _job_env(self, store_url: str) -> dict[str, str]:
+        out = self.settings.out_dir.resolve()
+        return {
+            "FULMEN_STORE__URL": store_url,
+            "FULMEN_TRANSPORT": "inprocess",
+            "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
+            "FULMEN_TRAIN_TASK": self.settings.task,
+            "FULMEN_TRAIN_BASE_MODEL": str(self.model_dir),
+            "FULMEN_TRAIN_ARTIFACTS_DIR": str(out / "artifacts"),
+            "FULMEN_TRAIN_SNAPSHOTS_DIR": str(out / "windows"),
+            "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(self.settings.heldout_tasks),
+            "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(self.settings.max_tokens),
+            **self.settings.train_env,
+        }
+
+    def run(self) -> LoopRecord:
+        """Agent traffic, a job per full window, versions swapped in; until `versions` jobs
+        ended or the budget is spent (a running job is always waited for)."""
+        start = time.monotonic()
+        deadline = start + self.settings.budget_minutes * 60
+        scheduler = Scheduler(
+            self.scheduler_settings, store=self.store, jobs=self.jobs, on_event=self._on_event
+        )
+        with serve_in_thread(self.server) as url, self._progress() as progress:
+            client = openai.OpenAI(base_url=url, api_key="local")
+            while True:
+                scheduler.tick()
+                if len(self.record.jobs) >= self.settings.versions:
+                    break
+                if self._job_running():
+                    self.jobs.wait(self.scheduler_settings.poll_seconds)
+                    continue
+                if time.monotonic() > deadline:
+                    self.console.print("[yellow]time budget spent: no new window[/]")
+                    break
+                self._agent_window(client, progress)
+        self.jobs.close()
+        self.runner.finish()
+        fulmen.shutdown()
+        self.record.wall_s = time.monotonic() - start
+        return self.record
+
+    def _job_running(self) -> bool:
+        return any(status.phase == "active" for status in self.jobs.jobs())
+
+    def _agent_window(self, client: openai.OpenAI, progress: Progress) -> None:
+        """One window of traffic: each task tried `attempts_per_task` times."""
+        settings = self.settings
+        cases = self.task.training(settings.tasks_per_window, seed=self._batch)
+        version = fulmen.resources().model_name or self.agent.DEFAULT_MODEL
+        bar = progress.add_task(f"agent on {version}", total=settings.window_episodes)
+        for i, case in enumerate(c for c in cases for _ in range(settings.attempts_per_task)):
+            self.agent.solve(client, self.task, case, temperature=settings.temperature,
+                  max_tokens=settings.max_tokens, seed=self._batch * 100_000 + i)  # fmt: skip
+            self.runner.step()
+            progress.advance(bar)
+        fulmen.get_producer().flush(10)
+        self.runner.finish()
+        self._batch += 1
+        [landed] = self.store.sql(
+            "SELECT uniqExact(rollout_id, attempt) AS n, avg(reward) AS mean "
+            f"FROM {self.store.settings.database}.episodes "
+            "WHERE agent_name = {agent:String} AND model_version = {v:String}",
+            {"agent": settings.agent_name, "v": fulmen.resources().model_version or ""},
+        ).to_pylist()
+        self.console.print(
+            f"agent window {self._batch} on {version}: {settings.window_episodes} rollouts; "
+            f"{landed['n']} episodes of this version in the store, mean reward {landed['mean']:.2f}"
+        )
+
+    def _on_event(self, event: SchedulerEvent) -> None:
+        window = event.window
+        if event.kind == "started":
+            self._started[window.window_id] = time.monotonic()
+            self.console.print(
+                f"[green]trainer job[/] {window.job_name}: {window.target.algo} on "
+                f"{window.episodes} episodes (log: {self.jobs.log(window)})"
+            )
+            return
+        if event.kind not in ("succeeded", "failed", "lost"):
+            return
+        result = self.jobs.result(window) or {}
+        outcome = str(result.get("outcome", "failed"))
+        job = JobRecord(
+            window_id=window.window_id, episodes=window.episodes, outcome=outcome,
+            version=result.get("candidate_version") if outcome == "published" else None,
+            metrics={k: float(v) for k, v in (result.get("metrics") or {}).items()},
+            seconds=time.monotonic() - self._started.get(window.window_id, time.monotonic()),
+            log=self.jobs.log(window),
+        )  # fmt: skip
+        self.record.jobs.append(job)
+        if result.get("version"):
+            self._swap(VersionEvent.model_validate(result["version"]))
+        self.console.print(_job_line(job, event.reason))
+
+    def _swap(self, event: VersionEvent) -> None:
+        """Put the job's version on the control topic; wait until the agent follows it."""
+        publish_version(event, bus=self.bus)
+        if not fulmen.wait_for_version(event.version_id, timeout_s=_SWAP_TIMEOUT_S):
+            raise RuntimeError(f"the agent did not swap to {event.version_id}")
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=self.console, transient=True,
+        )  # fmt: skip
+
+
+def _job_line(job: JobRecord, reason: str | None) -> str:
+    before, after = job.metrics.get("heldout_reward_parent"), job.metrics.get("heldout_reward")
+    scores = f"held-out {before:.2f} → {after:.2f}" if before is not None and after else ""
+    styles = {"published": "bold green", "gate_failed": "yellow"}
+    what = f"version {job.version}" if job.version else (reason or "").splitlines()[0][:120]
+    return (
+        f"[{styles.get(job.outcome, 'red')}]{job.outcome}[/] in {job.seconds:.0f} s: "
+        f"{what} {scores}"
+    )
+
+
+def fresh_out_dir(out_dir: Path) -> None:
+    """Remove what an earlier run left (store, jobs, artifacts, plots)."""
+    for name in ("store", "jobs", "artifacts", "windows", "spill", "summary.json", "reward.png"):
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def served_store(out_dir: Path) -> Iterator[tuple[LightningStore, str]]:
+    """The demo's chDB store under `out_dir`, served to the trainer jobs."""
+    with shared_store(StoreSettings(path=out_dir / "store")) as reachable:
+        assert reachable.url is not None
+        store = LightningStore(reachable)
+        try:
+            yield store, reachable.url
+        finally:
+            store.close()

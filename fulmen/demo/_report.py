@@ -1,0 +1,122 @@
+"""What the demo shows at the end: held-out reward by version (a table and
+`summary.json`) and the agent's reward over time by version (`reward.png`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fulmen.demo._loop import LoopRecord
+from fulmen.store import LightningStore
+
+BASE = "base"
+"""The summary's name for the model before any version (the store's empty version id)."""
+_ROLLING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSummary:
+    """One version in `summary.json`: `algorithm` None for the base model; `episodes` the
+    agent ran on it; `heldout_reward` as the trainer's gate scored it (greedy decoding)."""
+
+    version: str
+    algorithm: str | None
+    episodes: int
+    heldout_reward: float | None
+
+
+def summarize(
+    record: LoopRecord, store: LightningStore, *, agent: str, algo: str
+) -> list[VersionSummary]:
+    """The base model, then each published version, in the order they were in force."""
+    counts = {
+        row["model_version"] or BASE: int(row["n"])
+        for row in store.sql(
+            f"SELECT model_version, uniqExact(rollout_id, attempt) AS n "
+            f"FROM {store.settings.database}.episodes "
+            "WHERE agent_name = {agent:String} GROUP BY model_version",
+            {"agent": agent},
+        ).to_pylist()
+    }
+    base_score = next(
+        (j.metrics["heldout_reward_parent"] for j in record.jobs
+         if "heldout_reward_parent" in j.metrics), None,
+    )  # fmt: skip
+    versions = [VersionSummary(BASE, None, counts.get(BASE, 0), base_score)]
+    for job in record.jobs:
+        if job.version is not None:
+            score = job.metrics.get("heldout_reward")
+            versions.append(VersionSummary(job.version, algo, counts.get(job.version, 0), score))
+    return versions
+
+
+def write_summary(path: Path, versions: list[VersionSummary], record: LoopRecord) -> None:
+    jobs = [
+        {"window_id": j.window_id, "episodes": j.episodes, "outcome": j.outcome,
+         "version": j.version, "seconds": round(j.seconds, 1), "metrics": j.metrics}
+        for j in record.jobs
+    ]  # fmt: skip
+    document = {"versions": [asdict(v) for v in versions], "jobs": jobs,
+                "wall_s": round(record.wall_s, 1)}  # fmt: skip
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def show_table(console: Console, versions: list[VersionSummary]) -> None:
+    table = Table(title="held-out reward by version (the gate's greedy score)")
+    for column in ("version", "algorithm", "episodes run on it", "held-out reward"):
+        table.add_column(column)
+    for v in versions:
+        score = "—" if v.heldout_reward is None else f"{v.heldout_reward:.2f}"
+        table.add_row(v.version, v.algorithm or "—", str(v.episodes), score)
+    console.print(table)
+
+
+def plot_reward(
+    path: Path, store: LightningStore, versions: list[VersionSummary], *, agent: str
+) -> None:
+    """The agent's sampled reward over its episodes (rolling mean), one colour per version,
+    with each version's held-out reward as a dashed line over the episodes it served."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = store.sql(  # an episode's last revision holds all its rewards
+        "SELECT argMax(model_version, revision) AS model_version, "
+        "argMax(reward, revision) AS reward, min(finished_at) AS finished_at "
+        f"FROM {store.settings.database}.episodes WHERE agent_name = {{agent:String}} "
+        "GROUP BY rollout_id, attempt ORDER BY finished_at, rollout_id",
+        {"agent": agent},
+    ).to_pylist()
+    figure, axes = plt.subplots(figsize=(9, 4.5), dpi=110)
+    rewards = [float(r["reward"]) for r in rows]
+    names = [r["model_version"] or BASE for r in rows]
+    for colour, version in enumerate(versions):
+        xs = [i for i, name in enumerate(names) if name == version.version]
+        if not xs:
+            continue
+        rolling = [
+            sum(rewards[max(xs[0], i - _ROLLING + 1) : i + 1])
+            / (i + 1 - max(xs[0], i - _ROLLING + 1))
+            for i in xs
+        ]
+        label = (
+            version.version
+            if version.algorithm is None
+            else f"{version.version} ({version.algorithm})"
+        )
+        axes.plot(xs, rolling, color=f"C{colour}", label=f"{label}: sampled, rolling {_ROLLING}")
+        if version.heldout_reward is not None:
+            axes.hlines(version.heldout_reward, xs[0], xs[-1], colors=f"C{colour}", linestyles="--")
+    axes.set_xlabel("episode (in the order they finished)")
+    axes.set_ylabel("reward")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title("agent reward by version — dashed: held-out reward (greedy)")
+    axes.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,53 @@
+"""What one run of `fulmen demo` does: the agent's traffic, when a window is full, how many
+versions, and how the trainer jobs train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class DemoSettings(BaseModel):
+    """The demo loop's sizes. The defaults run SmolLM2-135M-Instruct on the calculator task
+    through three RL versions in under 15 minutes on 2 CPU cores."""
+
+    out_dir: Path = Path(".fulmen/demo")
+    """The store, the job logs, the artifacts, `summary.json` and `reward.png` go here."""
+    model: str = "smollm2"
+    """`smollm2` (packaged SmolLM2-135M-Instruct) or a Hugging Face model directory."""
+    task: str = "fulmen.tasks:CalculatorTask"
+    """`module:attribute` of the `AgentTask`: the agent's cases and reward, and the gate's
+    held-out set."""
+    agent: str = "examples.openai_calculator"
+    """The agent's module: `solve(client, task, case, *, temperature, max_tokens, seed)`
+    runs one rollout; `DEFAULT_MODEL` names the base model it asks for."""
+    agent_name: str = "calculator"
+    algo: str = "rl"
+    """`rl`, `sft`, `apo` or `module:Class` (as `fulmen train --algo`)."""
+    versions: int = Field(default=3, ge=1)
+    """Trainer jobs to run (each publishes a version or is held back by the gate)."""
+    tasks_per_window: int = Field(default=32, ge=1)
+    attempts_per_task: int = Field(default=4, ge=1)
+    """Each task is tried this often: RL learns from the spread of rewards within a task."""
+    temperature: float = Field(default=0.5, ge=0)
+    max_tokens: int = Field(default=40, ge=1)
+    heldout_tasks: int = Field(default=50, ge=1)
+    """Held-out cases the gate scores each version on (greedy decoding)."""
+    budget_minutes: float = Field(default=14.0, gt=0)
+    """No new window of traffic is started past this; running jobs are waited for."""
+    train_env: dict[str, str] = Field(
+        default_factory=lambda: {
+            "FULMEN_TRAIN_RL__LEARNING_RATE": "2e-4",
+            "FULMEN_TRAIN_RL__BATCH_SIZE": "16",
+            "FULMEN_TRAIN_RL__EPOCHS": "2",
+            "FULMEN_TRAIN_SFT__LEARNING_RATE": "2e-4",
+            "FULMEN_TRAIN_SFT__EPOCHS": "2",
+        }
+    )
+    """More `FULMEN_TRAIN_*` settings for the trainer jobs (docs/trainers.md)."""
+
+    @property
+    def window_episodes(self) -> int:
+        """A trainer job starts when this many new episodes are in the store."""
+        return self.tasks_per_window * self.attempts_per_task
