@@ -194,7 +194,9 @@ def worker(
 
 @app.command()
 def train(
-    algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
+    algo: str | None = typer.Option(
+        None, help="rl | sft | apo | module:Class of an Algorithm (default: sft)"
+    ),
     agent: str | None = typer.Option(None, help="Train the version of this agent."),
     task: str | None = typer.Option(None, help="module:attribute of the AgentTask to gate on."),
     base_model: str | None = typer.Option(None, help='Model directory or "smollm2".'),
@@ -225,9 +227,9 @@ def train(
     store = LightningStore(settings.store)
 
     def publish(event: VersionEvent) -> None:
-        if settings.transport == "kafka":
+        if settings.transport == "kafka":  # agents and model servers follow the topic
             publish_version(event, settings)
-        elif not options.relay_version:  # the embedded default: no topic outside this process
+        if not options.relay_version:  # the lineage the next job starts from
             store.write_events([event])
 
     result = run_job(options, store=store, publish=publish)
