@@ -39,9 +39,9 @@ def version() -> None:
 
 @app.command()
 def demo(
-    algo: str = typer.Option("rl", help="rl | sft | apo | module:Class of an Algorithm"),
+    algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
     versions: int = typer.Option(3, min=1, help="Trainer jobs to run."),
-    tasks: int = typer.Option(32, min=1, help="Tasks per window (each tried --attempts times)."),
+    tasks: int = typer.Option(24, min=1, help="Tasks per window (each tried --attempts times)."),
     attempts: int = typer.Option(4, min=1, help="Attempts per task."),
     heldout_tasks: int = typer.Option(50, min=1, help="Held-out tasks the gate scores on."),
     model: str = typer.Option("smollm2", help='"smollm2" or a Hugging Face model directory.'),
