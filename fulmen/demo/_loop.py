@@ -96,7 +96,7 @@ class DemoLoop:
         self.scheduler_settings = SchedulerSettings(
             executor="local", agents=[settings.agent_name], algos=[settings.algo],
             window=WindowRule(every_episodes=settings.window_episodes, settle_seconds=0),
-            max_concurrent=1, retries=0, poll_seconds=0.5,
+            max_concurrent=1, retries=0, poll_seconds=5.0,  # a job's end wakes it at once
             local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
                                    work_dir=out / "jobs"),
         )  # fmt: skip
