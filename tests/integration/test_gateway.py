@@ -452,6 +452,30 @@ def test_unreachable_upstream_is_a_502_and_recorded(start_gateway: Start) -> Non
     assert running.stats()["gateway"]["upstream_errors"] == 1
 
 
+def test_silent_upstream_is_a_504_and_recorded(start_gateway: Start) -> None:
+    with socket_that_never_answers() as port:
+        running = start_gateway(
+            upstream_url=f"http://127.0.0.1:{port}/v1", upstream_read_timeout_s=0.5
+        )
+        rollout = rollout_id()
+        response = raw_post(f"{running.rollout_url(rollout)}/chat/completions", REQUEST)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "timeout"
+    (span,) = llm_spans(running.events.of(rollout, 1))
+    assert span.status.code == "ERROR"
+    assert span.status.message.startswith("upstream unreachable")
+    assert running.stats()["gateway"]["upstream_errors"] == 1
+
+
+@contextlib.contextmanager
+def socket_that_never_answers() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def socket_without_server() -> Iterator[int]:
     """A port on which nothing listens (bound, not listening: connections are refused)."""
