@@ -45,7 +45,9 @@ def demo(
     attempts: int = typer.Option(4, min=1, help="Attempts per task."),
     heldout_tasks: int = typer.Option(50, min=1, help="Held-out tasks the gate scores on."),
     model: str = typer.Option("smollm2", help='"smollm2" or a Hugging Face model directory.'),
-    budget_minutes: float = typer.Option(14.0, min=0.1, help="No new window after this."),
+    budget_minutes: float = typer.Option(
+        14.0, min=0.1, help="A round starts only if the longest round so far still fits."
+    ),
 ) -> None:
     """Run the whole loop on the embedded default: agent, policy server, stream runner,
     store, scheduler, trainer jobs, versions hot-swapped; ends with held-out reward by

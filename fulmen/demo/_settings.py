@@ -36,7 +36,8 @@ class DemoSettings(BaseModel):
     heldout_tasks: int = Field(default=50, ge=1)
     """Held-out cases the gate scores each version on (greedy decoding)."""
     budget_minutes: float = Field(default=14.0, gt=0)
-    """No new window of traffic is started past this; running jobs are waited for."""
+    """A round (a window of traffic, then its job) starts only if the longest round so far
+    still fits; the report after the last job takes seconds."""
     train_env: dict[str, str] = Field(
         default_factory=lambda: {
             "FULMEN_TRAIN_RL__LEARNING_RATE": "2e-4",
