@@ -4,6 +4,7 @@ from `FulmenSettings` like every other Fulmen process."""
 from __future__ import annotations
 
 from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

@@ -23,7 +23,7 @@ from fulmen.streams import CreditAssigner, EpisodeRewards
 
 
 class LengthPenalty(CreditAssigner):
-    """`final − penalty × max(0, output_tokens − budget)` per call, floored at 0."""
+    """`final - penalty * max(0, output_tokens - budget)` per call, floored at 0."""
 
     def __init__(self, *, budget: int = 24, penalty: float = 0.02) -> None:
         self.budget = budget
