@@ -24,6 +24,7 @@ from agents import (
     OpenAIChatCompletionsModel,
     Runner,
     ToolCallItem,
+    TResponseInputItem,
     function_tool,
     set_trace_processors,
 )
@@ -73,10 +74,13 @@ def build_agent(client: AsyncOpenAI, *, model: str = DEFAULT_MODEL) -> Agent[Non
 @fulmen.rollout(task_id=lambda agent, task, case: case.task_id)
 async def solve(agent: Agent[None], task: AgentTask, case: TaskCase) -> float:
     """One attempt at `case`; emits and returns the task's reward."""
-    question = case.messages[-1]["content"]
-    result = await Runner.run(
-        agent, [*example_exchange(), {"role": "user", "content": question}], max_turns=2
-    )
+    example = example_exchange()
+    chat: list[TResponseInputItem] = [
+        {"role": "user", "content": example[0]["content"]},
+        {"role": "assistant", "content": example[1]["content"]},
+        {"role": "user", "content": case.messages[-1]["content"]},
+    ]
+    result = await Runner.run(agent, chat, max_turns=2)
     calls = [
         item.raw_item
         for item in result.new_items

@@ -37,7 +37,14 @@ def load_credit_assigner(name: str, *, gamma: float = 0.95) -> CreditAssigner:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise CreditLoadError(f"cannot import credit assigner {name!r}: {exc}") from exc
-    assigner = target if isinstance(target, CreditAssigner) else target()
+    if isinstance(target, CreditAssigner):
+        return target
+    if not callable(target):
+        raise CreditLoadError(f"{name!r} is {type(target).__name__}, not a CreditAssigner")
+    try:
+        assigner = target()
+    except TypeError as exc:  # a class or factory that needs arguments
+        raise CreditLoadError(f"{name!r} cannot be called without arguments: {exc}") from exc
     if not isinstance(assigner, CreditAssigner):
         raise CreditLoadError(f"{name!r} gave {type(assigner).__name__}, not a CreditAssigner")
     return assigner

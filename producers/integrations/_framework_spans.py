@@ -39,13 +39,14 @@ class FrameworkSpans:
         """Start a span for the framework's `key`; a no-op outside a rollout."""
         with self._lock:
             parent = self._open.get(parent_key) if parent_key is not None else None
+        active: ActiveRollout | None
+        parent_span_id: str | None
         if parent is not None:
             active, parent_span_id = parent.active, parent.span_id
         else:
-            found, parent_span_id = parent_of_new_span()
-            if found is None:
-                return
-            active = found
+            active, parent_span_id = parent_of_new_span()
+        if active is None:
+            return
         span = _Open(active, new_span_id(), parent_span_id, name, time.time_ns())
         with self._lock:
             self._open[key] = span

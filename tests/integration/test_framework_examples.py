@@ -117,7 +117,7 @@ def assert_landed(
 @pytest.mark.parametrize("endpoint", ["policy", "scripted"], indirect=True)
 def test_langgraph_example(loop: Loop, endpoint: Endpoint, request: pytest.FixtureRequest) -> None:
     model = ChatOpenAI(base_url=endpoint.base_url, api_key="local", model=endpoint.model,
-                       max_tokens=40, temperature=0.5)  # type: ignore[call-arg]  # fmt: skip
+                       max_tokens=40, temperature=0.5)  # fmt: skip
     graph = langgraph_calculator.build_graph(model)
     for case in CASES:
         langgraph_calculator.solve(graph, TASK, case)
