@@ -107,6 +107,11 @@ def assert_landed(
     episodes = loop.rows(f"SELECT rollout_id FROM $db.episodes WHERE agent_name = '{agent}'")
     rewards = loop.rows(f"SELECT value FROM $db.rewards WHERE agent_name = '{agent}'")
     assert len(episodes) == len(rewards) > 0
+    trainable = loop.rows(  # what a trainer's window reads: calls with token ids and credit
+        "SELECT count() AS n FROM $db.triplets "
+        f"WHERE agent_name = '{agent}' AND length(response_token_ids) > 0"
+    )
+    assert int(str(trainable[0]["n"])) == len(llm_calls)
     tools = [s for s in spans if s["tool_name"] == "calculator"]
     if upstream == "scripted":  # it answers `2 + 2` with a native calculator call
         assert tools
