@@ -53,6 +53,23 @@ def test_otel_setup_in_producers_md() -> None:
     exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
 
 
+def test_extension_points_in_integrations_md(bus: InProcessBus) -> None:
+    credit, judge = python_blocks("integrations.md")
+    scope: dict[str, object] = {}
+    exec(compile(credit, "docs/integrations.md", "exec"), scope)
+    assert str(getattr(scope["credit"], "name", "")).startswith("length_penalty")
+    exec(compile(judge, "docs/integrations.md", "exec"), {})
+    assert fulmen.get_producer().flush(5)
+    codec = SingleObjectCodec()
+    rewards = [
+        codec.decode(m.value, topic="fulmen.rewards")
+        for m in bus.read("fulmen.rewards", 0, max_messages=10, timeout_s=0)
+    ]
+    assert [(r.name, r.source, r.value) for r in rewards if isinstance(r, Reward)] == [
+        ("judge", "judge", 0.8)
+    ]
+
+
 def test_store_example_in_store_md(tmp_path: Path) -> None:
     """Run in a process of its own: chDB opens one data directory per process."""
     import subprocess
