@@ -127,9 +127,9 @@ class KafkaBroker:
       ``data_dir`` already holds a broker from an earlier run, its controller port is reused
       (``format --standalone`` records it as the voter endpoint in the metadata log).
     * ``data_dir``: holds ``server.properties``, the Kafka log dir (``data/``), the JVM output
-      (``broker.log``, or ``log_path`` when given). When ``None``, a temporary directory is created and deleted again when
-      the context manager exits (not by :meth:`stop`, so a stopped broker can be started again
-      with its data).
+      (``broker.log``, or ``log_path`` when given). When ``None``, a temporary directory is
+      created and deleted again when the context manager exits (not by :meth:`stop`, so a
+      stopped broker can be started again with its data).
     * :meth:`start` formats storage only when the log dir is not formatted yet, so
       stop/start (or :meth:`restart`) on the same instance keeps topics and messages.
     * The JVM runs in its own process group (so a terminal's Ctrl-C does not reach it) with

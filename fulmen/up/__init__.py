@@ -11,7 +11,7 @@ of them dies. `_stack.py` says what runs with which settings, `_supervisor.py` h
 """
 
 from fulmen.up._broker import BrokerService, create_stack_topics
-from fulmen.up._process import ProcessService, http_probe
+from fulmen.up._process import ProcessService, group_alive, http_probe
 from fulmen.up._run import STATE_FILE, run_up
 from fulmen.up._service import Service, ServiceFailed, UpError
 from fulmen.up._settings import UpSettings
@@ -30,6 +30,7 @@ __all__ = [
     "UpError",
     "UpSettings",
     "create_stack_topics",
+    "group_alive",
     "http_probe",
     "plan_stack",
     "run_up",

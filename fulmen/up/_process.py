@@ -30,14 +30,24 @@ def http_probe(url: str) -> Probe:
     return probe
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member we may not signal is still a member
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is in process group `pgid`. Zombies count as
+    gone: an orphan's is reaped by whoever adopted it, which may be slow to do so."""
+    if not Path("/proc/self/stat").exists():  # no procfs: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return True
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = path.read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -104,7 +114,7 @@ class ProcessService(Service):
                     process.wait()
             # Whatever it started and left behind goes too, within the same grace period.
             deadline = time.monotonic() + timeout_s
-            while _group_alive(pgid) and time.monotonic() < deadline:
+            while group_alive(pgid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             _signal_group(pgid, signal.SIGKILL)
         if self._out is not None:

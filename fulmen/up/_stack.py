@@ -128,6 +128,10 @@ def _agent(
         "FULMEN_PRODUCER__SPILL_DIR": str(root / "spill" / name),
     }
     return ProcessService(
-        name, command, env=env | producer, log=root / "logs" / f"{name}.log", address=f"→ {url}",
+        name,
+        command,
+        env=env | producer,
+        log=root / "logs" / f"{name}.log",
+        address=f"→ {url}",
         finishes=settings.rollouts > 0,
     )

@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from fulmen.models import tiny_model_dir
 from fulmen.schemas import SingleObjectCodec, VersionEvent
 from fulmen.store import LightningStore, StoreSettings
+from fulmen.up import group_alive
 from tests.support.stack import wait_for
 
 _SERVICES = ["kafka", "store", "worker", "policy", "scheduler", "agent-1"]
@@ -30,21 +31,24 @@ _AGENT = "calculator"
 
 def _up_env(tmp_path: Path) -> dict[str, str]:
     train = {"FULMEN_TRAIN_SFT__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_SFT__EPOCHS": "8",
-             "FULMEN_TRAIN_SFT__BATCH_SIZE": "8", "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"}  # fmt: skip
+             "FULMEN_TRAIN_SFT__BATCH_SIZE": "8",
+             "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"}  # fmt: skip
+    model = tiny_model_dir(tmp_path / "tiny", seed=3)
     up = {
         "DIR": str(tmp_path / "up"), "KAFKA_PORT": "0", "STORE_PORT": "0", "WORKER_PORT": "0",
-        "POLICY_PORT": "0", "PARTITIONS": "2", "MODEL": str(tiny_model_dir(tmp_path / "tiny", seed=3)),
+        "POLICY_PORT": "0", "PARTITIONS": "2", "MODEL": str(model),
         "TASK": "tests.support.tasks:DigitTask", "ALGO": "sft", "WINDOW_EPISODES": "24",
-        "HELDOUT_TASKS": "12", "TEMPERATURE": "1.0", "MAX_TOKENS": "8", "TRAIN_ENV": json.dumps(train),
-        "READY_TIMEOUT_S": "180",
+        "HELDOUT_TASKS": "12", "TEMPERATURE": "1.0", "MAX_TOKENS": "8",
+        "TRAIN_ENV": json.dumps(train), "READY_TIMEOUT_S": "180",
     }  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
-    return env | {f"FULMEN_UP_{k}": v for k, v in up.items()} | {
+    others = {
         "FULMEN_WORKER_GRACE_S": "1",
         "FULMEN_SCHEDULER_POLL_SECONDS": "1",
         "FULMEN_SCHEDULER_WINDOW__SETTLE_SECONDS": "2",
         "FULMEN_SCHEDULER_RETRIES": "0",
     }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
+    return env | {f"FULMEN_UP_{k}": v for k, v in up.items()} | others
 
 
 def _versions(bootstrap: str) -> list[VersionEvent]:
@@ -62,14 +66,6 @@ def _versions(bootstrap: str) -> list[VersionEvent]:
     finally:
         consumer.close()
     return found
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> None:
@@ -94,7 +90,8 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
             up_dir / "logs" / f"{name}.log" for name in _SERVICES
         }
         text = output.read_text()
-        assert all(name in text for name in _SERVICES) and state["policy_url"] in text
+        assert all(name in text for name in _SERVICES)
+        assert state["policy_url"] in text
 
         # The agent's episodes reach the store, through Kafka and the worker.
         store = LightningStore(StoreSettings(url=state["store_url"]))
@@ -120,7 +117,7 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
         ).to_pylist()  # the job wrote it: the next job's parent
         assert row["model_name"] == version.model_name
         jobs = list((up_dir / "logs" / "jobs").glob("*.log"))
-        assert jobs and "heldout_reward" in jobs[0].read_text()
+        assert "heldout_reward" in jobs[0].read_text()
 
         # The policy server loaded the adapter; the agent's later calls ask for it.
         def served() -> list[str]:
@@ -142,7 +139,7 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
     print(text)  # shown when an assertion fails
     assert code == 0
     # Every service was stopped with whatever it started (each led its own process group).
-    assert not [s["name"] for s in services if _group_alive(s["pid"])]
+    assert not [s["name"] for s in services if group_alive(s["pid"])]
     assert not state_file.exists()
     assert all(f"stopping {name}" in text for name in _SERVICES)
     logs = sorted(p.name for p in (up_dir / "logs").glob("*.log"))

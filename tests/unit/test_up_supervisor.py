@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.up import Interrupted, ProcessService, ServiceFailed, Supervisor
+from fulmen.up import Interrupted, ProcessService, ServiceFailed, Supervisor, group_alive
 
-_IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"  # noqa: E501
+_IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+)
 
 
 def _service(tmp_path: Path, name: str, code: str, **options: object) -> ProcessService:
@@ -21,14 +23,6 @@ def _service(tmp_path: Path, name: str, code: str, **options: object) -> Process
         name, [sys.executable, "-c", code], env=dict(os.environ), log=tmp_path / f"{name}.log",
         **options,  # type: ignore[arg-type]  # probe / finishes
     )  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_starts_in_order_and_stops_in_reverse_with_what_each_started(tmp_path: Path) -> None:
@@ -55,8 +49,8 @@ def test_starts_in_order_and_stops_in_reverse_with_what_each_started(tmp_path: P
         stop.set()
         assert sup.watch() is None
     assert stopped == ["stubborn", "first"]
-    assert all(pid is not None and not _alive(pid) for pid in pids)
-    assert first.exit_code() is None and first.pid is None  # stopped, not died
+    assert all(pid is not None and not group_alive(pid) for pid in pids)
+    assert (first.exit_code(), first.pid) == (None, None)  # stopped, not died
 
 
 def test_a_service_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -76,7 +70,7 @@ def test_readiness_failures(tmp_path: Path) -> None:
     stop = threading.Event()
     with Supervisor(stop, stop_timeout_s=1) as sup:
         never = _service(tmp_path, "never", "import time; time.sleep(60)", probe=lambda: False)
-        with pytest.raises(ServiceFailed, match="never: not ready after 0.5 s"):
+        with pytest.raises(ServiceFailed, match=r"never: not ready after 0\.5 s"):
             sup.start(never, timeout_s=0.5)
         with pytest.raises(ServiceFailed, match="exited with code 3"):
             sup.start(_service(tmp_path, "gone", "raise SystemExit(3)", probe=lambda: False),
