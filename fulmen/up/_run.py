@@ -56,8 +56,8 @@ def run_up(settings: UpSettings, stop: threading.Event, *, console: Console, fre
                 pass
             else:
                 _write_state(state, stack, supervisor.services)
-                console.print(_table(supervisor.services))
-                console.print(f"logs in {root / 'logs'}; Ctrl-C stops everything")
+                console.print(_table(supervisor.services, root))
+                console.print("trainer jobs log to logs/jobs/; Ctrl-C stops everything")
                 failure = supervisor.watch()
             if failure is not None:
                 console.print(f"[bold red]{failure}[/]; the end of {failure.name}'s log:")
@@ -80,12 +80,13 @@ def _start(stack: Stack, settings: UpSettings, supervisor: Supervisor, console: 
         supervisor.start(service, timeout_s=settings.ready_timeout_s)
 
 
-def _table(services: list[Service]) -> Table:
-    table = Table(title="fulmen up")
+def _table(services: list[Service], root: Path) -> Table:
+    table = Table(title=f"fulmen up: {root}")
     for column in ("service", "pid", "address", "log"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for service in services:
-        table.add_row(service.name, str(service.pid or "—"), service.address, str(service.log))
+        log = service.log.relative_to(root) if service.log.is_relative_to(root) else service.log
+        table.add_row(service.name, str(service.pid or "—"), service.address, str(log))
     return table
 
 

@@ -105,7 +105,7 @@ def plan_stack(settings: UpSettings, *, environ: Mapping[str, str], default_mode
             "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(settings.heldout_tasks),
             "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(settings.max_tokens),
         },
-        log=logs / "scheduler.log", address=f"jobs: {logs / 'jobs'}",
+        log=logs / "scheduler.log",
     )  # fmt: skip
     agents = [_agent(settings, i, env, root, policy_url) for i in range(1, settings.agents + 1)]
     return Stack(broker, [store, worker, policy, scheduler, *agents], store_url, policy_url,
@@ -115,12 +115,13 @@ def plan_stack(settings: UpSettings, *, environ: Mapping[str, str], default_mode
 def _agent(
     settings: UpSettings, number: int, env: dict[str, str], root: Path, url: str
 ) -> ProcessService:
-    """Agent `number`: its own sampling seed and spill directory, the same name."""
+    """Agent `number` (from 1): seed `number - 1` (agent 1 runs the traffic of `fulmen demo`),
+    a spill directory of its own, the same agent name."""
     name = f"agent-{number}"
     command = [
         sys.executable, "-m", settings.agent, "--base-url", url, "--task", settings.task,
         "--rollouts", str(settings.rollouts), "--temperature", str(settings.temperature),
-        "--max-tokens", str(settings.max_tokens), "--seed", str(number),
+        "--max-tokens", str(settings.max_tokens), "--seed", str(number - 1),
     ]  # fmt: skip
     producer = {
         "FULMEN_PRODUCER__AGENT_NAME": settings.agent_name,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fulmen.models import tiny_model_dir
@@ -24,6 +25,8 @@ from fulmen.schemas import SingleObjectCodec, VersionEvent
 from fulmen.store import LightningStore, StoreSettings
 from fulmen.up import group_alive
 from tests.support.stack import wait_for
+
+pytestmark = pytest.mark.timeout(900)  # minutes on 2 shared cores: six services and a job
 
 _SERVICES = ["kafka", "store", "worker", "policy", "scheduler", "agent-1"]
 _AGENT = "calculator"
