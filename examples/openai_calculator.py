@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import openai
 
 import fulmen
+from fulmen.tasks import AgentTask, TaskCase, load_task
 from fulmen.tasks.calculator import evaluate_expression, parse_tool_call
-from fulmen.trainers import AgentTask, TaskCase, load_task
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """What the agent asks for before any version is published: the base model, by the name
