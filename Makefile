@@ -9,8 +9,9 @@ deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
-setup: deps  ## …and Kafka's jars (cached in ~/.cache/fulmen)
+setup: deps  ## …and Kafka's jars and the Kubernetes test binaries (cached in ~/.cache/fulmen)
 	$(RUN) fulmen kafka jars
+	$(RUN) fulmen kube bins
 
 # The dashboard's browser tests drive Debian's Chromium through its ChromeDriver.
 browser:  ## Debian's chromium and chromium-driver (once; apt-get needs root)

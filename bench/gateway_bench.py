@@ -149,6 +149,7 @@ def main() -> None:
         "max_tokens": max_tokens,
         "temperature": 0,
     }
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, KafkaBroker(data_dir=Path(tmp) / "kafka") as broker:
         root = Path(tmp)
         settings = FulmenSettings()
@@ -199,6 +200,8 @@ def main() -> None:
         # beside the upstream's per call (it answers both calls of a pair)
         "gateway_cpu_ms_per_call": round(gateway_cpu / (WARMUP + pairs) * 1000, 3),
         "upstream_cpu_ms_per_call": round(upstream_cpu / (2 * (WARMUP + pairs)) * 1000, 3),
+        # the machine's cores are shared: how busy it was when the run began and ended
+        "load_average_at_start": [round(load, 2) for load in load_at_start],
         "load_average_1m": round(os.getloadavg()[0], 2),
         "calls_per_s": round(gateway_rate, 1),
         "direct_calls_per_s": round(direct_rate, 1),

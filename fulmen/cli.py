@@ -39,13 +39,15 @@ def version() -> None:
 
 @app.command()
 def demo(
-    algo: str = typer.Option("rl", help="rl | sft | apo | module:Class of an Algorithm"),
+    algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
     versions: int = typer.Option(3, min=1, help="Trainer jobs to run."),
-    tasks: int = typer.Option(32, min=1, help="Tasks per window (each tried --attempts times)."),
+    tasks: int = typer.Option(24, min=1, help="Tasks per window (each tried --attempts times)."),
     attempts: int = typer.Option(4, min=1, help="Attempts per task."),
     heldout_tasks: int = typer.Option(50, min=1, help="Held-out tasks the gate scores on."),
     model: str = typer.Option("smollm2", help='"smollm2" or a Hugging Face model directory.'),
-    budget_minutes: float = typer.Option(14.0, min=0.1, help="No new window after this."),
+    budget_minutes: float = typer.Option(
+        14.0, min=0.1, help="A round starts only if the longest round so far still fits."
+    ),
 ) -> None:
     """Run the whole loop on the embedded default: agent, policy server, stream runner,
     store, scheduler, trainer jobs, versions hot-swapped; ends with held-out reward by
@@ -225,7 +227,9 @@ def worker(
 
 @app.command()
 def train(
-    algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
+    algo: str | None = typer.Option(
+        None, help="rl | sft | apo | module:Class of an Algorithm (default: sft)"
+    ),
     agent: str | None = typer.Option(None, help="Train the version of this agent."),
     task: str | None = typer.Option(None, help="module:attribute of the AgentTask to gate on."),
     base_model: str | None = typer.Option(None, help='Model directory or "smollm2".'),
@@ -256,12 +260,9 @@ def train(
     store = LightningStore(settings.store)
 
     def publish(event: VersionEvent) -> None:
-        # The store's `versions` table is where the next job finds its parent; no stream
-        # worker reads the control topic, so the job writes the row itself, after the topic
-        # took the version. Relayed versions reach the store through the relaying loop.
-        if settings.transport == "kafka":
+        if settings.transport == "kafka":  # agents and model servers follow the topic
             publish_version(event, settings)
-        if not options.relay_version:
+        if not options.relay_version:  # the lineage the next job starts from
             store.write_events([event])
 
     result = run_job(options, store=store, publish=publish)

@@ -2,13 +2,14 @@
 framework (LangChain, the OpenAI Agents SDK, …) become Fulmen spans of the rollout they ran in.
 
 The rollout is taken from the Fulmen context when the span starts. GenAI semantic-convention
-attributes (`gen_ai.*`) fill `llm` / `tool`; the rest land in the typed attribute maps.
+attributes (`gen_ai.*`) fill `llm` / `tool`, as do OpenInference's and OpenLLMetry's
+(`_otel_conventions.py`); the rest land in the typed attribute maps.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace import Span as OtelSpan
 from opentelemetry.trace import SpanKind as OtelSpanKind
 
 from fulmen.producers._context import ActiveRollout, current_rollout, current_span_id, to_json
+from fulmen.producers._otel_conventions import as_genai
 from fulmen.producers._spans import emit_span
 from fulmen.schemas import Attributes, LlmCall, SpanKind, ToolCall
 
@@ -33,20 +35,29 @@ _INFERENCE_OPERATIONS = {"chat", "text_completion", "generate_content"}
 class FulmenSpanProcessor(SpanProcessor):
     """Add to a `TracerProvider` with `provider.add_span_processor(FulmenSpanProcessor())`.
 
-    Spans that start outside a Fulmen rollout are ignored. Span ids and parent links are kept
-    (a framework's root span nests under the Fulmen span current when it started), and every
-    span joins the rollout's trace.
+    Spans that start outside a Fulmen rollout are ignored, and with `scopes` those of other
+    instrumentation scopes (tracer names) too. Span ids and parent links are kept (a
+    framework's root span nests under the Fulmen span current when it started), and every
+    span joins the rollout's trace. While a span is open it is the current Fulmen span of the
+    context that started it, so LLM calls the SDK captures there nest under it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, scopes: Collection[str] | None = None) -> None:
         self._rollouts: dict[int, tuple[ActiveRollout, str | None]] = {}
         self._lock = threading.Lock()
+        self._scopes = None if scopes is None else frozenset(scopes)
 
     def on_start(self, span: OtelSpan, parent_context: Context | None = None) -> None:
         active = current_rollout.get()
-        if active is not None:
-            with self._lock:
-                self._rollouts[span.context.span_id] = (active, current_span_id.get())
+        if active is None or not self._in_scope(span):
+            return
+        with self._lock:
+            self._rollouts[span.context.span_id] = (active, current_span_id.get())
+        current_span_id.set(f"{span.context.span_id:016x}")
+
+    def _in_scope(self, span: ReadableSpan) -> bool:
+        scope = span.instrumentation_scope
+        return self._scopes is None or (scope is not None and scope.name in self._scopes)
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -54,18 +65,26 @@ class FulmenSpanProcessor(SpanProcessor):
             return
         with self._lock:
             started = self._rollouts.pop(context.span_id, None)
+            recorded_parent = span.parent is not None and span.parent.span_id in self._rollouts
         if started is None:
             return
         active, fulmen_parent = started
-        attributes = dict(span.attributes or {})
+        if current_span_id.get() == f"{context.span_id:016x}":  # as on_start found it
+            current_span_id.set(fulmen_parent)
+        attributes = as_genai(span.attributes or {})
         error = span.status.description or "error" if not span.status.is_ok else None
         emit_span(
             active,
             name=span.name,
             span_id=f"{context.span_id:016x}",
-            # An OTel root span nests under the Fulmen span it started in (the rollout's root,
-            # a @step or @tool), so the rollout's trace keeps a single root.
-            parent_span_id=fulmen_parent if span.parent is None else f"{span.parent.span_id:016x}",
+            # A span whose OTel parent is not recorded here (a root, or one outside `scopes`)
+            # nests under the Fulmen span it started in (the rollout's root, a @step or
+            # @tool), so the rollout's trace keeps a single root.
+            parent_span_id=(
+                f"{span.parent.span_id:016x}"
+                if recorded_parent and span.parent is not None
+                else fulmen_parent
+            ),
             start_ns=span.start_time or 0,
             end_ns=span.end_time or 0,
             kind=_KINDS.get(span.kind, "INTERNAL"),

@@ -23,6 +23,7 @@ from fulmen.streams._credit import (
     PerCallReward,
     split_rewards,
 )
+from fulmen.streams._credit_loading import CreditLoadError, load_credit_assigner
 from fulmen.streams._embedded import EmbeddedRunner, RunnerStats
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch
 from fulmen.streams._settings import WorkerSettings
@@ -32,6 +33,7 @@ from fulmen.streams._worker import RolloutState, StreamWorker
 __all__ = [
     "AssemblyPolicy",
     "CreditAssigner",
+    "CreditLoadError",
     "DeadLetter",
     "DiscountedReturn",
     "EmbeddedRunner",
@@ -56,6 +58,7 @@ __all__ = [
     "episodes_table",
     "is_due",
     "is_expired",
+    "load_credit_assigner",
     "reconcile",
     "split_rewards",
     "triplets_table",

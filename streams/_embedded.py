@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from fulmen.kafka import TopicSettings
@@ -58,6 +59,7 @@ class EmbeddedRunner:
         self.max_event_bytes = max_event_bytes
         self.sink = StoreSink(store)
         self.announcer = Announcer("embedded-runner")
+        self._id = uuid.uuid4().hex
 
     def step(self, *, now: float | None = None, wait_s: float = 0.0) -> int:
         """Read, write and assemble what is on the bus; returns how many messages it read."""
@@ -75,7 +77,9 @@ class EmbeddedRunner:
                 is_new=self.assembler.is_new,
             )
             # Written first, buffered after: a failed write leaves nothing marked as seen.
-            token = f"{topic}/{messages[0].offset}-{messages[-1].offset}"
+            # Bus offsets restart at 0 in every process: the runner's id keeps two runs
+            # into one store from deduplicating each other's writes.
+            token = f"{self._id}/{topic}/{messages[0].offset}-{messages[-1].offset}"
             self.store.write_events(intake.events, dedup_token=token)
             self.sink.write_dead(intake.dead)
             for event in intake.events:

@@ -4,13 +4,12 @@ from `FulmenSettings` like every other Fulmen process."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulmen.streams._assembly import AssemblyPolicy
-from fulmen.streams._credit import CreditAssigner, DiscountedReturn, FinalReward, PerCallReward
+from fulmen.streams._credit_loading import CreditLoadError, load_credit_assigner
 
 
 class WorkerSettings(BaseSettings):
@@ -29,7 +28,11 @@ class WorkerSettings(BaseSettings):
     grace_s: float = Field(default=5.0, ge=0)
     idle_timeout_s: float = Field(default=300.0, gt=0)
     retention_s: float = Field(default=3_600.0, gt=0)
-    credit: Literal["final", "discounted", "per_call"] = "final"
+    credit: str = Field(
+        default="final",
+        description="`final`, `discounted`, `per_call`, or `module:attribute` naming your own "
+        "`CreditAssigner` (streams/_credit_loading.py).",
+    )
     gamma: float = Field(default=0.95, gt=0, le=1, description="For `discounted` credit.")
     max_event_bytes: int = Field(default=1 << 20, ge=1, description="Larger → dead letter.")
     retry_initial_s: float = Field(default=0.25, gt=0)
@@ -38,12 +41,17 @@ class WorkerSettings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".fulmen/worker")
 
+    @field_validator("credit")
+    @classmethod
+    def _credit_loads(cls, credit: str) -> str:
+        try:
+            load_credit_assigner(credit)  # fail at start-up, not at the first episode
+        except CreditLoadError as exc:
+            raise ValueError(str(exc)) from exc
+        return credit
+
     def policy(self) -> AssemblyPolicy:
-        credit: CreditAssigner = {
-            "final": FinalReward(),
-            "discounted": DiscountedReturn(gamma=self.gamma),
-            "per_call": PerCallReward(),
-        }[self.credit]
+        credit = load_credit_assigner(self.credit, gamma=self.gamma)
         return AssemblyPolicy(
             grace_s=self.grace_s,
             idle_timeout_s=self.idle_timeout_s,

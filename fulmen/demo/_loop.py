@@ -96,7 +96,7 @@ class DemoLoop:
         self.scheduler_settings = SchedulerSettings(
             executor="local", agents=[settings.agent_name], algos=[settings.algo],
             window=WindowRule(every_episodes=settings.window_episodes, settle_seconds=0),
-            max_concurrent=1, retries=0, poll_seconds=0.5,
+            max_concurrent=1, retries=0, poll_seconds=5.0,  # a job's end wakes it at once
             local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
                                    work_dir=out / "jobs"),
         )  # fmt: skip
@@ -128,12 +128,14 @@ class DemoLoop:
 
     def run(self) -> LoopRecord:
         """Agent traffic, a job per full window, versions swapped in; until `versions` jobs
-        ended or the budget is spent (a running job is always waited for)."""
+        ended, or until the next round (a window of traffic and its job) would not fit the
+        budget, judged by the longest round so far."""
         start = time.monotonic()
         deadline = start + self.settings.budget_minutes * 60
         scheduler = Scheduler(
             self.scheduler_settings, store=self.store, jobs=self.jobs, on_event=self._on_event
         )
+        longest, round_start = 0.0, start
         with serve_in_thread(self.server) as url, self._progress() as progress:
             client = openai.OpenAI(base_url=url, api_key="local")
             while True:
@@ -143,9 +145,13 @@ class DemoLoop:
                 if self._job_running():
                     self.jobs.wait(self.scheduler_settings.poll_seconds)
                     continue
-                if time.monotonic() > deadline:
-                    self.console.print("[yellow]time budget spent: no new window[/]")
+                now = time.monotonic()
+                if self.record.jobs:  # a round ended: its window and its job
+                    longest = max(longest, now - round_start)
+                if now + longest > deadline:
+                    self.console.print("[yellow]another round would overrun the budget[/]")
                     break
+                round_start = now
                 self._agent_window(client, progress)
         self.jobs.close()
         self.runner.finish()

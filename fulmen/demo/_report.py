@@ -79,7 +79,8 @@ def plot_reward(
     path: Path, store: LightningStore, versions: list[VersionSummary], *, agent: str
 ) -> None:
     """The agent's sampled reward over its episodes (rolling mean), one colour per version,
-    with each version's held-out reward as a dashed line over the episodes it served."""
+    and the held-out reward of the version in force as a black step line (a version
+    published after the last episode shows as the last step, at the end)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,28 +96,27 @@ def plot_reward(
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=110)
     rewards = [float(r["reward"]) for r in rows]
     names = [r["model_version"] or BASE for r in rows]
+    starts, scores = [], []
     for colour, version in enumerate(versions):
         xs = [i for i, name in enumerate(names) if name == version.version]
+        if version.heldout_reward is not None:  # a version with no traffic yet starts at the end
+            starts.append(xs[0] if xs else len(names))
+            scores.append(version.heldout_reward)
         if not xs:
             continue
-        rolling = [
-            sum(rewards[max(xs[0], i - _ROLLING + 1) : i + 1])
-            / (i + 1 - max(xs[0], i - _ROLLING + 1))
-            for i in xs
-        ]
-        label = (
-            version.version
-            if version.algorithm is None
-            else f"{version.version} ({version.algorithm})"
-        )
+        begins = [max(xs[0], i - _ROLLING + 1) for i in xs]
+        rolling = [sum(rewards[b : i + 1]) / (i + 1 - b) for b, i in zip(begins, xs, strict=True)]
+        label = version.version + (f" ({version.algorithm})" if version.algorithm else "")
         axes.plot(xs, rolling, color=f"C{colour}", label=f"{label}: sampled, rolling {_ROLLING}")
-        if version.heldout_reward is not None:
-            axes.hlines(version.heldout_reward, xs[0], xs[-1], colors=f"C{colour}", linestyles="--")
+    if scores:
+        axes.step([*starts, len(names)], [*scores, scores[-1]], where="post", color="black",
+                  marker="o", markevery=list(range(len(scores))),
+                  label="held-out reward of the version in force (greedy)")  # fmt: skip
     axes.set_xlabel("episode (in the order they finished)")
     axes.set_ylabel("reward")
     axes.set_ylim(-0.02, 1.02)
-    axes.set_title("agent reward by version — dashed: held-out reward (greedy)")
-    axes.legend(loc="lower right", fontsize="small")
+    axes.set_title("the agent's reward, version by version")
+    axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -6,6 +6,8 @@ Routes (every error is OpenAI's ``{"error": {message, type, param, code}}`` with
   full-weight models.
 * ``POST /v1/chat/completions``: see :class:`fulmen.serving._protocol.ChatCompletionRequest`;
   JSON or server-sent events (``stream``).
+* ``POST /v1/completions``: text completions, see
+  :class:`fulmen.serving._protocol.CompletionRequest`; JSON or server-sent events.
 * ``POST /v1/load_lora_adapter`` ``{lora_name, lora_path}`` and
   ``POST /v1/unload_lora_adapter`` ``{lora_name}``: as vLLM (plain-text success messages).
 * ``POST /v1/load_model`` ``{model_name, model_path}`` and ``POST /v1/unload_model``
@@ -42,6 +44,7 @@ from fulmen.serving._protocol import (
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionRequest,
     Delta,
     LoadLoraAdapterRequest,
     LoadModelRequest,
@@ -55,6 +58,7 @@ from fulmen.serving._protocol import (
     sse,
     usage,
 )
+from fulmen.serving._text_completion import TextCompletionResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -75,6 +79,7 @@ def create_app(server: PolicyServer) -> Starlette:
         Route("/health", api.health, methods=["GET"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/load_lora_adapter", api.load_lora_adapter, methods=["POST"]),
         Route("/v1/unload_lora_adapter", api.unload_lora_adapter, methods=["POST"]),
         Route("/v1/load_model", api.load_model, methods=["POST"]),
@@ -177,6 +182,17 @@ class _Api:
         finally:
             generation.close()
         return JSONResponse(result)
+
+    @_openai_errors
+    async def completions(self, request: Request) -> Response:
+        body = parse(CompletionRequest, await request.body())
+        body.check()
+        start = functools.partial(self._server.start_text, body.model, body.prompt, body.sampling())
+        generation = await anyio.to_thread.run_sync(start)
+        response = TextCompletionResponse(body, generation)
+        if body.stream:
+            return StreamingResponse(_in_threads(response.chunks()), media_type="text/event-stream")
+        return JSONResponse(await anyio.to_thread.run_sync(response.whole))
 
 
 class _Completion:

@@ -30,7 +30,7 @@ from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError
 from fulmen.serving._sampling import SamplingParams, TokenLogprobs, choose_token, token_logprobs
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
     from types import TracebackType
 
     import torch
@@ -265,9 +265,24 @@ class PolicyServer:
             InvalidRequestError: the template rejects the messages, or prompt plus
                 ``max_tokens`` exceed the context length.
         """
+        return self._start(model, params, lambda v: self._encode(v, messages, tools), "messages")
+
+    def start_text(self, model: str, prompt: str, params: SamplingParams) -> Generation:
+        """Start generating after ``prompt`` as it is (a text completion: no chat template;
+        the tokenizer's special tokens, a BOS say, are added as vLLM does); as :meth:`start`
+        otherwise, its errors included."""
+        return self._start(model, params, lambda v: self._encode_text(v, prompt), "prompt")
+
+    def _start(
+        self,
+        model: str,
+        params: SamplingParams,
+        encode: Callable[[_Variant], list[int]],
+        what: Literal["messages", "prompt"],
+    ) -> Generation:
         variant = self._lease(model)
         try:
-            prompt = self._encode(variant, messages, tools)
+            prompt = encode(variant)
             limit = variant.info.max_model_len
             room = limit - len(prompt)
             wanted = params.max_tokens if params.max_tokens is not None else room
@@ -275,9 +290,9 @@ class PolicyServer:
                 raise InvalidRequestError(
                     f"This model's maximum context length is {limit} tokens. However, you "
                     f"requested {len(prompt) + max(wanted, 1)} tokens ({len(prompt)} in the "
-                    f"messages, {max(wanted, 1)} in the completion). Please reduce the length "
-                    "of the messages or completion.",
-                    param="max_tokens" if room > 0 else "messages",
+                    f"{what}, {max(wanted, 1)} in the completion). Please reduce the length "
+                    f"of the {what} or completion.",
+                    param="max_tokens" if room > 0 else what,
                 )
         except BaseException:
             self._release(variant)
@@ -321,6 +336,11 @@ class PolicyServer:
                 raise InvalidRequestError(f"the chat template rejects the messages: {exc}") from exc
             assert isinstance(text, str)
             ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _encode_text(self, variant: _Variant, prompt: str) -> list[int]:
+        with self._encode_lock:
+            ids: list[int] = variant.tokenizer(prompt)["input_ids"]
         return ids
 
     def _forward(

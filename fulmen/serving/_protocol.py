@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Literal, NotRequired, TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from fulmen.serving._errors import InvalidRequestError
 from fulmen.serving._sampling import SamplingParams
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_TOP_LOGPROBS",
     "ChatCompletionRequest",
+    "CompletionRequest",
     "LoadLoraAdapterRequest",
     "LoadModelRequest",
     "UnloadLoraAdapterRequest",
@@ -101,6 +102,15 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+def _non_empty_stops(stop: str | list[str]) -> str | list[str]:
+    if not all(stop if isinstance(stop, list) else [stop]):
+        raise ValueError("stop strings must not be empty")
+    return stop
+
+
+Stop = Annotated[str | list[str], AfterValidator(_non_empty_stops)]
+
+
 class ChatCompletionRequest(_Request):
     """``POST /v1/chat/completions``. Supported beyond ``model``/``messages``: ``max_tokens`` /
     ``max_completion_tokens`` (the latter wins), ``temperature`` (0 greedy), ``top_p``,
@@ -115,7 +125,7 @@ class ChatCompletionRequest(_Request):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: Stop | None = None
     n: int | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
@@ -129,13 +139,6 @@ class ChatCompletionRequest(_Request):
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
     response_format: dict[str, object] | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _non_empty_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        if stop is not None and not all(stop if isinstance(stop, list) else [stop]):
-            raise ValueError("stop strings must not be empty")
-        return stop
 
     def check(self) -> None:
         """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
@@ -188,6 +191,72 @@ class ChatCompletionRequest(_Request):
         if not self.tools or self.tool_choice == "none":
             return None
         return [tool.model_dump(exclude_none=True) for tool in self.tools]
+
+
+class CompletionRequest(_Request):
+    """``POST /v1/completions``: a text completion of ``prompt`` as it is (no chat template;
+    the tokenizer's special tokens are added, as vLLM does). Supported beyond
+    ``model``/``prompt``: ``max_tokens`` (OpenAI's default 16), ``temperature`` (0 greedy),
+    ``top_p``, ``seed``, ``stop``, ``n`` (1 only), ``logprobs`` (the number of alternatives
+    per token, the sampled token's logprob always), ``stream`` with
+    ``stream_options.include_usage``, and vLLM's ``return_token_ids``."""
+
+    model: str
+    prompt: Annotated[str, Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)] | None = 16
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    seed: int | None = None
+    stop: Stop | None = None
+    n: int | None = None
+    logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    return_token_ids: bool | None = None
+    # Accepted only at their neutral values, so that no request silently loses its meaning:
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+
+    def check(self) -> None:
+        """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
+        if self.n not in (None, 1):
+            raise InvalidRequestError(
+                "n must be 1: this server returns one choice per request", param="n"
+            )
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequestError(
+                "stream_options is only allowed when stream is true", param="stream_options"
+            )
+        unsupported = {
+            "echo": bool(self.echo),
+            "suffix": bool(self.suffix),
+            "best_of": self.best_of not in (None, 1),
+            "frequency_penalty": self.frequency_penalty not in (None, 0),
+            "presence_penalty": self.presence_penalty not in (None, 0),
+            "logit_bias": bool(self.logit_bias),
+        }
+        for param, used in unsupported.items():
+            if used:
+                raise InvalidRequestError(f"{param} is not supported by this server", param=param)
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=self.max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+            top_logprobs=self.logprobs or 0,
+        )
 
 
 class LoadLoraAdapterRequest(_Request):
@@ -306,6 +375,38 @@ class ChatCompletionChunk(TypedDict):
     prompt_token_ids: NotRequired[list[int]]
 
 
+class TextLogprobs(TypedDict):
+    """The legacy completions API's logprobs: per token its text, its logprob, the
+    alternatives asked for (token text → logprob) and where its text starts."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
+class TextChoice(TypedDict):
+    index: int
+    text: str
+    logprobs: TextLogprobs | None
+    finish_reason: FinishReason | None
+    token_ids: NotRequired[list[int]]
+    prompt_token_ids: NotRequired[list[int]]
+
+
+class TextCompletion(TypedDict):
+    """A ``text_completion`` object: the whole answer, or one stream chunk (then ``usage`` is
+    absent, or None but in the usage-only last chunk, as for chat)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[TextChoice]
+    usage: NotRequired[Usage | None]
+
+
 class ModelCard(TypedDict):
     id: str
     object: Literal["model"]
@@ -359,6 +460,30 @@ def logprobs_content(
         top = [entry(token_id, logprob) for token_id, logprob in step.logprobs.top]
         content.append({**chosen, "top_logprobs": top})
     return content
+
+
+def text_logprobs(
+    tokenizer: PreTrainedTokenizerBase, steps: Sequence[TokenStep], offset: int
+) -> TextLogprobs:
+    """The legacy logprobs of ``steps``, whose text starts at ``offset`` of the choice's
+    text; token texts are their own decodings (special tokens included), as vLLM's."""
+
+    def text(token_id: int) -> str:
+        return decode(tokenizer, [token_id], skip_special_tokens=False)
+
+    tokens = [text(step.token_id) for step in steps]
+    offsets: list[int] = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [step.logprobs.logprob for step in steps],
+        "top_logprobs": [
+            {text(token_id): logprob for token_id, logprob in step.logprobs.top} for step in steps
+        ],
+        "text_offset": offsets,
+    }
 
 
 def model_card(info: ModelInfo) -> ModelCard:

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
-import httpx
 import uuid_utils
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -50,11 +49,11 @@ from fulmen.producers.gateway._rollouts import (
 )
 from fulmen.producers.gateway._settings import GatewaySettings
 from fulmen.producers.gateway._upstream import (
+    UpstreamClient,
+    UpstreamError,
     forwarded_headers,
     gateway_error,
-    returned_headers,
     unreachable,
-    upstream_client,
     upstream_path,
 )
 from fulmen.producers.gateway._versions import AgentVersions
@@ -86,7 +85,7 @@ class Gateway:
             producer, self.versions, max_open=settings.max_open_rollouts
         )
         self._follower: VersionFollower | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
 
     def follow_versions(self, timeout_s: float) -> bool:
         """Start following the control topic; True once the versions already published are
@@ -115,11 +114,11 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._client = upstream_client(self.settings)
+        self._client = UpstreamClient(self.settings)
         try:
             yield
         finally:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def _health(self, request: Request) -> Response:
@@ -234,49 +233,48 @@ class Gateway:
 
     async def _send(self, request: Request, path: str, call: _Call) -> Response:
         assert self._client is not None, "the gateway app runs with its lifespan"
-        url = path if not request.url.query else f"{path}?{request.url.query}"
-        outgoing = self._client.build_request(
-            request.method,
-            url,
-            headers=forwarded_headers(request.headers.items()),
-            content=call.content,
-        )
         record = call.record
         try:
-            upstream = await self._client.send(outgoing, stream=True)
-        except httpx.HTTPError as exc:
+            upstream = await self._client.send(
+                request.method,
+                path,
+                request.url.query,
+                forwarded_headers(request.headers.items()),
+                call.content,
+            )
+        except UpstreamError as exc:
             self.stats.upstream_errors += 1
             answer = unreachable(exc)
             if record is not None:
                 record.status(answer.status_code)
-                record.finish(f"upstream unreachable: {exc!r}")
+                record.finish(f"upstream unreachable: {exc}")
             return answer
         if record is not None:
-            record.status(upstream.status_code)
-        headers = returned_headers(upstream.headers)
-        if upstream.status_code < 400 and _is_stream(upstream):
+            record.status(upstream.status)
+        headers = upstream.headers()
+        if upstream.status < 400 and upstream.is_stream:
             relay = Relay(
                 upstream, record, call.added, stats=self.stats, on_close=self._admission.leave
             )
-            return RelayResponse(relay, status_code=upstream.status_code, headers=headers)
+            return RelayResponse(relay, status_code=upstream.status, headers=headers)
         try:
-            content = await upstream.aread()
-        except httpx.HTTPError as exc:
+            content = await upstream.read()
+        except UpstreamError as exc:
             self.stats.upstream_errors += 1
             if record is not None:
-                record.finish(f"the upstream response broke: {exc!r}")
+                record.finish(str(exc))
             return unreachable(exc)
         finally:
-            await upstream.aclose()
-        if upstream.status_code >= 400:
+            upstream.close()
+        if upstream.status >= 400:
             self.stats.upstream_errors += 1
-            return _response(content, upstream.status_code, headers, record, None, error=True)
+            return _response(content, upstream.status, headers, record, None, error=True)
         parsed = _json_object(content) if record is not None or call.added.any else None
         if parsed is not None and call.added.any:
             stripped = strip(parsed, call.added, chunk=False)
             assert stripped is not None
             content = dumps_like(stripped, content)
-        return _response(content, upstream.status_code, headers, record, parsed, error=False)
+        return _response(content, upstream.status, headers, record, parsed, error=False)
 
 
 class _Call:
@@ -329,11 +327,6 @@ async def _finish(
 
 def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _is_stream(response: httpx.Response) -> bool:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.startswith("text/event-stream")
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

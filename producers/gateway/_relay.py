@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 
-import anyio
-import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -23,6 +21,7 @@ from fulmen.producers.gateway._admission import GatewayStats
 from fulmen.producers.gateway._record import CallRecord
 from fulmen.producers.gateway._rewrite import Added, dumps_like, strip
 from fulmen.producers.gateway._sse import DONE, SseDecoder, SseEvent
+from fulmen.producers.gateway._upstream import UpstreamError, UpstreamResponse
 
 
 class Relay:
@@ -30,7 +29,7 @@ class Relay:
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: UpstreamResponse,
         record: CallRecord | None,
         added: Added,
         *,
@@ -49,7 +48,7 @@ class Relay:
     async def chunks(self) -> AsyncIterator[bytes]:
         decoder = SseDecoder()
         try:
-            async for received in self._upstream.aiter_bytes():
+            async for received in self._upstream.chunks():
                 events = decoder.feed(received)
                 if not self._added.any:
                     for event in events:
@@ -59,8 +58,8 @@ class Relay:
                 relayed = b"".join(self._relayed(event) for event in events)
                 if relayed:
                     yield relayed
-        except httpx.HTTPError as exc:
-            self._error = f"the upstream stream broke: {exc!r}"
+        except UpstreamError as exc:
+            self._error = str(exc)
             self._stats.upstream_errors += 1
             raise
         if self._added.any and decoder.pending:
@@ -79,8 +78,7 @@ class Relay:
             if self._record is not None:
                 self._record.finish(self._error)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._upstream.aclose()
+            self._upstream.close()
             self._on_close()
 
     def _relayed(self, event: SseEvent) -> bytes:

@@ -1,14 +1,22 @@
-"""The one HTTP client to the upstream model server, and what passes between it and the
-agent: headers (hop-by-hop ones and the gateway's own removed), URLs, and the gateway's
-own error answers (OpenAI's error shape) when the upstream cannot be reached."""
+"""The one HTTP client to the upstream model server (aiohttp, the gateway's only import of
+it), and what passes between it and the agent: headers (hop-by-hop ones and the gateway's
+own removed), URLs, and the gateway's own error answers (OpenAI's error shape) when the
+upstream cannot be reached.
+
+aiohttp rather than httpx: its client costs a small fraction of httpx's CPU per request
+(measured on this project's machine, docs/gateway.md), and on a proxy that CPU is latency.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
 
-import httpx
+import aiohttp
 from starlette.responses import JSONResponse
+from yarl import URL
 
+from fulmen.errors import FulmenError
 from fulmen.producers.gateway._identity import FULMEN_HEADERS
 from fulmen.producers.gateway._settings import GatewaySettings
 
@@ -26,25 +34,122 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED = _HOP_BY_HOP | FULMEN_HEADERS | {"host", "content-length", "accept-encoding"}
-_NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding"}
+_NOT_RETURNED = frozenset(
+    name.encode() for name in _HOP_BY_HOP | {"content-length", "content-encoding"}
+)
+# aiohttp adds these unless told not to; the agent's own are forwarded instead.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
+_CLIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def upstream_client(settings: GatewaySettings) -> httpx.AsyncClient:
-    """A pooled client with bounded connections; responses are asked for uncompressed (the
-    gateway reads them, and relays them to the agent as they were)."""
-    connections = settings.upstream_connections
-    return httpx.AsyncClient(
-        base_url=settings.upstream_url.rstrip("/") + "/",
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=httpx.Timeout(
-            connect=settings.upstream_connect_timeout_s,
-            read=settings.upstream_read_timeout_s,
-            write=settings.upstream_read_timeout_s,
-            pool=settings.upstream_connect_timeout_s,
-        ),
-        headers={"accept-encoding": "identity"},
-        follow_redirects=False,
-    )
+class UpstreamError(FulmenError):
+    """The upstream could not be reached, broke the connection, or did not answer in time
+    (`timeout`); `str()` says which, with the client's own error."""
+
+    def __init__(self, message: str, *, timeout: bool) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class UpstreamResponse:
+    """An upstream answer whose status and headers have arrived; the body is read whole
+    (`read`) or relayed as it arrives (`chunks`). `close` releases the connection: back to
+    the pool once the body was read to its end, else closed."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def is_stream(self) -> bool:
+        """A server-sent event stream (a streamed completion)."""
+        content_type: str = self._response.headers.get("content-type", "")
+        return content_type.startswith("text/event-stream")
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers to give the agent (lower-case names, repeated ones included)."""
+        return [
+            (name.lower(), value)
+            for name, value in self._response.raw_headers
+            if name.lower() not in _NOT_RETURNED
+        ]
+
+    async def read(self) -> bytes:
+        """The whole body. Raises `UpstreamError` when the upstream breaks it off."""
+        try:
+            return await self._response.read()
+        except _CLIENT_ERRORS as exc:
+            raise _failure("the upstream response broke", exc) from exc
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each read as soon as it is there. Raises `UpstreamError`
+        when the upstream breaks the stream off or stalls beyond the read timeout."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except _CLIENT_ERRORS as exc:
+            raise _failure("the upstream stream broke", exc) from exc
+
+    def close(self) -> None:
+        self._response.release()
+
+
+class UpstreamClient:
+    """A pooled client with bounded connections, opened and closed on the serving event
+    loop (the gateway app's lifespan). Responses are asked for uncompressed (the gateway
+    reads them, and relays them to the agent as they were); redirects and cookies are the
+    agent's business, so neither is followed nor kept."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._base = settings.upstream_url.rstrip("/") + "/"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.upstream_connections),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                # connect covers the wait for a pooled connection too
+                connect=settings.upstream_connect_timeout_s,
+                sock_read=settings.upstream_read_timeout_s,
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            auto_decompress=False,
+        )
+
+    async def send(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> UpstreamResponse:
+        """Send a request to `path` (relative to the upstream's base URL) with the agent's
+        `query` string as it came; returns once the status and headers arrived.
+
+        Raises:
+            UpstreamError: the upstream cannot be reached or does not answer in time.
+        """
+        url = self._base + path + (f"?{query}" if query else "")
+        try:
+            response = await self._session.request(
+                method,
+                URL(url, encoded=True),
+                headers=[*headers, ("accept-encoding", "identity")],
+                data=body or None,
+                allow_redirects=False,
+            )
+        except _CLIENT_ERRORS as exc:
+            raise _failure("the upstream cannot be reached", exc) from exc
+        return UpstreamResponse(response)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _failure(what: str, exc: BaseException) -> UpstreamError:
+    # A read timeout is the upstream not answering in time; a connect timeout (or no free
+    # pooled connection in time) is the upstream not being reachable.
+    connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+    timeout = isinstance(exc, asyncio.TimeoutError) and not connecting
+    return UpstreamError(f"{what}: {exc!r}", timeout=timeout)
 
 
 def upstream_path(rest: str) -> str | None:
@@ -60,15 +165,6 @@ def forwarded_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str
     return [(name, value) for name, value in headers if name.lower() not in _NOT_FORWARDED]
 
 
-def returned_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers to give the agent, repeated ones included."""
-    return [
-        (name.lower(), value)
-        for name, value in headers.raw
-        if name.decode("latin-1").lower() not in _NOT_RETURNED
-    ]
-
-
 def gateway_error(
     status: int,
     message: str,
@@ -81,9 +177,8 @@ def gateway_error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def unreachable(exc: httpx.HTTPError) -> JSONResponse:
-    """502 when the upstream could not be reached or broke the connection, 504 when it did
-    not answer in time."""
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return gateway_error(504, f"the upstream did not answer in time: {exc!r}", code="timeout")
-    return gateway_error(502, f"the upstream cannot be reached: {exc!r}", code="bad_gateway")
+def unreachable(error: UpstreamError) -> JSONResponse:
+    """504 when the upstream did not answer in time, else 502."""
+    if error.timeout:
+        return gateway_error(504, str(error), code="timeout")
+    return gateway_error(502, str(error), code="bad_gateway")

@@ -20,10 +20,10 @@ from fulmen.store import LightningStore, StoreSettings
 def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
     settings = DemoSettings(
         out_dir=tmp_path / "demo", model=str(tiny_model_dir(tmp_path / "tiny", seed=3)),
-        task="tests.support.tasks:DigitTask", algo="sft", versions=2, tasks_per_window=6,
+        task="tests.support.tasks:DigitTask", algo="rl", versions=2, tasks_per_window=6,
         attempts_per_task=4, temperature=1.0, max_tokens=8, heldout_tasks=12,
-        train_env={"FULMEN_TRAIN_SFT__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_SFT__EPOCHS": "8",
-                   "FULMEN_TRAIN_SFT__BATCH_SIZE": "8", "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"},
+        train_env={"FULMEN_TRAIN_RL__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_RL__EPOCHS": "4",
+                   "FULMEN_TRAIN_RL__BATCH_SIZE": "16", "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"},
     )  # fmt: skip
     out = io.StringIO()
 
@@ -38,7 +38,7 @@ def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
     rows = summary["versions"]
     assert rows[0] == {"version": BASE, "algorithm": None, "episodes": 24,
                        "heldout_reward": first.metrics["heldout_reward_parent"]}  # fmt: skip
-    assert rows[1] == {"version": first.version, "algorithm": "sft", "episodes": 24,
+    assert rows[1] == {"version": first.version, "algorithm": "rl", "episodes": 24,
                        "heldout_reward": first.metrics["heldout_reward"]}  # fmt: skip
     assert rows[1]["heldout_reward"] >= rows[0]["heldout_reward"]
     assert [j["outcome"] for j in summary["jobs"]] == [first.outcome, second.outcome]

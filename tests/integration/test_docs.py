@@ -53,6 +53,23 @@ def test_otel_setup_in_producers_md() -> None:
     exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
 
 
+def test_extension_points_in_integrations_md(bus: InProcessBus) -> None:
+    credit, judge = python_blocks("integrations.md")
+    scope: dict[str, object] = {}
+    exec(compile(credit, "docs/integrations.md", "exec"), scope)
+    assert str(getattr(scope["credit"], "name", "")).startswith("length_penalty")
+    exec(compile(judge, "docs/integrations.md", "exec"), {})
+    assert fulmen.get_producer().flush(5)
+    codec = SingleObjectCodec()
+    rewards = [
+        codec.decode(m.value, topic="fulmen.rewards")
+        for m in bus.read("fulmen.rewards", 0, max_messages=10, timeout_s=0)
+    ]
+    assert [(r.name, r.source, r.value) for r in rewards if isinstance(r, Reward)] == [
+        ("judge", "judge", 0.8)
+    ]
+
+
 def test_store_example_in_store_md(tmp_path: Path) -> None:
     """Run in a process of its own: chDB opens one data directory per process."""
     import subprocess
@@ -71,3 +88,65 @@ def test_store_example_in_store_md(tmp_path: Path) -> None:
     assert name.startswith("window-")
     assert name.endswith(".parquet")
     assert rows == "0"
+
+
+def test_episode_example_in_concepts_md(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(python_blocks("concepts.md")[0], "docs/concepts.md", "exec"), {})
+    printed = re.search(r"prints\n\n```\n(.*?)```", (DOCS / "concepts.md").read_text(), re.DOTALL)
+    assert printed is not None
+    assert capsys.readouterr().out == printed[1]
+
+
+def test_embedded_agent_in_quickstart_md(tmp_path: Path) -> None:
+    """Run in a process of its own: chDB opens one data directory per process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with OpenAIServer() as server:
+        done = subprocess.run(
+            [sys.executable, "-c", python_blocks("quickstart.md")[0]],
+            cwd=tmp_path,
+            env={**os.environ, "OPENAI_BASE_URL": server.base_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.strip().replace("'", '"'))
+    assert rows == [{"episodes": 3, "reward": 1.0}]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
+def _without_code(text: str) -> str:
+    return re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))],
+    ids=lambda page: page.name,
+)
+def test_links_resolve(page: Path) -> None:
+    """Every relative link (and image) of a page names a file that exists, and every
+    `#anchor` a heading of the page it points to."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", _without_code(page.read_text())):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", _without_code(linked.read_text()), re.MULTILINE)
+            if anchor not in {_slug(h) for h in headings}:
+                broken.append(target)
+    assert broken == [], f"{page.name}: broken links {broken}"

@@ -76,3 +76,28 @@ def test_agent_events_become_episodes_triplets_and_dead_letters(
     assert len(completed) == 10
     assert all(isinstance(e, EpisodeCompleted) and e.revision == 0 for e in completed)
     assert {e.meta.agent_name for e in completed} == {"calc"}
+
+
+def test_two_runs_into_one_store_keep_both_runs_events(
+    new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    """Each run's bus starts at offset 0; its writes must not be taken for the other's."""
+    store = new_store()
+
+    @fulmen.rollout(task_id="1+1")
+    def agent() -> int:
+        fulmen.emit_reward(1.0)
+        return 2
+
+    for run in range(2):
+        bus = InProcessBus()
+        settings = FulmenSettings(producer={"spill_dir": tmp_path / str(run), "agent_name": "c"})
+        fulmen.configure(settings, bus=bus)
+        agent()
+        assert fulmen.get_producer().flush(5)
+        fulmen.shutdown()
+        EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=0.0)).finish()
+
+    assert _count(store, "rewards") == 2
+    assert _count(store, "rollouts") == 4
+    assert _count(store, "episodes") == 2

@@ -45,7 +45,13 @@ pytestmark = pytest.mark.integration
 MODEL = "tiny"
 MESSAGES: list[Any] = [{"role": "user", "content": "What is 3+4?"}]
 REQUEST: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 8, "temperature": 0}
-GENERATED = re.compile(rb'("id": ?"chatcmpl-[0-9a-f]+"|"created": ?\d+)')
+TEXT_REQUEST: dict[str, Any] = {
+    "model": MODEL,
+    "prompt": "3+4=",
+    "max_tokens": 8,
+    "temperature": 0,
+}
+GENERATED = re.compile(rb'("id": ?"(chat)?cmpl-[0-9a-f]+"|"created": ?\d+)')
 
 
 # -- the stack -----------------------------------------------------------------------------------
@@ -332,6 +338,56 @@ def test_raw_http_bytes_are_the_upstreams(
     assert_recorded(span, reference(upstream), rollout, streamed=stream)
 
 
+# -- text completions (/v1/completions) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_text_completions_are_answered_as_directly_and_recorded_with_token_ids(
+    upstream: Upstream, gateway: Running, stream: bool
+) -> None:
+    rollout = rollout_id()
+    body = TEXT_REQUEST | {"stream": stream}
+    direct = raw_post(f"{upstream.url}/completions", body)
+    via = raw_post(f"{gateway.rollout_url(rollout)}/completions", body)
+    assert comparable(via) == comparable(direct)
+    if stream:
+        streamed = list(client(gateway.rollout_url(rollout)).completions.create(**body))
+        assert "".join(c.choices[0].text for c in streamed if c.choices) == json_text(direct)
+    else:
+        answer = client(gateway.rollout_url(rollout)).completions.create(**body)
+        assert answer.choices[0].text == json_text(direct)
+        assert answer.choices[0].logprobs is None
+
+    expected = client(upstream.url).completions.create(
+        **TEXT_REQUEST, logprobs=0, extra_body={"return_token_ids": True}
+    )
+    choice = expected.choices[0].to_dict()
+    assert choice["prompt_token_ids"]
+    assert choice["token_ids"]
+    for span in llm_spans(gateway.events.of(rollout, 2)):
+        llm = span.llm
+        assert llm is not None
+        assert span.name == f"text_completion {MODEL}"
+        assert span.status.code == "OK"
+        assert llm.streamed is stream
+        assert json.loads(llm.output_messages)[0]["content"] == choice["text"]
+        assert llm.prompt_token_ids == choice["prompt_token_ids"]
+        assert llm.response_token_ids == choice["token_ids"]
+        assert llm.response_logprobs == pytest.approx(choice["logprobs"]["token_logprobs"])
+        assert llm.output_tokens == len(choice["token_ids"])
+
+
+def json_text(response: httpx.Response) -> str:
+    """The text of a text completion answered as JSON or as server-sent events."""
+    if response.headers["content-type"].startswith("application/json"):
+        text: str = response.json()["choices"][0]["text"]
+        return text
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    return "".join(
+        choice["text"] for e in events if e != "[DONE]" for choice in json.loads(e)["choices"]
+    )
+
+
 def test_tool_calls_are_relayed_and_recorded(gateway: Running, start_gateway: Start) -> None:
     """Tool-call deltas of a vLLM-shaped server (the policy server has no tool parser)."""
     tools = [{"type": "function", "function": {"name": TOOL_NAME, "parameters": {}}}]
@@ -450,6 +506,30 @@ def test_unreachable_upstream_is_a_502_and_recorded(start_gateway: Start) -> Non
     assert span.status.code == "ERROR"
     assert span.status.message.startswith("upstream unreachable")
     assert running.stats()["gateway"]["upstream_errors"] == 1
+
+
+def test_silent_upstream_is_a_504_and_recorded(start_gateway: Start) -> None:
+    with socket_that_never_answers() as port:
+        running = start_gateway(
+            upstream_url=f"http://127.0.0.1:{port}/v1", upstream_read_timeout_s=0.5
+        )
+        rollout = rollout_id()
+        response = raw_post(f"{running.rollout_url(rollout)}/chat/completions", REQUEST)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "timeout"
+    (span,) = llm_spans(running.events.of(rollout, 1))
+    assert span.status.code == "ERROR"
+    assert span.status.message.startswith("upstream unreachable")
+    assert running.stats()["gateway"]["upstream_errors"] == 1
+
+
+@contextlib.contextmanager
+def socket_that_never_answers() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -131,6 +131,40 @@ def test_content_token_ids_and_logprobs_agree(stack: Stack) -> None:
     assert response.object == "chat.completion"
 
 
+def test_text_completions_stream_as_they_answer_with_the_raw_model_s_logprobs(
+    stack: Stack,
+) -> None:
+    request: dict[str, object] = {
+        "model": BASE,
+        "prompt": "3+4=",
+        "max_tokens": 6,
+        "temperature": 0,
+        "logprobs": 2,
+        "extra_body": TOKEN_IDS,
+    }
+    whole = stack.client.completions.create(**request).to_dict()
+    chunks = [c.to_dict() for c in stack.client.completions.create(**request, stream=True)]
+
+    (choice,) = whole["choices"]
+    _, tok = load_policy(stack.base_dir)
+    prompt, ids = choice["prompt_token_ids"], choice["token_ids"]
+    assert prompt == tok("3+4=")["input_ids"]
+    assert choice["text"] == tok.decode(ids, skip_special_tokens=True)
+    logprobs = choice["logprobs"]
+    assert logprobs["tokens"] == [tok.decode([i]) for i in ids]
+    assert all(len(top) <= 2 for top in logprobs["top_logprobs"])
+    expected = forward_logprobs(stack.base_dir, prompt, ids)
+    chosen = expected[torch.arange(len(ids)), torch.tensor(ids)]
+    assert logprobs["token_logprobs"] == pytest.approx(chosen.tolist(), abs=1e-4)
+    assert whole["object"] == "text_completion"
+    assert whole["usage"]["completion_tokens"] == len(ids) == 6
+    streamed = [c["choices"][0] for c in chunks if c["choices"]]
+    assert "".join(c["text"] for c in streamed) == choice["text"]
+    assert [i for c in streamed for i in c["token_ids"]] == ids
+    assert streamed[0]["prompt_token_ids"] == prompt
+    assert streamed[-1]["finish_reason"] == choice["finish_reason"] == "length"
+
+
 def test_greedy_is_deterministic(stack: Stack) -> None:
     first, second = complete(stack), complete(stack)
     assert token_ids(first) == token_ids(second)

@@ -1,0 +1,50 @@
+"""Naming a credit assigner in settings: a built-in name or the import path of your own.
+
+`FULMEN_WORKER_CREDIT` (the Faust worker) and `EmbeddedRunner(policy=AssemblyPolicy(credit=
+load_credit_assigner(...)))` (the embedded default) take the same names:
+
+- `final`, `discounted` (with `gamma`), `per_call`: Fulmen's own;
+- `module:attribute`: a `CreditAssigner` instance, or a class or factory that returns one
+  when called without arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from fulmen.errors import FulmenError
+from fulmen.streams._credit import CreditAssigner, DiscountedReturn, FinalReward, PerCallReward
+
+
+class CreditLoadError(FulmenError):
+    """A credit setting that names neither a built-in assigner nor a `CreditAssigner`."""
+
+
+def load_credit_assigner(name: str, *, gamma: float = 0.95) -> CreditAssigner:
+    """The assigner `name` designates (see the module docstring)."""
+    if name == "final":
+        return FinalReward()
+    if name == "discounted":
+        return DiscountedReturn(gamma=gamma)
+    if name == "per_call":
+        return PerCallReward()
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise CreditLoadError(
+            f"credit {name!r} is not final, discounted, per_call or a module:attribute path"
+        )
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise CreditLoadError(f"cannot import credit assigner {name!r}: {exc}") from exc
+    if isinstance(target, CreditAssigner):
+        return target
+    if not callable(target):
+        raise CreditLoadError(f"{name!r} is {type(target).__name__}, not a CreditAssigner")
+    try:
+        assigner = target()
+    except TypeError as exc:  # a class or factory that needs arguments
+        raise CreditLoadError(f"{name!r} cannot be called without arguments: {exc}") from exc
+    if not isinstance(assigner, CreditAssigner):
+        raise CreditLoadError(f"{name!r} gave {type(assigner).__name__}, not a CreditAssigner")
+    return assigner
