@@ -12,17 +12,27 @@ are captured on their own (with token ids and logprobs when the server returns t
 
 The model it asks for is the version in force (`fulmen.resources().model_name`), so a
 version published by a trainer is used from the next call on, without a restart.
+
+Run as a program, it works forever (or `--rollouts` times) against a policy server, its
+events going where the `FULMEN_*` environment says (`fulmen up` runs it so, on Kafka)::
+
+    FULMEN_TRANSPORT=kafka python -m examples.openai_calculator --base-url http://127.0.0.1:8000/v1
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import itertools
+import signal
+import threading
+from collections.abc import Sequence
 
 import openai
 
 import fulmen
+from fulmen.tasks import AgentTask, TaskCase, load_task
 from fulmen.tasks.calculator import evaluate_expression, parse_tool_call
-from fulmen.trainers import AgentTask, TaskCase
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """What the agent asks for before any version is published: the base model, by the name
@@ -63,3 +73,47 @@ def solve(
             answer = calculator(expression)
     fulmen.emit_reward(task.reward(case.task_id, text))
     return answer
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The agent's loop: batches of training cases of `--task`, each tried `--attempts`
+    times, until `--rollouts` ran (0: until SIGINT/SIGTERM, which end it after the rollout
+    in progress). A failed call (say, a version the server has not loaded yet) is reported
+    and the loop goes on; every event is flushed before it returns."""
+    parser = argparse.ArgumentParser(prog="python -m examples.openai_calculator")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--task", default="fulmen.tasks:CalculatorTask", help="module:attribute")
+    parser.add_argument("--rollouts", type=int, default=0, help="0: until stopped")
+    parser.add_argument("--tasks", type=int, default=32, help="Cases per batch.")
+    parser.add_argument("--attempts", type=int, default=4, help="Attempts per case.")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--max-tokens", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0, help="Cases and samples derive from it.")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    task = load_task(args.task)
+    client = openai.OpenAI(base_url=args.base_url, api_key="local")
+    done = 0
+    for batch in itertools.count():
+        cases = task.training(args.tasks, seed=args.seed * 100_000 + batch)
+        for case in (c for c in cases for _ in range(args.attempts)):
+            if stop.is_set() or (args.rollouts and done >= args.rollouts):
+                fulmen.shutdown()
+                print(f"{done} rollouts; stopped", flush=True)
+                return
+            try:
+                solve(client, task, case, temperature=args.temperature,
+                      max_tokens=args.max_tokens, seed=args.seed * 1_000_000 + done)  # fmt: skip
+            except openai.APIError as exc:  # recorded as a failed rollout; go on
+                print(f"rollout {done} failed: {exc}", flush=True)
+                stop.wait(1.0)
+            done += 1
+        model = fulmen.resources().model_name or DEFAULT_MODEL
+        print(f"{done} rollouts; asking for {model}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,37 @@ def demo(
     )
 
 
+@app.command("up")
+def up_command(
+    fresh: bool = typer.Option(False, help="Delete what an earlier run left first."),
+    model: str | None = typer.Option(None, help='"smollm2" or a Hugging Face model directory.'),
+    algo: str | None = typer.Option(None, help="rl | sft | apo | module:Class of an Algorithm"),
+    agents: int | None = typer.Option(None, min=1, help="Agent processes."),
+) -> None:
+    """Run the whole loop as separate processes on a local Kafka broker: the broker, the
+    store server, a stream worker, the policy server, the scheduler (its trainer jobs
+    publish on the control topic) and agents. Logs in `.fulmen/up/logs/`; Ctrl-C stops
+    everything. Other settings: `FULMEN_UP_*` (ports, task, window size, …)."""
+    import signal
+    import threading
+
+    from rich.console import Console
+
+    from fulmen.up import UpError, UpSettings, run_up
+
+    given = {"model": model, "algo": algo, "agents": agents}
+    settings = UpSettings.model_validate({k: v for k, v in given.items() if v is not None})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        code = run_up(settings, stop, console=Console(), fresh=fresh)
+    except UpError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
+
+
 @kafka_app.command("jars")
 def kafka_jars() -> None:
     """Fetch Kafka's jars from Maven Central into the cache (once)."""

@@ -9,6 +9,7 @@ An algorithm is an `Algorithm` subclass (`ModelAlgorithm` for LoRA-trained model
 write `train_policy`); `algo="mypackage.module:MyAlgorithm"` runs one of your own.
 """
 
+from fulmen.tasks._task import AgentTask, TaskCase, TaskLoadError, load_task
 from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
 from fulmen.trainers._algorithms import AlgorithmLoadError, load_algorithm
 from fulmen.trainers._apo import (
@@ -39,7 +40,6 @@ from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._settings import TrainSettings
 from fulmen.trainers._sft import SftSettings, train_sft
-from fulmen.trainers._task import AgentTask, TaskCase, TaskLoadError, load_task
 from fulmen.trainers._window import LoggedCall, Window, best_episodes, load_window, read_window
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Protocol
 from pydantic import SecretStr
 from rich.progress import Progress
 
-from fulmen.trainers._task import AgentTask, TaskCase
+from fulmen.tasks._task import AgentTask, TaskCase
 from fulmen.trainers._window import Window
 
 

@@ -7,13 +7,13 @@ from rich.progress import Progress
 from fulmen.errors import FulmenError
 from fulmen.producers import version_meta
 from fulmen.schemas import VersionEvent
+from fulmen.tasks._task import load_task
 from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
 from fulmen.trainers._apo import optimize_prompt, score_template, system_prompt
 from fulmen.trainers._chat import ChatEndpoint
 from fulmen.trainers._gate import GateDecision, decide
 from fulmen.trainers._lineage import prompt_in_force
 from fulmen.trainers._model_algorithms import PROGRESS_COLUMNS
-from fulmen.trainers._task import load_task
 
 
 class Apo(Algorithm):

@@ -10,8 +10,8 @@ from peft import PeftModel
 from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase
 
+from fulmen.tasks._task import AgentTask, TaskCase
 from fulmen.trainers._generate import generate
-from fulmen.trainers._task import AgentTask, TaskCase
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ from fulmen.errors import FulmenError
 from fulmen.models import base_model_dir
 from fulmen.producers import version_meta
 from fulmen.schemas import VersionEvent
+from fulmen.tasks._task import load_task
 from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
 from fulmen.trainers._gate import decide, evaluate_with_progress
 from fulmen.trainers._lineage import Lineage, PublishedVersion
 from fulmen.trainers._policy import trainable_policy
 from fulmen.trainers._rl import rl_samples, train_rl
 from fulmen.trainers._sft import train_sft
-from fulmen.trainers._task import load_task
 from fulmen.trainers._window import best_episodes
 
 PROGRESS_COLUMNS = (

@@ -127,9 +127,9 @@ class KafkaBroker:
       ``data_dir`` already holds a broker from an earlier run, its controller port is reused
       (``format --standalone`` records it as the voter endpoint in the metadata log).
     * ``data_dir``: holds ``server.properties``, the Kafka log dir (``data/``), the JVM output
-      (``broker.log``). When ``None``, a temporary directory is created and deleted again when
-      the context manager exits (not by :meth:`stop`, so a stopped broker can be started again
-      with its data).
+      (``broker.log``, or ``log_path`` when given). When ``None``, a temporary directory is
+      created and deleted again when the context manager exits (not by :meth:`stop`, so a
+      stopped broker can be started again with its data).
     * :meth:`start` formats storage only when the log dir is not formatted yet, so
       stop/start (or :meth:`restart`) on the same instance keeps topics and messages.
     * The JVM runs in its own process group (so a terminal's Ctrl-C does not reach it) with
@@ -143,6 +143,7 @@ class KafkaBroker:
         port: int | None = None,
         controller_port: int | None = None,
         data_dir: Path | None = None,
+        log_path: Path | None = None,
     ) -> None:
         self._owns_data_dir = data_dir is None
         self._data_dir = (
@@ -158,6 +159,7 @@ class KafkaBroker:
         self._controller_port = controller_port if controller_port is not None else next(picked)
         if self._port == self._controller_port:
             raise KafkaBrokerError(f"port and controller_port are both {self._port}")
+        self._log_path = log_path if log_path is not None else self._data_dir / "broker.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
 
@@ -185,8 +187,8 @@ class KafkaBroker:
 
     @property
     def log_path(self) -> Path:
-        """The file that receives the broker JVM's stdout and stderr."""
-        return self._data_dir / "broker.log"
+        """The file that receives the broker JVM's stdout and stderr (appended)."""
+        return self._log_path
 
     @property
     def pid(self) -> int | None:
@@ -194,6 +196,12 @@ class KafkaBroker:
         if self._process is None or self._process.poll() is not None:
             return None
         return self._process.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The JVM's exit code once the broker started by this instance has died on its
+        own, else ``None`` (running, stopped by :meth:`stop`, or never started)."""
+        return None if self._process is None else self._process.poll()
 
     @property
     def running(self) -> bool:
@@ -291,6 +299,7 @@ class KafkaBroker:
             if not _port_is_free(port):
                 raise KafkaBrokerError(f"{name} {port} on 127.0.0.1 is already in use")
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         self._format_storage(config, deadline)
         command = _java_command(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fulmen.trainers._task import AgentTask, TaskCase
+from fulmen.tasks._task import AgentTask, TaskCase
 
 SYSTEM_PROMPT = (
     "You solve arithmetic word problems with a calculator tool. Reply with exactly one JSON "

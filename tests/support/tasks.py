@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fulmen.trainers import AgentTask, TaskCase
+from fulmen.tasks import AgentTask, TaskCase
 
 
 def _case(index: int, split: str) -> TaskCase:

@@ -2,7 +2,9 @@
 evaluates on, the messages the agent sends for each, and the agent's programmatic reward.
 
 A trainer never runs the agent's code; it replays the agent's prompt for a task against a
-candidate policy and scores the completion the way the agent would.
+candidate policy and scores the completion the way the agent would. It lives here, light
+(no torch), so that agents import it without the training stack; `fulmen.trainers`
+exports it too.
 """
 
 from __future__ import annotations
