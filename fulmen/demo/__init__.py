@@ -24,6 +24,7 @@ from fulmen.demo._report import (
     write_summary,
 )
 from fulmen.demo._settings import DemoSettings
+from fulmen.store import StoreSettings
 
 __all__ = [
     "BASE",
@@ -52,7 +53,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoResu
     console = console or Console()
     out = settings.out_dir
     fresh_out_dir(out)
-    with served_store(out) as (store, url):
+    with served_store(settings.store or StoreSettings(path=out / "store")) as (store, url):
         record = DemoLoop(settings, store, url, console).run()
         versions = summarize(record, store, agent=settings.agent_name, algo=settings.algo)
         summary, plot = out / "summary.json", out / "reward.png"

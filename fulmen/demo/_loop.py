@@ -115,6 +115,7 @@ class DemoLoop:
         out = self.settings.out_dir.resolve()
         return {
             "FULMEN_STORE__URL": store_url,
+            "FULMEN_STORE__DATABASE": self.store.settings.database,
             "FULMEN_TRANSPORT": "inprocess",
             "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
             "FULMEN_TRAIN_TASK": self.settings.task,
@@ -248,9 +249,9 @@ def fresh_out_dir(out_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def served_store(out_dir: Path) -> Iterator[tuple[LightningStore, str]]:
-    """The demo's chDB store under `out_dir`, served to the trainer jobs."""
-    with shared_store(StoreSettings(path=out_dir / "store")) as reachable:
+def served_store(settings: StoreSettings) -> Iterator[tuple[LightningStore, str]]:
+    """The demo's chDB store, served to the trainer jobs."""
+    with shared_store(settings) as reachable:
         assert reachable.url is not None
         store = LightningStore(reachable)
         try:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from fulmen.store import StoreSettings
+
 
 class DemoSettings(BaseModel):
     """The demo loop's sizes. The defaults run SmolLM2-135M-Instruct on the calculator task
@@ -15,6 +17,9 @@ class DemoSettings(BaseModel):
 
     out_dir: Path = Path(".fulmen/demo")
     """The store, the job logs, the artifacts, `summary.json` and `reward.png` go here."""
+    store: StoreSettings | None = None
+    """The embedded store to fill; None: chDB under `out_dir/store` (cleared first). One
+    process holds one chDB engine, so a process that has one already passes its path."""
     model: str = "smollm2"
     """`smollm2` (packaged SmolLM2-135M-Instruct) or a Hugging Face model directory."""
     task: str = "fulmen.tasks:CalculatorTask"

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from fulmen.demo import BASE, DemoSettings, run_demo
 from fulmen.models import tiny_model_dir
-from fulmen.store import LightningStore, StoreSettings
+from fulmen.store import LightningStore
 
 
-def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
+def test_the_demo_loop_trains_swaps_and_reports(
+    tmp_path: Path, new_store: Callable[[], LightningStore]
+) -> None:
+    store = new_store()  # the session's chDB engine: one process holds one
     settings = DemoSettings(
-        out_dir=tmp_path / "demo", model=str(tiny_model_dir(tmp_path / "tiny", seed=3)),
+        out_dir=tmp_path / "demo", store=store.settings,
+        model=str(tiny_model_dir(tmp_path / "tiny", seed=3)),
         task="tests.support.tasks:DigitTask", algo="rl", versions=2, tasks_per_window=6,
         attempts_per_task=4, temperature=1.0, max_tokens=8, heldout_tasks=12,
         train_env={"FULMEN_TRAIN_RL__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_RL__EPOCHS": "4",
@@ -45,7 +50,6 @@ def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "held-out reward by version" in out.getvalue()
 
-    store = LightningStore(StoreSettings(path=settings.out_dir / "store"))
     db = store.settings.database
     counts = store.sql(
         f"SELECT (SELECT count() FROM {db}.rewards) AS rewards, "
@@ -62,4 +66,3 @@ def test_the_demo_loop_trains_swaps_and_reports(tmp_path: Path) -> None:
         {"v": first.version},
     ).to_pylist()
     assert swapped == [{"request_model": published["model_name"], "model_version": first.version}]
-    store.close()
