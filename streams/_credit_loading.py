@@ -10,8 +10,7 @@ load_credit_assigner(...)))` (the embedded default) take the same names:
 
 from __future__ import annotations
 
-import importlib
-
+from fulmen._import_path import import_attribute
 from fulmen.errors import FulmenError
 from fulmen.streams._credit import CreditAssigner, DiscountedReturn, FinalReward, PerCallReward
 
@@ -28,14 +27,13 @@ def load_credit_assigner(name: str, *, gamma: float = 0.95) -> CreditAssigner:
         return DiscountedReturn(gamma=gamma)
     if name == "per_call":
         return PerCallReward()
-    module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
+    try:
+        target = import_attribute(name)
+    except ValueError:
         raise CreditLoadError(
             f"credit {name!r} is not final, discounted, per_call or a module:attribute path"
-        )
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
+        ) from None
+    except ImportError as exc:
         raise CreditLoadError(f"cannot import credit assigner {name!r}: {exc}") from exc
     if isinstance(target, CreditAssigner):
         return target

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from fulmen._import_path import import_attribute
 from fulmen.errors import FulmenError
 from fulmen.trainers._algorithm import Algorithm
 from fulmen.trainers._apo_algorithm import Apo
@@ -21,14 +20,13 @@ def load_algorithm(name: str) -> type[Algorithm]:
     `module:Class` names."""
     if name in BUILTIN:
         return BUILTIN[name]
-    module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
+    try:
+        target = import_attribute(name)
+    except ValueError:
         raise AlgorithmLoadError(
             f"algorithm {name!r} is neither one of {', '.join(BUILTIN)} nor module:Class"
-        )
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
+        ) from None
+    except ImportError as exc:
         raise AlgorithmLoadError(f"cannot import algorithm {name!r}: {exc}") from exc
     if not (isinstance(target, type) and issubclass(target, Algorithm)):
         raise AlgorithmLoadError(f"{name!r} is not a subclass of fulmen.trainers.Algorithm")

@@ -9,11 +9,11 @@ exports it too.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fulmen._import_path import import_attribute
 from fulmen.errors import FulmenError
 
 
@@ -51,12 +51,11 @@ class AgentTask(ABC):
 def load_task(path: str) -> AgentTask:
     """Import `module:attribute`, which must be an `AgentTask` instance or a class or
     factory returning one when called without arguments."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise TaskLoadError(f"task path {path!r} is not of the form module:attribute")
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
+        target = import_attribute(path)
+    except ValueError:
+        raise TaskLoadError(f"task path {path!r} is not of the form module:attribute") from None
+    except ImportError as exc:
         raise TaskLoadError(f"cannot import task {path!r}: {exc}") from exc
     task = target() if callable(target) and not isinstance(target, AgentTask) else target
     if not isinstance(task, AgentTask):
