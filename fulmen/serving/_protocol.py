@@ -111,69 +111,88 @@ def _non_empty_stops(stop: str | list[str]) -> str | list[str]:
 Stop = Annotated[str | list[str], AfterValidator(_non_empty_stops)]
 
 
-class ChatCompletionRequest(_Request):
-    """``POST /v1/chat/completions``. Supported beyond ``model``/``messages``: ``max_tokens`` /
-    ``max_completion_tokens`` (the latter wins), ``temperature`` (0 greedy), ``top_p``,
-    ``seed``, ``stop``, ``n`` (1 only), ``logprobs``/``top_logprobs``, ``stream`` with
-    ``stream_options.include_usage``, ``tools`` (rendered by the chat template; no tool-call
-    parsing: calls come back as text), and vLLM's ``return_token_ids``."""
+class _GenerationRequest(_Request):
+    """What chat and text completion requests share: sampling, stops, streaming, vLLM's
+    ``return_token_ids``, and the penalties accepted only at their neutral values."""
 
     model: str
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     seed: int | None = None
     stop: Stop | None = None
     n: int | None = None
-    logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[Tool] | None = None
-    tool_choice: str | dict[str, object] | None = None
     return_token_ids: bool | None = None
     # Accepted only at their neutral values, so that no request silently loses its meaning:
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    response_format: dict[str, object] | None = None
-
-    def check(self) -> None:
-        """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
-        if self.n not in (None, 1):
-            raise InvalidRequestError(
-                "n must be 1: this server returns one choice per request", param="n"
-            )
-        if self.top_logprobs and not self.logprobs:
-            raise InvalidRequestError(
-                "top_logprobs requires logprobs to be true", param="top_logprobs"
-            )
-        if self.stream_options is not None and not self.stream:
-            raise InvalidRequestError(
-                "stream_options is only allowed when stream is true", param="stream_options"
-            )
-        if self.tool_choice not in (None, "none", "auto"):
-            raise InvalidRequestError(
-                "tool_choice must be 'auto' or 'none': forced tool calls are not supported",
-                param="tool_choice",
-            )
-        unsupported = {
-            "frequency_penalty": self.frequency_penalty not in (None, 0),
-            "presence_penalty": self.presence_penalty not in (None, 0),
-            "logit_bias": bool(self.logit_bias),
-            "response_format": self.response_format not in (None, {"type": "text"}),
-        }
-        for param, used in unsupported.items():
-            if used:
-                raise InvalidRequestError(f"{param} is not supported by this server", param=param)
 
     @property
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def _check_n(self) -> None:
+        if self.n not in (None, 1):
+            raise InvalidRequestError(
+                "n must be 1: this server returns one choice per request", param="n"
+            )
+
+    def _check_stream_options(self) -> None:
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequestError(
+                "stream_options is only allowed when stream is true", param="stream_options"
+            )
+
+    def _penalties_used(self) -> dict[str, bool]:
+        return {
+            "frequency_penalty": self.frequency_penalty not in (None, 0),
+            "presence_penalty": self.presence_penalty not in (None, 0),
+            "logit_bias": bool(self.logit_bias),
+        }
+
+    @staticmethod
+    def _refuse(used: dict[str, bool]) -> None:
+        for param, is_used in used.items():
+            if is_used:
+                raise InvalidRequestError(f"{param} is not supported by this server", param=param)
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    """``POST /v1/chat/completions``. Supported beyond ``model``/``messages``: ``max_tokens`` /
+    ``max_completion_tokens`` (the latter wins), ``temperature`` (0 greedy), ``top_p``,
+    ``seed``, ``stop``, ``n`` (1 only), ``logprobs``/``top_logprobs``, ``stream`` with
+    ``stream_options.include_usage``, ``tools`` (rendered by the chat template; no tool-call
+    parsing: calls come back as text), and vLLM's ``return_token_ids``."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, object] | None = None
+    response_format: dict[str, object] | None = None
+    """Accepted only as ``{"type": "text"}``."""
+
+    def check(self) -> None:
+        """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
+        self._check_n()
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError(
+                "top_logprobs requires logprobs to be true", param="top_logprobs"
+            )
+        self._check_stream_options()
+        if self.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequestError(
+                "tool_choice must be 'auto' or 'none': forced tool calls are not supported",
+                param="tool_choice",
+            )
+        format_used = self.response_format not in (None, {"type": "text"})
+        self._refuse({**self._penalties_used(), "response_format": format_used})
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -193,7 +212,7 @@ class ChatCompletionRequest(_Request):
         return [tool.model_dump(exclude_none=True) for tool in self.tools]
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(_GenerationRequest):
     """``POST /v1/completions``: a text completion of ``prompt`` as it is (no chat template;
     the tokenizer's special tokens are added, as vLLM does). Supported beyond
     ``model``/``prompt``: ``max_tokens`` (OpenAI's default 16), ``temperature`` (0 greedy),
@@ -201,53 +220,22 @@ class CompletionRequest(_Request):
     per token, the sampled token's logprob always), ``stream`` with
     ``stream_options.include_usage``, and vLLM's ``return_token_ids``."""
 
-    model: str
     prompt: Annotated[str, Field(min_length=1)]
     max_tokens: Annotated[int, Field(ge=1)] | None = 16
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    seed: int | None = None
-    stop: Stop | None = None
-    n: int | None = None
     logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    return_token_ids: bool | None = None
     # Accepted only at their neutral values, so that no request silently loses its meaning:
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
 
     def check(self) -> None:
         """Refuse what validates as JSON but is not served here (OpenAI's 400s)."""
-        if self.n not in (None, 1):
-            raise InvalidRequestError(
-                "n must be 1: this server returns one choice per request", param="n"
-            )
-        if self.stream_options is not None and not self.stream:
-            raise InvalidRequestError(
-                "stream_options is only allowed when stream is true", param="stream_options"
-            )
-        unsupported = {
-            "echo": bool(self.echo),
-            "suffix": bool(self.suffix),
-            "best_of": self.best_of not in (None, 1),
-            "frequency_penalty": self.frequency_penalty not in (None, 0),
-            "presence_penalty": self.presence_penalty not in (None, 0),
-            "logit_bias": bool(self.logit_bias),
-        }
-        for param, used in unsupported.items():
-            if used:
-                raise InvalidRequestError(f"{param} is not supported by this server", param=param)
-
-    @property
-    def stops(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        self._check_n()
+        self._check_stream_options()
+        self._refuse(
+            {"echo": bool(self.echo), "suffix": bool(self.suffix),
+             "best_of": self.best_of not in (None, 1), **self._penalties_used()}
+        )  # fmt: skip
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
