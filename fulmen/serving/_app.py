@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from fulmen.serving._completion import pieces
+from fulmen.serving._completion import pieces, whole
 from fulmen.serving._errors import ServingError
 from fulmen.serving._protocol import (
     SSE_DONE,
@@ -207,20 +207,13 @@ class _Completion:
     def whole(self) -> ChatCompletion:
         """Generate to the end; the ``chat.completion`` object."""
         chat, generation = self._chat, self._generation
-        texts: list[str] = []
-        steps: list[TokenStep] = []
-        finish: FinishReason = "length"
-        for piece in pieces(generation, chat.stops):
-            texts.append(piece.text)
-            if piece.step is not None:
-                steps.append(piece.step)
-            if piece.finish_reason is not None:
-                finish = piece.finish_reason
+        done = whole(generation, chat.stops)
+        steps = done.steps
         choice: Choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": "".join(texts), "refusal": None},
+            "message": {"role": "assistant", "content": done.text, "refusal": None},
             "logprobs": self._logprobs(steps),
-            "finish_reason": finish,
+            "finish_reason": done.finish_reason,
         }
         if chat.return_token_ids:
             choice["token_ids"] = [step.token_id for step in steps]

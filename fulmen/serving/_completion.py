@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from fulmen.serving._policy import FinishReason, Generation, TokenStep
 
-__all__ = ["Piece", "pieces"]
+__all__ = ["Piece", "Whole", "pieces", "whole"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,26 @@ def pieces(generation: Generation, stop: Sequence[str] = ()) -> Iterator[Piece]:
             yield Piece("", finish_reason="stop")
             return
     yield Piece(text.flush(), finish_reason=generation.finish_reason or "length")
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """A generation run to its end: the choice's text, its sampled tokens, why it ended."""
+
+    text: str
+    steps: list[TokenStep]
+    finish_reason: FinishReason
+
+
+def whole(generation: Generation, stop: Sequence[str] = ()) -> Whole:
+    """All of :func:`pieces`, gathered: the non-streaming response of either endpoint."""
+    texts: list[str] = []
+    steps: list[TokenStep] = []
+    finish: FinishReason = "length"
+    for piece in pieces(generation, stop):
+        texts.append(piece.text)
+        if piece.step is not None:
+            steps.append(piece.step)
+        if piece.finish_reason is not None:
+            finish = piece.finish_reason
+    return Whole("".join(texts), steps, finish)

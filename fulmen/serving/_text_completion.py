@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from fulmen.serving._completion import pieces
+from fulmen.serving._completion import pieces, whole
 from fulmen.serving._errors import ServingError
 from fulmen.serving._protocol import (
     SSE_DONE,
@@ -48,21 +48,13 @@ class TextCompletionResponse:
 
     def whole(self) -> TextCompletion:
         """Generate to the end; the ``text_completion`` object."""
-        texts: list[str] = []
-        steps: list[TokenStep] = []
-        finish: FinishReason = "length"
         try:
-            for piece in pieces(self._generation, self._request.stops):
-                texts.append(piece.text)
-                if piece.step is not None:
-                    steps.append(piece.step)
-                if piece.finish_reason is not None:
-                    finish = piece.finish_reason
+            done = whole(self._generation, self._request.stops)
         finally:
             self._generation.close()
-        choice = self._choice("".join(texts), steps, finish, offset=0, first=True)
+        choice = self._choice(done.text, done.steps, done.finish_reason, offset=0, first=True)
         response = self._object([choice])
-        response["usage"] = usage(len(self._generation.prompt_token_ids), len(steps))
+        response["usage"] = usage(len(self._generation.prompt_token_ids), len(done.steps))
         return response
 
     def chunks(self) -> Generator[bytes]:
