@@ -5,9 +5,10 @@ Three processes, as in production: the policy server on a tiny model (upstream),
 gateway (`fulmen gateway`, recording into a real Kafka broker), and this client. Each
 measured pair is one non-streamed, greedy call sent directly to the upstream and the same
 call through the gateway within a rollout (order alternating), so upstream drift cancels;
-the added latency of a pair is gateway minus direct. Then `BENCH_CONCURRENCY` client
-threads call through the gateway for `BENCH_LOAD_S` seconds: `calls_per_s`, beside the
-same load sent directly.
+the added latency of a pair is gateway minus direct. The same number of pairs sent directly
+twice gives the noise floor: what the upstream's own jitter puts into a pair's difference
+with no gateway at all. Then `BENCH_CONCURRENCY` client threads call through the gateway
+for `BENCH_LOAD_S` seconds: `calls_per_s`, beside the same load sent directly.
 
 Writes bench/results/gateway.json. Sizes: BENCH_PAIRS, BENCH_MAX_TOKENS, BENCH_CONCURRENCY,
 BENCH_LOAD_S.
@@ -97,10 +98,10 @@ def _call(client: httpx.Client, url: str, body: dict[str, Any]) -> float:
 
 
 def paired(direct: str, gateway: str, body: dict[str, Any], pairs: int) -> dict[str, list[float]]:
-    """Latencies (ms) of `pairs` direct/gateway pairs, alternating which goes first."""
+    """Latencies (ms) of `pairs` direct/`gateway` pairs, alternating which goes first."""
     times: dict[str, list[float]] = {"direct": [], "gateway": [], "added": []}
     with httpx.Client(timeout=60) as client, Progress(console=console, transient=True) as bar:
-        task = bar.add_task("paired calls", total=WARMUP + pairs)
+        task = bar.add_task(f"paired calls via {gateway}", total=WARMUP + pairs)
         for i in range(WARMUP + pairs):
             if i % 2:
                 via = _call(client, gateway, body)
@@ -139,8 +140,10 @@ def load(url: str, body: dict[str, Any], threads: int, seconds: float) -> float:
 
 
 def main() -> None:
-    pairs = int(os.environ.get("BENCH_PAIRS", "1000"))
-    max_tokens = int(os.environ.get("BENCH_MAX_TOKENS", "4"))
+    pairs = int(os.environ.get("BENCH_PAIRS", "2000"))
+    # One token: what the gateway adds does not grow with the answer, but the tiny model's
+    # jitter does (at 4 tokens the noise floor's p99 alone was 6.3 ms, at 1 token 2.6 ms).
+    max_tokens = int(os.environ.get("BENCH_MAX_TOKENS", "1"))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
     load_s = float(os.environ.get("BENCH_LOAD_S", "15"))
     body = {
@@ -168,7 +171,7 @@ def main() -> None:
         }
         direct = f"http://127.0.0.1:{upstream_port}/v1"
         gateway = f"http://127.0.0.1:{gateway_port}"
-        serve = ["serve", "--model", str(model), "--port", str(upstream_port)]
+        serve = ["serve", "--model", str(model), "--port", str(upstream_port), "--no-access-log"]
         proxy = ["gateway", "--upstream", direct, "--port", str(gateway_port)]
         with (
             _process(serve, env, f"http://127.0.0.1:{upstream_port}/health") as upstream,
@@ -178,6 +181,7 @@ def main() -> None:
             console.print(
                 f"upstream {direct}, gateway {gateway}, broker {broker.bootstrap_servers}"
             )
+            noise = paired(f"{direct}/chat/completions", f"{direct}/chat/completions", body, pairs)
             cpu_before = _cpu_s(proxying.pid), _cpu_s(upstream.pid)
             times = paired(f"{direct}/chat/completions", rollout_url, body, pairs)
             gateway_cpu, upstream_cpu = (
@@ -192,6 +196,9 @@ def main() -> None:
         "added_p50_ms": round(statistics.median(times["added"]), 3),
         "added_p99_ms": round(_percentile(times["added"], 0.99), 3),
         "added_mean_ms": round(statistics.fmean(times["added"]), 3),
+        # the same pairs sent directly twice: the upstream's jitter alone, no gateway
+        "noise_p50_ms": round(statistics.median(noise["added"]), 3),
+        "noise_p99_ms": round(_percentile(noise["added"], 0.99), 3),
         "direct_p50_ms": round(statistics.median(times["direct"]), 3),
         "direct_p99_ms": round(_percentile(times["direct"], 0.99), 3),
         "gateway_p50_ms": round(statistics.median(times["gateway"]), 3),
@@ -211,12 +218,13 @@ def main() -> None:
         "gateway_stats": stats["gateway"],
         "producer_stats": stats["producer"],
         "method": (
-            "policy server (tiny Llama, fp32, greedy, 1 torch thread), the gateway (fulmen "
-            "gateway, recording every call as a span into a local Kafka broker, acks=all) and "
-            "the client in three processes on the same machine. Latency: "
-            f"{pairs} pairs (after {WARMUP} warm-up pairs) of the same non-streamed call "
-            "sent directly and through the gateway within a rollout, back to back, order "
-            "alternating; added = gateway minus direct per pair. Throughput: "
+            "policy server (tiny Llama, fp32, greedy, 1 torch thread, no access log), the "
+            "gateway (fulmen gateway, recording every call as a span into a local Kafka "
+            "broker, acks=all) and the client in three processes on the same machine. "
+            f"Latency: {pairs} pairs (after {WARMUP} warm-up pairs) of the same non-streamed "
+            "call sent directly and through the gateway within a rollout, back to back, order "
+            "alternating; added = gateway minus direct per pair. Noise: as many pairs sent "
+            "directly twice, before. Throughput: "
             f"{concurrency} client threads calling back to back for {load_s} s, through the "
             "gateway, beside the same load sent directly."
         ),

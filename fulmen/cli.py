@@ -365,6 +365,7 @@ def serve(
     follow_versions: bool = typer.Option(
         False, help="Load each version published on the Kafka control topic (FULMEN_KAFKA__*)."
     ),
+    access_log: bool = typer.Option(True, help="Log a line per request, like uvicorn."),
 ) -> None:
     """Serve a policy model with an OpenAI-compatible API, like vLLM (docs/serving.md).
 
@@ -386,7 +387,7 @@ def serve(
     typer.echo(f"serving {server.name} ({server.precision}) at http://{host}:{port}/v1")
     if follow_versions:  # it retries until the server below answers
         AdapterFollower(f"http://{host}:{port}/v1", FulmenSettings()).start()
-    serve_policy(server, host=host, port=port)
+    serve_policy(server, host=host, port=port, access_log=access_log)
 
 
 @app.command()

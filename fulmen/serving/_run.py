@@ -23,14 +23,18 @@ _START_TIMEOUT_S = 30.0
 _GRACEFUL_SHUTDOWN_S = 5
 
 
-def serve(server: PolicyServer, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM), logging like uvicorn does."""
+def serve(
+    server: PolicyServer, *, host: str = "127.0.0.1", port: int = 8000, access_log: bool = True
+) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM), logging like uvicorn does; without
+    `access_log`, no line per request (a tenth of the event loop's CPU on a small model)."""
     import uvicorn
 
     config = uvicorn.Config(
         create_app(server),
         host=host,
         port=port,
+        access_log=access_log,
         lifespan="off",
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )

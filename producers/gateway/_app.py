@@ -17,6 +17,7 @@ and unreachable upstreams (502/504) are counted and recorded as error spans.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 import uuid_utils
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -214,11 +216,8 @@ class Gateway:
         if operation is None:
             return _Call(raw, None, Added())
         self.stats.calls += 1
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):  # the upstream answers what is wrong with it
+        body = _json_object(raw)
+        if body is None:  # the upstream answers what is wrong with it
             return _Call(raw, None, Added())
         resources: Resources = self.versions.for_agent(identity.agent_name)
         recording = identity.rollout_id is not None
@@ -238,7 +237,7 @@ class Gateway:
             upstream = await self._client.send(
                 request.method,
                 path,
-                request.url.query,
+                request.scope["query_string"].decode("latin-1"),
                 forwarded_headers(request.headers.items()),
                 call.content,
             )
@@ -310,6 +309,7 @@ async def _finish(
 ) -> None:
     """Record a non-streamed call. A coroutine, so that Starlette runs it on the event loop
     rather than handing it to a worker thread (what it does with plain functions)."""
+    await asyncio.sleep(0)  # the answer leaves at the end of this turn (`_coalesce`)
     if error:
         record.finish(error_message(status, content))
         return
@@ -326,14 +326,24 @@ async def _finish(
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """The request body for the upstream (compact UTF-8, the style is nobody's business)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, which json writes as they came
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
+    """`content` parsed, when it is a JSON object. orjson (a fifth of json's CPU on these
+    bodies) first; json for what orjson refuses and Python reads (integers beyond 64 bits,
+    NaN), so that such calls are still recorded."""
     try:
-        parsed = json.loads(content)
-    except ValueError:
-        return None
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            return None
     return parsed if isinstance(parsed, dict) else None
 
 

@@ -15,6 +15,7 @@ without sharing state.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class Route:
     rest: str
 
 
+@functools.lru_cache(maxsize=4096)  # a rollout's calls come one after another
 def rollout_trace(rollout_id: str, attempt: int) -> tuple[str, str]:
     """The trace id (32 hex) and root span id (16 hex) of a rollout attempt."""
     digest = hashlib.sha256(f"{rollout_id}\x00{attempt}".encode()).hexdigest()

@@ -16,6 +16,7 @@ from fulmen.errors import FulmenError
 from fulmen.producers._producer import Producer, transport_for
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers.gateway._app import Gateway
+from fulmen.producers.gateway._coalesce import CoalescingHttpToolsProtocol
 from fulmen.producers.gateway._settings import GatewaySettings
 from fulmen.producers.transport import InProcessBus
 
@@ -64,7 +65,7 @@ def _config(
         port=port,
         log_level=log_level,
         access_log=False,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         loop="uvloop",
         lifespan="on",
         server_header=False,

@@ -1,22 +1,17 @@
-"""The one HTTP client to the upstream model server (aiohttp, the gateway's only import of
-it), and what passes between it and the agent: headers (hop-by-hop ones and the gateway's
-own removed), URLs, and the gateway's own error answers (OpenAI's error shape) when the
-upstream cannot be reached.
-
-aiohttp rather than httpx: its client costs a small fraction of httpx's CPU per request
-(measured on this project's machine, docs/gateway.md), and on a proxy that CPU is latency.
+"""The gateway's client of the upstream model server (over `_http1`'s pool), and what
+passes between it and the agent: headers (hop-by-hop ones and the gateway's own removed),
+URLs, and the gateway's own error answers (OpenAI's error shape) when the upstream cannot
+be reached.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 
-import aiohttp
 from starlette.responses import JSONResponse
-from yarl import URL
 
 from fulmen.errors import FulmenError
+from fulmen.producers.gateway._http1 import HttpError, Pool, ReadTimeout, Response
 from fulmen.producers.gateway._identity import FULMEN_HEADERS
 from fulmen.producers.gateway._settings import GatewaySettings
 
@@ -33,13 +28,20 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_NOT_FORWARDED = _HOP_BY_HOP | FULMEN_HEADERS | {"host", "content-length", "accept-encoding"}
+# The gateway has the whole body before it forwards it: nothing for `expect` to wait for.
+_NOT_FORWARDED = (
+    _HOP_BY_HOP
+    | FULMEN_HEADERS
+    | {
+        "host",
+        "content-length",
+        "accept-encoding",
+        "expect",
+    }
+)
 _NOT_RETURNED = frozenset(
     name.encode() for name in _HOP_BY_HOP | {"content-length", "content-encoding"}
 )
-# aiohttp adds these unless told not to; the agent's own are forwarded instead.
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
-_CLIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class UpstreamError(FulmenError):
@@ -56,7 +58,7 @@ class UpstreamResponse:
     (`read`) or relayed as it arrives (`chunks`). `close` releases the connection: back to
     the pool once the body was read to its end, else closed."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
 
     @property
@@ -66,14 +68,16 @@ class UpstreamResponse:
     @property
     def is_stream(self) -> bool:
         """A server-sent event stream (a streamed completion)."""
-        content_type: str = self._response.headers.get("content-type", "")
-        return content_type.startswith("text/event-stream")
+        for name, value in self._response.headers:
+            if name.lower() == b"content-type":
+                return value.startswith(b"text/event-stream")
+        return False
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The headers to give the agent (lower-case names, repeated ones included)."""
         return [
             (name.lower(), value)
-            for name, value in self._response.raw_headers
+            for name, value in self._response.headers
             if name.lower() not in _NOT_RETURNED
         ]
 
@@ -81,16 +85,16 @@ class UpstreamResponse:
         """The whole body. Raises `UpstreamError` when the upstream breaks it off."""
         try:
             return await self._response.read()
-        except _CLIENT_ERRORS as exc:
+        except HttpError as exc:
             raise _failure("the upstream response broke", exc) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, each read as soon as it is there. Raises `UpstreamError`
         when the upstream breaks the stream off or stalls beyond the read timeout."""
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._response.chunks():
                 yield chunk
-        except _CLIENT_ERRORS as exc:
+        except HttpError as exc:
             raise _failure("the upstream stream broke", exc) from exc
 
     def close(self) -> None:
@@ -98,24 +102,17 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    """A pooled client with bounded connections, opened and closed on the serving event
-    loop (the gateway app's lifespan). Responses are asked for uncompressed (the gateway
-    reads them, and relays them to the agent as they were); redirects and cookies are the
-    agent's business, so neither is followed nor kept."""
+    """A pool of at most `upstream_connections` kept-alive connections, used on the serving
+    event loop (the gateway app's lifespan closes it). Responses are asked for uncompressed
+    (the gateway reads them, and relays them to the agent as they were); redirects and
+    cookies are the agent's business, so neither is followed nor kept."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self._base = settings.upstream_url.rstrip("/") + "/"
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.upstream_connections),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                # connect covers the wait for a pooled connection too
-                connect=settings.upstream_connect_timeout_s,
-                sock_read=settings.upstream_read_timeout_s,
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=_NO_AUTO_HEADERS,
-            auto_decompress=False,
+        self._pool = Pool(
+            settings.upstream_url,
+            limit=settings.upstream_connections,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_read_timeout_s,
         )
 
     async def send(
@@ -127,29 +124,23 @@ class UpstreamClient:
         Raises:
             UpstreamError: the upstream cannot be reached or does not answer in time.
         """
-        url = self._base + path + (f"?{query}" if query else "")
+        target = self._pool.base_path + path + (f"?{query}" if query else "")
         try:
-            response = await self._session.request(
-                method,
-                URL(url, encoded=True),
-                headers=[*headers, ("accept-encoding", "identity")],
-                data=body or None,
-                allow_redirects=False,
+            response = await self._pool.request(
+                method, target, [*headers, ("accept-encoding", "identity")], body
             )
-        except _CLIENT_ERRORS as exc:
+        except HttpError as exc:
             raise _failure("the upstream cannot be reached", exc) from exc
         return UpstreamResponse(response)
 
     async def close(self) -> None:
-        await self._session.close()
+        self._pool.close()
 
 
-def _failure(what: str, exc: BaseException) -> UpstreamError:
+def _failure(what: str, exc: HttpError) -> UpstreamError:
     # A read timeout is the upstream not answering in time; a connect timeout (or no free
     # pooled connection in time) is the upstream not being reachable.
-    connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
-    timeout = isinstance(exc, asyncio.TimeoutError) and not connecting
-    return UpstreamError(f"{what}: {exc!r}", timeout=timeout)
+    return UpstreamError(f"{what}: {exc}", timeout=isinstance(exc, ReadTimeout))
 
 
 def upstream_path(rest: str) -> str | None:
