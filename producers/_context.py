@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-import secrets
+import random
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +33,23 @@ current_span_id: ContextVar[str | None] = ContextVar("fulmen_span", default=None
 
 
 def new_span_id() -> str:
-    return secrets.token_hex(8)
+    """16 hex digits, never all zero (W3C trace context)."""
+    return f"{_random_bits(64):016x}"
 
 
 def new_trace_id() -> str:
-    return secrets.token_hex(16)
+    """32 hex digits, never all zero (W3C trace context)."""
+    return f"{_random_bits(128):032x}"
+
+
+def _random_bits(bits: int) -> int:
+    # The random module, not `secrets`, as OpenTelemetry's id generator does: ids must be
+    # unique, not unguessable. os.urandom releases the GIL, and in the gateway the producer's
+    # sender thread then took it mid-request: 14 us at the median, 110 us on average, where
+    # this costs well under one (docs/gateway.md). random is reseeded in forked children.
+    while not (value := random.getrandbits(bits)):
+        pass
+    return value
 
 
 def to_json(value: Any) -> str:
