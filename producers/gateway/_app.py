@@ -17,7 +17,6 @@ and unreachable upstreams (502/504) are counted and recorded as error spans.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -309,7 +308,6 @@ async def _finish(
 ) -> None:
     """Record a non-streamed call. A coroutine, so that Starlette runs it on the event loop
     rather than handing it to a worker thread (what it does with plain functions)."""
-    await asyncio.sleep(0)  # the answer leaves at the end of this turn (`_coalesce`)
     if error:
         record.finish(error_message(status, content))
         return

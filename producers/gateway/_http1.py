@@ -57,7 +57,6 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self.closed = False
-        self.served = 0  # responses completed on this connection
         self._reset(head_only=False)
 
     def _reset(self, *, head_only: bool) -> None:
@@ -126,7 +125,6 @@ class _Connection(asyncio.Protocol):
         if not self._head_done:  # the end of an interim answer
             return
         self.done = True
-        self.served += 1
         self.keep_alive = self._parser.should_keep_alive() and not self._head_only
         self._wake()
 
