@@ -40,7 +40,8 @@ def emit_span(
             name=name,
             kind=kind,
             start_time_unix_nano=start_ns,
-            end_time_unix_nano=end_ns,
+            # Captures time a call by the wall clock, which may step back mid-call (NTP).
+            end_time_unix_nano=max(end_ns, start_ns),
             status=SpanStatus(code="ERROR", message=error) if error else SpanStatus(code="OK"),
             attributes=attributes or Attributes(),
             llm=llm,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EventType = Literal["span", "reward", "rollout", "version", "episode"]
 SpanKind = Literal["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
@@ -22,6 +22,8 @@ Algorithm = Literal["base", "rl", "apo", "sft", "manual"]
 EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A reward's value: NaN or an infinity would poison every mean and gradient built on it."""
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 
@@ -106,13 +108,22 @@ class Span(_Record):
     parent_span_id: SpanId | None = None
     name: str
     kind: SpanKind = "INTERNAL"
-    start_time_unix_nano: int
-    end_time_unix_nano: int
+    start_time_unix_nano: int = Field(ge=0)
+    end_time_unix_nano: int = Field(ge=0)
     status: SpanStatus = Field(default_factory=SpanStatus)
     attributes: Attributes = Field(default_factory=Attributes)
     events: list[SpanEvent] = Field(default_factory=list)
     llm: LlmCall | None = None
     tool: ToolCall | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Span:
+        if self.end_time_unix_nano < self.start_time_unix_nano:
+            raise ValueError(
+                f"span ends before it starts ({self.end_time_unix_nano} < "
+                f"{self.start_time_unix_nano} ns)"
+            )
+        return self
 
 
 class Reward(_Record):
@@ -122,8 +133,8 @@ class Reward(_Record):
 
     meta: EventMeta
     name: str = "reward"
-    value: float
-    dimensions: dict[str, float] = Field(default_factory=dict)
+    value: FiniteFloat
+    dimensions: dict[str, FiniteFloat] = Field(default_factory=dict)
     source: RewardSource = "programmatic"
     span_id: SpanId | None = None
     comment: str | None = None
