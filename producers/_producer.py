@@ -18,7 +18,14 @@ from fulmen.producers._resources import Resources, VersionListeners, VersionStat
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers._spill import Spill
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport
-from fulmen.schemas import Codec, ConfluentCodec, Event, EventMeta, SingleObjectCodec
+from fulmen.schemas import (
+    Codec,
+    ConfluentCodec,
+    EitherFramingCodec,
+    Event,
+    EventMeta,
+    SingleObjectCodec,
+)
 
 
 class Producer:
@@ -124,15 +131,17 @@ def transport_for(settings: FulmenSettings, *, bus: InProcessBus | None = None) 
 
 
 def codec_for(settings: FulmenSettings) -> Codec:
-    """The codec `settings` ask for (Confluent wire format with a registry, else Avro
-    single-object encoding)."""
+    """The codec `settings` ask for: it writes the Confluent wire format with a registry, else
+    Avro single-object encoding, and reads both (a registry-framed message needs the
+    registry)."""
     registry = settings.schema_registry
     if registry is None:
-        return SingleObjectCodec()
+        return EitherFramingCodec(SingleObjectCodec())
     conf = {}
     if registry.basic_auth_user_info is not None:
         conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
-    return ConfluentCodec.from_url(registry.url, **conf)
+    confluent = ConfluentCodec.from_url(registry.url, **conf)
+    return EitherFramingCodec(confluent, registry=confluent)
 
 
 def _claim_spill_slot(root: Path) -> tuple[IO[bytes], Path]:

@@ -34,6 +34,7 @@ from fulmen.schemas._events import (
     VersionEvent,
     VersionKind,
 )
+from fulmen.schemas._framing import EitherFramingCodec
 
 __all__ = [
     "EVENT_MODELS",
@@ -45,6 +46,7 @@ __all__ = [
     "ConfluentCodec",
     "DecodeError",
     "DecodeProblem",
+    "EitherFramingCodec",
     "EpisodeCompleted",
     "EpisodeStatus",
     "Event",

@@ -25,12 +25,22 @@ from fulmen.streams._credit import (
 )
 from fulmen.streams._credit_loading import CreditLoadError, load_credit_assigner
 from fulmen.streams._embedded import EmbeddedRunner, RunnerStats
-from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch
+from fulmen.streams._intake import (
+    DEAD_LETTER_VALUE_MAX,
+    DeadLetter,
+    Intake,
+    Received,
+    decode_batch,
+    topic_kinds,
+)
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
-from fulmen.streams._worker import RolloutState, StreamWorker
+from fulmen.streams._state import RolloutState, dump_state, load_state
+from fulmen.streams._topics import TopicMismatch, prepare_topics
+from fulmen.streams._worker import StreamWorker
 
 __all__ = [
+    "DEAD_LETTER_VALUE_MAX",
     "AssemblyPolicy",
     "CreditAssigner",
     "CreditLoadError",
@@ -50,16 +60,21 @@ __all__ = [
     "RunnerStats",
     "StoreSink",
     "StreamWorker",
+    "TopicMismatch",
     "TripletRow",
     "WorkerSettings",
     "add",
     "assemble",
     "decode_batch",
+    "dump_state",
     "episodes_table",
     "is_due",
     "is_expired",
     "load_credit_assigner",
+    "load_state",
+    "prepare_topics",
     "reconcile",
     "split_rewards",
+    "topic_kinds",
     "triplets_table",
 ]

@@ -19,7 +19,7 @@ from fulmen.store import LightningStore
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembler import EpisodeAssembler
 from fulmen.streams._assembly import AssemblyPolicy, Episode
-from fulmen.streams._intake import Intake, Received, decode_batch
+from fulmen.streams._intake import Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._sink import StoreSink
 
 
@@ -46,7 +46,7 @@ class EmbeddedRunner:
         policy: AssemblyPolicy | None = None,
         codec: Codec | None = None,
         batch_max: int = 10_000,
-        max_event_bytes: int = 1 << 20,
+        max_event_bytes: int = 1_000_000,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -56,6 +56,7 @@ class EmbeddedRunner:
         self.batch_max = batch_max
         self.stats = RunnerStats()
         self._offsets = dict.fromkeys(self.topics.event_topics(), 0)
+        self.kinds = topic_kinds(self.topics)
         self.max_event_bytes = max_event_bytes
         self.sink = StoreSink(store)
         self.announcer = Announcer("embedded-runner")
@@ -73,6 +74,7 @@ class EmbeddedRunner:
             intake = decode_batch(
                 received,
                 self.codec,
+                kinds=self.kinds,
                 max_event_bytes=self.max_event_bytes,
                 is_new=self.assembler.is_new,
             )

@@ -6,18 +6,41 @@ valid or invalid for the same reasons whichever way it travelled.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from fulmen.schemas import Codec, DecodeError, DecodeProblem, Event
+from fulmen.kafka import TopicSettings
+from fulmen.schemas import EVENT_MODELS, Codec, DecodeError, DecodeProblem, Event, EventType
 from fulmen.store import Source
 
-DeadLetterProblem = DecodeProblem | Literal["too_large"]
+DeadLetterProblem = DecodeProblem | Literal["too_large", "wrong_topic", "rollout_too_large"]
 """Why a message is a dead letter. Schema-invalid events, missing ids included (the contract
-requires non-empty `event_id` and `rollout_id`), are `invalid_event`."""
-DEAD_LETTER_PROBLEMS: tuple[str, ...] = (*get_args(DecodeProblem), "too_large")
+requires non-empty `event_id` and `rollout_id`), non-finite rewards and spans that end before
+they start, are `invalid_event`; an event on another kind's topic is `wrong_topic`; an event
+that would take its rollout's buffered events past the worker's budget is
+`rollout_too_large`."""
+DEAD_LETTER_PROBLEMS: tuple[str, ...] = (
+    *get_args(DecodeProblem),
+    "too_large",
+    "wrong_topic",
+    "rollout_too_large",
+)
+
+DEAD_LETTER_VALUE_MAX = 900_000
+"""A dead letter keeps its message's bytes up to this size; a larger one keeps a prefix (by
+reference: its topic, partition and offset say where the whole message is). It stays under
+the broker's default `max.message.bytes` (1,048,588) with the headers, so re-publishing a
+dead letter can never be refused for its size."""
+_PREFIX_BYTES = 4096
+_DETAIL_CHARS = 2000
+
+
+def topic_kinds(topics: TopicSettings) -> dict[str, EventType]:
+    """Which event type belongs on each of Fulmen's topics."""
+    return {topics.for_event(event_type): event_type for event_type in EVENT_MODELS}
 
 
 @dataclass(frozen=True)
@@ -33,11 +56,27 @@ class Received:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message that is not a usable event, with why; its bytes are kept as they came."""
+    """A message that is not a usable event, with why. Its bytes are kept as they came up to
+    `DEAD_LETTER_VALUE_MAX`, else a prefix (`truncated`)."""
 
     message: Received
     problem: DeadLetterProblem
     detail: str
+
+    @staticmethod
+    def of(message: Received, problem: DeadLetterProblem, detail: str) -> DeadLetter:
+        """The dead letter of `message`, its bytes and detail bounded."""
+        detail = detail if len(detail) <= _DETAIL_CHARS else detail[:_DETAIL_CHARS] + "…"
+        size = len(message.value)
+        if size > DEAD_LETTER_VALUE_MAX:
+            detail += f" (the dead letter keeps the first {_PREFIX_BYTES} of {size} bytes)"
+            message = dataclasses.replace(message, value=message.value[:_PREFIX_BYTES])
+        return DeadLetter(message, problem, detail)
+
+    @property
+    def source(self) -> str:
+        """`topic/partition/offset` of the message."""
+        return f"{self.message.topic}/{self.message.partition}/{self.message.offset}"
 
     def row(self) -> dict[str, object]:
         """The message as a row of the store's `dead_letters` table."""
@@ -55,40 +94,59 @@ class DeadLetter:
 
 @dataclass
 class Intake:
-    """A decoded batch: new events in read order, each with its (partition, offset), the
+    """A decoded batch: new events in read order, each with the message it came in, the
     dead letters, and how many messages were duplicates of events already seen."""
 
     events: list[Event] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
+    messages: list[Received] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
+
+    @property
+    def sources(self) -> list[Source]:
+        """(partition, offset) of each event."""
+        return [(message.partition, message.offset) for message in self.messages]
+
+    def refuse(self, refused: Mapping[int, str], problem: DeadLetterProblem) -> None:
+        """Turn the events at the indices in `refused` into dead letters, with its details."""
+        kept = [i for i in range(len(self.events)) if i not in refused]
+        self.dead += [DeadLetter.of(self.messages[i], problem, refused[i]) for i in sorted(refused)]
+        self.events = [self.events[i] for i in kept]
+        self.messages = [self.messages[i] for i in kept]
 
 
 def decode_batch(
     messages: Sequence[Received],
     codec: Codec,
     *,
+    kinds: Mapping[str, EventType],
     max_event_bytes: int,
     is_new: Callable[[Event], bool],
 ) -> Intake:
-    """Decode `messages`; an event is kept when `is_new` says so and it is not repeated
-    earlier in the batch. Nothing raises: what cannot be used becomes a `DeadLetter`."""
+    """Decode `messages`; an event is kept when it is of the kind its topic carries
+    (`kinds`: topic → event type), `is_new` says so and it is not repeated earlier in the
+    batch. Nothing raises: what cannot be used becomes a `DeadLetter`."""
     intake = Intake()
     in_batch: set[str] = set()
     for message in messages:
         if len(message.value) > max_event_bytes:
             detail = f"{len(message.value)} bytes > limit {max_event_bytes}"
-            intake.dead.append(DeadLetter(message, "too_large", detail))
+            intake.dead.append(DeadLetter.of(message, "too_large", detail))
             continue
         try:
             event = codec.decode(message.value, topic=message.topic)
         except DecodeError as error:
-            intake.dead.append(DeadLetter(message, error.problem, error.detail))
+            intake.dead.append(DeadLetter.of(message, error.problem, error.detail))
+            continue
+        expected = kinds.get(message.topic)
+        if event.event_type != expected:
+            detail = f"a {event.event_type} event on {message.topic}, which carries {expected}"
+            intake.dead.append(DeadLetter.of(message, "wrong_topic", detail))
             continue
         if event.meta.event_id in in_batch or not is_new(event):
             intake.duplicates += 1
             continue
         in_batch.add(event.meta.event_id)
         intake.events.append(event)
-        intake.sources.append((message.partition, message.offset))
+        intake.messages.append(message)
     return intake

@@ -34,7 +34,16 @@ class WorkerSettings(BaseSettings):
         "`CreditAssigner` (streams/_credit_loading.py).",
     )
     gamma: float = Field(default=0.95, gt=0, le=1, description="For `discounted` credit.")
-    max_event_bytes: int = Field(default=1 << 20, ge=1, description="Larger → dead letter.")
+    max_event_bytes: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="A larger message is a dead letter (`too_large`); the SDK's limit too.",
+    )
+    max_rollout_bytes: int = Field(
+        default=16 << 20,
+        ge=1,
+        description="Events a rollout may buffer (all attempts); more → `rollout_too_large`.",
+    )
     retry_initial_s: float = Field(default=0.25, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     web_host: str = "127.0.0.1"
@@ -49,6 +58,11 @@ class WorkerSettings(BaseSettings):
         except CreditLoadError as exc:
             raise ValueError(str(exc)) from exc
         return credit
+
+    @property
+    def changelog_max_bytes(self) -> int:
+        """Largest record of the buffer table's changelog: a full rollout and its bookkeeping."""
+        return self.max_rollout_bytes + (1 << 20)
 
     def policy(self) -> AssemblyPolicy:
         credit = load_credit_assigner(self.credit, gamma=self.gamma)

@@ -3,10 +3,13 @@
 A stream stage that crashes re-reads everything after its last committed offset. Raw events
 come back at the same offsets: the sink remembers, per table and partition, the highest
 offset the store holds (asked of the store after every rebalance) and writes only what lies
-beyond it. Episodes come back as buffers that may not know their last revision was written:
-before writing, the sink asks the store for the latest revision of each due rollout and
-`reconcile`s. Each insert also carries a deduplication token, so a retried insert whose
-first try did land is dropped by ClickHouse.
+beyond it. A table's offsets are those of one topic only because events of another kind
+than their topic carries never get here (`decode_batch` makes them `wrong_topic` dead
+letters): a reward read at offset 9,000 of the spans topic would otherwise hide the rewards
+topic's offsets below 9,000. Episodes come back as buffers that may not know their last
+revision was written: before writing, the sink asks the store for the latest revision of
+each due rollout and `reconcile`s. Each insert also carries a deduplication token, so a
+retried insert whose first try did land is dropped by ClickHouse.
 """
 
 from __future__ import annotations
@@ -87,9 +90,7 @@ class StoreSink:
         """Record dead letters in the store's `dead_letters` table."""
         if dead:
             rows = pa.Table.from_pylist([d.row() for d in dead], schema=TABLES["dead_letters"])
-            token = _digest(
-                f"{d.message.topic}/{d.message.partition}/{d.message.offset}" for d in dead
-            )
+            token = _digest(d.source for d in dead)
             self.store.insert("dead_letters", rows, dedup_token=f"dead_letters/{token}")
 
     def assemble_due(

@@ -2,8 +2,9 @@
 scored episodes in the LightningStore. `fulmen worker` runs it.
 
 Per batch of input messages (`_flush`):
-    decode → dead letters to the DLQ topic → raw rows to the store → rollout buffers (a
-    changelog-backed table keyed by rollout id) → ack, so the offsets become committable.
+    decode → events over their rollout's budget refused → dead letters to the DLQ topic and
+    the store → raw rows to the store → rollout buffers (a changelog-backed table keyed by
+    rollout id) → ack, so the offsets become committable.
 Per tick (`_tick`):
     due buffers → reconciled with the store → episodes and triplets to the store → buffer
     table → episode-completed events → expired buffers forgotten.
@@ -13,6 +14,11 @@ acked and the agent takes no more messages: memory stays bounded by one batch pl
 stream buffer, and a crash at any point replays only what the sink recognises (see
 `StoreSink`). The input topics are co-partitioned by rollout id (the producers key by it,
 murmur2 like Kafka's Java client); the table's changelog is keyed the same way.
+
+No message can stop the worker: whatever it cannot use (undecodable, over the size limit, of
+another kind than its topic carries, past its rollout's budget) is a dead letter, and a dead
+letter keeps at most `DEAD_LETTER_VALUE_MAX` bytes of its message, so re-publishing it cannot
+be refused. The topics it reads and writes are created at start-up when missing.
 """
 
 from __future__ import annotations
@@ -26,39 +32,26 @@ from typing import Any, TypeVar, cast
 import faust
 from aiokafka.partitioner import murmur2
 from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
-from faust.serializers import codecs
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
-from pydantic import BaseModel, Field
 
 from fulmen.kafka import KafkaSettings
 from fulmen.producers import FulmenSettings
-from fulmen.schemas import Codec, Event, SingleObjectCodec
+from fulmen.producers._producer import codec_for
+from fulmen.schemas import Codec, Event, EventType
 from fulmen.store import LightningStore
 from fulmen.streams._announce import Announcer
-from fulmen.streams._assembly import Episode, RolloutBuffer, add, is_expired
-from fulmen.streams._intake import DeadLetter, Received, decode_batch
+from fulmen.streams._assembly import Episode, is_expired
+from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._metrics import WorkerMetrics
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
+from fulmen.streams._state import RolloutState, StateCodec
+from fulmen.streams._topics import prepare_topics
 
 log = logging.getLogger("fulmen.worker")
 _SWEEP_S = 5.0
 T = TypeVar("T")
-
-
-class RolloutState(BaseModel):
-    """A value of the buffer table: every attempt of one rollout seen so far."""
-
-    attempts: dict[int, RolloutBuffer] = Field(default_factory=dict)
-
-
-class _StateCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return bytes(obj.model_dump_json().encode())
-
-    def _loads(self, s: bytes) -> Any:
-        return RolloutState.model_validate_json(s)
 
 
 class StreamWorker:
@@ -70,17 +63,21 @@ class StreamWorker:
         self.settings = settings
         self.worker = worker
         self.policy = worker.policy()
-        self.codec = codec or SingleObjectCodec()
+        self.codec = codec or codec_for(settings)
         self.metrics = WorkerMetrics()
         self.announcer = Announcer(worker.app_id)
         topics = settings.topics
-        self.inputs = [topics.for_event(kind) for kind in ("span", "reward", "rollout")]
+        inputs: tuple[EventType, ...] = ("span", "reward", "rollout")
+        self.kinds = {t: k for t, k in topic_kinds(topics).items() if k in inputs}
+        self.inputs = list(self.kinds)
+        changelog_name = f"{worker.app_id}-rollout-buffers-changelog"
+        self.partitions = prepare_topics(settings, worker, changelog=changelog_name)
         self.app = faust.App(
             worker.app_id,
             broker=_broker_urls(settings.kafka),
             store="memory://",
             autodiscover=False,
-            topic_partitions=worker.partitions,
+            topic_partitions=self.partitions,
             table_standby_replicas=0,
             consumer_auto_offset_reset="earliest",
             web_enabled=True,
@@ -92,13 +89,18 @@ class StreamWorker:
             producer_compression_type="lz4",
             broker_max_poll_records=worker.batch_max,
             stream_buffer_maxsize=worker.batch_max,
+            # A changelog record holds a rollout's events: up to `max_rollout_bytes`.
+            producer_max_request_size=worker.changelog_max_bytes,
+            # Input topics created while the worker runs are subscribed to within seconds.
+            consumer_metadata_max_age_ms=5_000,
         )
-        codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": _StateCodec()}
+        codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": StateCodec()}
         changelog = self.app.topic(
-            f"{worker.app_id}-rollout-buffers-changelog",
-            partitions=worker.partitions,
+            changelog_name,
+            partitions=self.partitions,
             compacting=True,
             internal=True,
+            config={"max.message.bytes": str(worker.changelog_max_bytes)},
             **codecs_,
         )
         self.buffers = cast(
@@ -106,7 +108,7 @@ class StreamWorker:
             self.app.Table(
                 "rollout-buffers",
                 default=None,
-                partitions=worker.partitions,
+                partitions=self.partitions,
                 use_partitioner=True,
                 changelog_topic=changelog,
             ),
@@ -151,15 +153,18 @@ class StreamWorker:
             intake = decode_batch(
                 messages,
                 self.codec,
+                kinds=self.kinds,
                 max_event_bytes=self.worker.max_event_bytes,
                 is_new=self._is_new,
             )
+            self._refuse_over_budget(intake)
             self.metrics.count_intake(len(messages), intake)
             for dead in intake.dead:
                 await self._send_dead_letter(dead)
+            await self._retrying("dead", lambda: sink.write_dead(intake.dead))
             written = await self._retrying("raw", lambda: sink.write_raw(intake))
             self.metrics.raw_rows.inc(written)
-            self._buffer(intake.events, now=time.time())
+            self._buffer(intake, now=time.time())
             for event in batch:
                 await self._stream.ack(event)
             self._record_lag(messages)
@@ -198,17 +203,34 @@ class StreamWorker:
         buffer = state.attempts.get(event.meta.attempt) if state else None
         return buffer is None or event.meta.event_id not in buffer.seen
 
-    def _buffer(self, events: Sequence[Event], *, now: float) -> None:
+    def _refuse_over_budget(self, intake: Intake) -> None:
+        """Refuse the events that would take their rollout's buffered bytes (this batch's
+        included) past `max_rollout_bytes`: a changelog record must stay writable."""
+        budget = self.worker.max_rollout_bytes
+        sizes: dict[bytes, int] = {}
+        refused: dict[int, str] = {}
+        for index, (event, message) in enumerate(zip(intake.events, intake.messages, strict=True)):
+            key = event.meta.rollout_id.encode()
+            if key not in sizes:
+                state: RolloutState | None = self.buffers.get(key)
+                sizes[key] = state.size_bytes if state else 0
+            if sizes[key] + len(message.value) > budget:
+                refused[index] = (
+                    f"rollout {event.meta.rollout_id} buffers {sizes[key]} bytes; this event's "
+                    f"{len(message.value)} would pass FULMEN_WORKER_MAX_ROLLOUT_BYTES={budget}"
+                )
+            else:
+                sizes[key] += len(message.value)
+        if refused:
+            intake.refuse(refused, "rollout_too_large")
+
+    def _buffer(self, intake: Intake, *, now: float) -> None:
         touched: dict[bytes, RolloutState] = {}
-        for event in events:
+        for event, message in zip(intake.events, intake.messages, strict=True):
             key = event.meta.rollout_id.encode()
             state = touched.get(key) or self.buffers.get(key) or RolloutState()
             touched[key] = state
-            buffer = state.attempts.get(event.meta.attempt)
-            if buffer is None:
-                buffer = RolloutBuffer(rollout_id=event.meta.rollout_id, attempt=event.meta.attempt)
-                state.attempts[event.meta.attempt] = buffer
-            add(buffer, event, now=now)
+            state.add(event, message.value, now=now)
         for key, state in touched.items():
             self.buffers[key] = state
         self._open.update(touched)
@@ -236,7 +258,7 @@ class StreamWorker:
             if not expired:
                 continue
             for attempt in expired:
-                del state.attempts[attempt]
+                state.forget(attempt)
             if state.attempts:
                 self.buffers[key] = state
             else:
@@ -253,7 +275,7 @@ class StreamWorker:
         headers = [
             ("fulmen-problem", dead.problem.encode()),
             ("fulmen-detail", dead.detail.encode()),
-            ("fulmen-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+            ("fulmen-source", dead.source.encode()),
         ]
         await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
 

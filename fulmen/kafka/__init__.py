@@ -1,5 +1,6 @@
 """The one place Fulmen talks to Kafka through confluent-kafka."""
 
+from fulmen.kafka._admin import ensure_topics
 from fulmen.kafka._consumer import Consumed, EventConsumer, create_topics
 from fulmen.kafka._settings import KafkaSettings, SaslMechanism, SecurityProtocol, TopicSettings
 
@@ -11,4 +12,5 @@ __all__ = [
     "SecurityProtocol",
     "TopicSettings",
     "create_topics",
+    "ensure_topics",
 ]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
+from fulmen.kafka._admin import ensure_topics
 from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
 from fulmen.schemas import Codec, DecodeError, Event, SingleObjectCodec
 
@@ -88,13 +86,4 @@ class EventConsumer:
 
 def create_topics(settings: KafkaSettings, topics: list[str], *, partitions: int = 4) -> None:
     """Create `topics` (those that exist already are left as they are)."""
-    config: dict[str, Any] = {**settings.client_config(), "logger": LIBRDKAFKA_LOGGER}
-    admin = AdminClient(config)
-    existing = set(admin.list_topics(timeout=30).topics)
-    wanted = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
-    for topic, future in admin.create_topics(wanted).items() if wanted else []:
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise RuntimeError(f"creating {topic}: {exc}") from exc
+    ensure_topics(settings, topics, partitions=partitions)

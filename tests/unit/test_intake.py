@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from fulmen.schemas import SingleObjectCodec
-from fulmen.streams import Received, decode_batch
-from tests.support.events import rollout
+import math
+
+import pytest
+
+from fulmen.kafka import TopicSettings
+from fulmen.schemas import Event, Reward, SingleObjectCodec, Span
+from fulmen.streams import DEAD_LETTER_VALUE_MAX, Intake, Received, decode_batch, topic_kinds
+from tests.support.events import llm_span, meta, rollout
 
 CODEC = SingleObjectCodec()
+KINDS = topic_kinds(TopicSettings())
+
+
+def _decode(messages: list[Received], *, max_event_bytes: int = 10_000_000) -> Intake:
+    return decode_batch(
+        messages, CODEC, kinds=KINDS, max_event_bytes=max_event_bytes, is_new=lambda e: True
+    )
 
 
 def _message(offset: int, value: bytes, topic: str = "fulmen.spans") -> Received:
@@ -27,11 +39,15 @@ def test_every_message_is_an_event_a_duplicate_or_a_dead_letter() -> None:
         _message(13, span[:-5]),
         _message(14, b"\xc3\x01" + b"x" * 2000),
         _message(15, nameless),
-        _message(16, CODEC.encode(events[0], topic="fulmen.rollouts")),
+        _message(16, CODEC.encode(events[0], topic="fulmen.rollouts"), "fulmen.rollouts"),
     ]
     seen_before = {events[0].meta.event_id}
     intake = decode_batch(
-        messages, CODEC, max_event_bytes=1000, is_new=lambda e: e.meta.event_id not in seen_before
+        messages,
+        CODEC,
+        kinds=KINDS,
+        max_event_bytes=1000,
+        is_new=lambda e: e.meta.event_id not in seen_before,
     )
     assert intake.events == [events[1]]
     assert intake.sources == [(2, 10)]
@@ -45,3 +61,64 @@ def test_every_message_is_an_event_a_duplicate_or_a_dead_letter() -> None:
     assert "rollout_id" in intake.dead[3].detail
     assert intake.dead[0].message.value == b"garbage"
     assert intake.dead[0].row()["problem"] == "truncated"
+
+
+def test_an_event_of_another_kind_than_its_topic_carries_is_a_dead_letter() -> None:
+    reward = Reward(meta=meta("r1", 5), value=1.0)
+    span = llm_span("r1", 1)
+    messages = [
+        _message(1, CODEC.encode(reward, topic="fulmen.rewards"), "fulmen.spans"),
+        _message(2, CODEC.encode(span, topic="fulmen.spans"), "fulmen.rewards"),
+        _message(3, CODEC.encode(reward, topic="fulmen.rewards"), "fulmen.rewards"),
+        _message(4, CODEC.encode(span, topic="fulmen.spans"), "fulmen.spans"),
+        _message(5, CODEC.encode(span, topic="fulmen.spans"), "somewhere.else"),
+    ]
+    intake = _decode(messages)
+    assert [(d.message.offset, d.problem) for d in intake.dead] == [
+        (1, "wrong_topic"),
+        (2, "wrong_topic"),
+        (5, "wrong_topic"),
+    ]
+    assert "a reward event on fulmen.spans, which carries span" in intake.dead[0].detail
+    assert [m.offset for m in intake.messages] == [3, 4]
+
+
+def _unchecked_reward(value: float) -> Event:
+    return Reward.model_construct(meta=meta("r1", 9), name="reward", value=value, dimensions={})
+
+
+def _unchecked_span(start: int, end: int) -> Event:
+    fields = dict(llm_span("r1", 2))
+    return Span.model_construct(
+        **{**fields, "start_time_unix_nano": start, "end_time_unix_nano": end}
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (_unchecked_reward(math.nan), "finite"),
+        (_unchecked_reward(-math.inf), "finite"),
+        (_unchecked_span(2_000, 1_000), "ends before it starts"),
+    ],
+)
+def test_nonsensical_values_written_past_the_sdk_are_invalid_events(
+    event: Event, words: str
+) -> None:
+    topic = f"fulmen.{event.event_type}s"
+    intake = _decode([_message(1, CODEC.encode(event, topic=topic), topic)])
+    assert not intake.events
+    assert intake.dead[0].problem == "invalid_event"
+    assert words in intake.dead[0].detail
+
+
+def test_a_dead_letter_keeps_a_bounded_prefix_of_a_huge_message() -> None:
+    huge = b"\xc3\x01" + bytes(DEAD_LETTER_VALUE_MAX + 10)
+    intake = _decode([_message(7, huge)], max_event_bytes=1000)
+    (dead,) = intake.dead
+    assert dead.problem == "too_large"
+    assert len(dead.message.value) == 4096
+    assert huge.startswith(dead.message.value)
+    assert f"of {len(huge)} bytes" in dead.detail
+    assert dead.source == "fulmen.spans/2/7"
+    assert len(dead.row()["value"]) == 4096  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""Topics a process needs before it reads or writes them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
+
+log = logging.getLogger("fulmen.kafka")
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    partitions: int,
+    config: Mapping[str, Mapping[str, str]] | None = None,
+    wait_s: float = 30.0,
+) -> dict[str, int]:
+    """Create those of `topics` that do not exist (with `partitions` and their `config`), set
+    `config` on those that do, and return every topic's partition count. Waits up to
+    `wait_s` for a broker to answer."""
+    admin = AdminClient({**settings.client_config(), "logger": LIBRDKAFKA_LOGGER})
+    config = config or {}
+    existing = _partitions(admin, wait_s=wait_s)
+    wanted = [
+        NewTopic(t, num_partitions=partitions, config=dict(config.get(t, {})))
+        for t in topics
+        if t not in existing
+    ]
+    for topic, future in admin.create_topics(wanted).items() if wanted else []:
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"creating {topic}: {exc}") from exc
+    altered = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in config[topic].items()
+            ],
+        )
+        for topic in topics
+        if topic in existing and config.get(topic)
+    ]
+    for resource, future in admin.incremental_alter_configs(altered).items() if altered else []:
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:  # e.g. no ALTER_CONFIGS right: the topic stays as it is
+            log.warning(
+                "could not set %s on %s: %s", dict(config[resource.name]), resource.name, exc
+            )
+    found = _partitions(admin, wait_s=wait_s)
+    return {topic: found.get(topic, partitions) for topic in topics}
+
+
+def _partitions(admin: AdminClient, *, wait_s: float) -> dict[str, int]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            metadata: Any = admin.list_topics(timeout=min(10.0, max(wait_s, 1.0)))
+            return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no Kafka broker answered within {wait_s} s: {exc}") from exc
+            log.warning("waiting for a Kafka broker: %s", exc)
+            time.sleep(1.0)

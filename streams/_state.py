@@ -1,0 +1,137 @@
+"""What the worker keeps per rollout in its changelog-backed table, and its wire format.
+
+A `RolloutState` holds a `RolloutBuffer` per attempt and, beside it, each buffered event's
+bytes in Avro single-object encoding. The changelog record is those bytes, not a JSON dump
+of the models: it is as large as the events themselves (JSON of token ids and logprobs is
+two to three times larger), so `size_bytes` bounds it, and writing it copies bytes instead
+of serializing models. Layout of a record: `FRS1`, then per attempt a length-prefixed JSON
+header (the buffer's bookkeeping) and the length-prefixed events in the order they were added.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.serializers import codecs
+from pydantic import BaseModel
+
+from fulmen.schemas import SINGLE_OBJECT_MAGIC, DecodeError, Event, SingleObjectCodec
+from fulmen.streams._assembly import RolloutBuffer, add
+
+_MAGIC = b"FRS1"
+_LENGTH = struct.Struct("<I")
+_HEADER_FIELDS = {"rollout_id", "attempt", "last_event_at", "revision", "changed_since_write"}
+_CODEC = SingleObjectCodec()
+
+
+@dataclass
+class RolloutState:
+    """Every attempt of one rollout seen so far, with the bytes of its events."""
+
+    attempts: dict[int, RolloutBuffer] = field(default_factory=dict)
+    encoded: dict[int, list[bytes]] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        """The events' bytes: what the changelog record holds, less a few hundred bytes."""
+        return sum(len(value) for values in self.encoded.values() for value in values)
+
+    def add(self, event: Event, value: bytes, *, now: float) -> bool:
+        """Buffer `event`, whose message value was `value`; False for a duplicate."""
+        attempt = event.meta.attempt
+        buffer = self.attempts.get(attempt)
+        if buffer is None:
+            buffer = RolloutBuffer(rollout_id=event.meta.rollout_id, attempt=attempt)
+            self.attempts[attempt] = buffer
+        if not add(buffer, event, now=now):
+            return False
+        if not value.startswith(SINGLE_OBJECT_MAGIC):  # e.g. Confluent-framed: needs a registry
+            value = _CODEC.encode(event, topic="")
+        self.encoded.setdefault(attempt, []).append(value)
+        return True
+
+    def forget(self, attempt: int) -> None:
+        del self.attempts[attempt]
+        self.encoded.pop(attempt, None)
+
+
+def dump_state(state: RolloutState) -> bytes:
+    """The changelog record of `state`."""
+    parts = [_MAGIC]
+    for attempt, buffer in state.attempts.items():
+        header = buffer.model_dump_json(include=_HEADER_FIELDS).encode()
+        events = state.encoded.get(attempt, [])
+        parts += [_LENGTH.pack(len(header)), header, _LENGTH.pack(len(events))]
+        for value in events:
+            parts += [_LENGTH.pack(len(value)), value]
+    return b"".join(parts)
+
+
+def load_state(data: bytes) -> RolloutState:
+    """The state a changelog record holds (also a record of the earlier JSON format)."""
+    if not data.startswith(_MAGIC):
+        return _from_json(data)
+    state, reader = RolloutState(), _Reader(data, len(_MAGIC))
+    while not reader.done():
+        meta = RolloutBuffer.model_validate_json(reader.chunk())
+        buffer = RolloutBuffer(rollout_id=meta.rollout_id, attempt=meta.attempt)
+        state.attempts[meta.attempt] = buffer
+        for _ in range(reader.length()):
+            value = reader.chunk()
+            state.add(_CODEC.decode(value, topic=""), value, now=0.0)
+        buffer.last_event_at = meta.last_event_at
+        buffer.revision = meta.revision
+        buffer.changed_since_write = meta.changed_since_write
+    return state
+
+
+class _Reader:
+    def __init__(self, data: bytes, position: int) -> None:
+        self._data, self._position = data, position
+
+    def done(self) -> bool:
+        return self._position >= len(self._data)
+
+    def length(self) -> int:
+        (value,) = _LENGTH.unpack_from(self._data, self._position)
+        self._position += _LENGTH.size
+        return int(value)
+
+    def chunk(self) -> bytes:
+        size = self.length()
+        start, self._position = self._position, self._position + size
+        if self._position > len(self._data):
+            raise DecodeError("truncated", "a changelog record ends mid-chunk")
+        return self._data[start : self._position]
+
+
+class _JsonState(BaseModel):
+    attempts: dict[int, RolloutBuffer]
+
+
+def _from_json(data: bytes) -> RolloutState:
+    """A record written by workers before the binary format: models as JSON."""
+    state = RolloutState()
+    for attempt, old in _JsonState.model_validate_json(data).attempts.items():
+        events: list[Event] = [*old.spans, *old.rewards]
+        events += [e for e in (old.started, old.finished) if e is not None]
+        for event in events:
+            state.add(event, b"", now=0.0)
+        buffer = state.attempts.get(attempt)
+        if buffer is not None:
+            buffer.last_event_at = old.last_event_at
+            buffer.revision = old.revision
+            buffer.changed_since_write = old.changed_since_write
+    return state
+
+
+class StateCodec(codecs.Codec):
+    """Faust's value codec for the rollout table."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return dump_state(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return load_state(s)
