@@ -19,7 +19,13 @@ from fulmen.store import LightningStore
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembler import EpisodeAssembler
 from fulmen.streams._assembly import AssemblyPolicy, Episode
-from fulmen.streams._intake import Intake, Received, decode_batch, topic_kinds
+from fulmen.streams._intake import (
+    Intake,
+    Received,
+    dead_letters_table,
+    decode_batch,
+    topic_kinds,
+)
 from fulmen.streams._sink import StoreSink
 
 
@@ -83,7 +89,9 @@ class EmbeddedRunner:
             # into one store from deduplicating each other's writes.
             token = f"{self._id}/{topic}/{messages[0].offset}-{messages[-1].offset}"
             self.store.write_events(intake.events, dedup_token=token)
-            self.sink.write_dead(intake.dead)
+            if intake.dead:
+                rows = dead_letters_table(intake.dead)
+                self.store.insert("dead_letters", rows, dedup_token=f"{token}/dead")
             for event in intake.events:
                 self.assembler.add(event, now=now)
             self._offsets[topic] = messages[-1].offset + 1

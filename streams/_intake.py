@@ -12,9 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+import pyarrow as pa
+
 from fulmen.kafka import TopicSettings
 from fulmen.schemas import EVENT_MODELS, Codec, DecodeError, DecodeProblem, Event, EventType
-from fulmen.store import Source
+from fulmen.store import TABLES, Source
 
 DeadLetterProblem = DecodeProblem | Literal["too_large", "wrong_topic", "rollout_too_large"]
 """Why a message is a dead letter. Schema-invalid events, missing ids included (the contract
@@ -90,6 +92,11 @@ class DeadLetter:
             "problem": self.problem,
             "detail": self.detail,
         }
+
+
+def dead_letters_table(dead: Sequence[DeadLetter]) -> pa.Table:
+    """Dead letters as an Arrow batch for the store's `dead_letters` table."""
+    return pa.Table.from_pylist([d.row() for d in dead], schema=TABLES["dead_letters"])
 
 
 @dataclass

@@ -44,6 +44,11 @@ class WorkerSettings(BaseSettings):
         ge=1,
         description="Events a rollout may buffer (all attempts); more → `rollout_too_large`.",
     )
+    session_timeout_s: float = Field(
+        default=45.0,
+        gt=0,
+        description="A worker silent this long (killed, hung) loses its partitions to the others.",
+    )
     retry_initial_s: float = Field(default=0.25, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     web_host: str = "127.0.0.1"

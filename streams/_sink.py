@@ -18,8 +18,6 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from fulmen.schemas import Event
 from fulmen.store import EVENT_TABLES, TABLES, LightningStore, Source
 from fulmen.streams._assembler import episodes_table, triplets_table
@@ -31,7 +29,7 @@ from fulmen.streams._assembly import (
     is_due,
     reconcile,
 )
-from fulmen.streams._intake import DeadLetter, Intake
+from fulmen.streams._intake import DeadLetter, Intake, dead_letters_table
 
 _SOURCED: dict[type[Event], str] = {
     kind: table for kind, table in EVENT_TABLES.items() if "source_offset" in TABLES[table].names
@@ -55,11 +53,13 @@ class StoreSink:
     def __init__(self, store: LightningStore) -> None:
         self.store = store
         self._written: dict[tuple[str, int], int] = {}
+        self._dead_written: dict[tuple[str, int], int] = {}
 
     def forget_offsets(self) -> None:
         """Drop what is known of written offsets: after a rebalance another worker may have
         written the partitions this one gets back."""
         self._written.clear()
+        self._dead_written.clear()
 
     def write_raw(self, intake: Intake) -> int:
         """Write the intake's events that the store does not hold yet; returns how many."""
@@ -86,12 +86,28 @@ class StoreSink:
                 self._written[key] = max(self._written[key], offset)
         return len(fresh)
 
-    def write_dead(self, dead: Sequence[DeadLetter]) -> None:
-        """Record dead letters in the store's `dead_letters` table."""
-        if dead:
-            rows = pa.Table.from_pylist([d.row() for d in dead], schema=TABLES["dead_letters"])
-            token = _digest(d.source for d in dead)
-            self.store.insert("dead_letters", rows, dedup_token=f"dead_letters/{token}")
+    def write_dead(self, dead: Sequence[DeadLetter]) -> int:
+        """Record the dead letters the store does not hold yet (by topic, partition and
+        offset, as raw events) in its `dead_letters` table; returns how many."""
+        sources = {(d.message.topic, d.message.partition) for d in dead}
+        unknown = sorted(sources - self._dead_written.keys())
+        found = self.store.dead_letter_offsets(unknown)
+        for source in unknown:
+            self._dead_written[source] = found.get(source, -1)
+        fresh = [
+            d
+            for d in dead
+            if d.message.offset > self._dead_written[(d.message.topic, d.message.partition)]
+        ]
+        if fresh:
+            token = _digest(d.source for d in fresh)
+            self.store.insert(
+                "dead_letters", dead_letters_table(fresh), dedup_token=f"dead_letters/{token}"
+            )
+        for d in fresh:
+            source = (d.message.topic, d.message.partition)
+            self._dead_written[source] = max(self._dead_written[source], d.message.offset)
+        return len(fresh)
 
     def assemble_due(
         self,

@@ -93,6 +93,7 @@ class StreamWorker:
             producer_max_request_size=worker.changelog_max_bytes,
             # Input topics created while the worker runs are subscribed to within seconds.
             consumer_metadata_max_age_ms=5_000,
+            broker_session_timeout=worker.session_timeout_s,
         )
         codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": StateCodec()}
         changelog = self.app.topic(

@@ -114,6 +114,19 @@ class LightningStore:
         ).result_rows
         return {int(partition): int(offset) for partition, offset in rows}
 
+    def dead_letter_offsets(self, sources: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The highest offset of each (topic, partition) in `sources` already in
+        `dead_letters`; those with none are absent."""
+        if not sources:
+            return {}
+        rows = self.client.query(
+            f"SELECT topic, partition, max(offset) FROM {self._db}.dead_letters "
+            "WHERE (topic, partition) IN {sources:Array(Tuple(String, UInt32))} "
+            "GROUP BY topic, partition",
+            parameters={"sources": [list(source) for source in sources]},
+        ).result_rows
+        return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
+
     def written_revisions(
         self, keys: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], tuple[int, int]]:

@@ -16,8 +16,9 @@ from typing import IO
 
 from confluent_kafka import Producer
 
-from fulmen.kafka import KafkaSettings, TopicSettings, create_topics
-from fulmen.schemas import Event, SingleObjectCodec
+from fulmen.kafka import KafkaSettings, TopicSettings
+from fulmen.kafka import create_topics as make_topics
+from fulmen.schemas import Codec, Event, SingleObjectCodec
 from fulmen.store import LightningStore, StoreSettings
 
 
@@ -67,7 +68,15 @@ class Stack:
     """A store server on its own chDB directory, and the settings workers need to use it and
     the session's broker with topics of their own (`prefix`)."""
 
-    def __init__(self, root: Path, bootstrap: str, prefix: str, *, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        root: Path,
+        bootstrap: str,
+        prefix: str,
+        *,
+        partitions: int = 4,
+        create_topics: bool = True,
+    ) -> None:
         self.root, self.bootstrap, self.prefix = root, bootstrap, prefix
         self.topics = TopicSettings(prefix=prefix)
         self.store_port = free_port()
@@ -77,8 +86,9 @@ class Stack:
             root / "store.log",
         )
         names = [self.topics.for_event(k) for k in ("span", "reward", "rollout", "episode")]
-        kafka = KafkaSettings(bootstrap_servers=bootstrap)
-        create_topics(kafka, [*names, prefix + "dlq"], partitions=partitions)
+        if create_topics:
+            kafka = KafkaSettings(bootstrap_servers=bootstrap)
+            make_topics(kafka, [*names, prefix + "dlq"], partitions=partitions)
 
     def start_store(self) -> None:
         """Start the store server and wait until it answers."""
@@ -111,21 +121,31 @@ class Stack:
         url = f"http://127.0.0.1:{self.store_port}"
         return LightningStore(StoreSettings(url=url, database=database))
 
-    def produce(self, events: Sequence[Event], *, garbage: Sequence[bytes] = ()) -> None:
-        """Produce `events` (keyed by rollout id) and `garbage` onto the spans topic."""
-        codec = SingleObjectCodec()
+    def produce(
+        self,
+        events: Sequence[Event],
+        *,
+        garbage: Sequence[bytes] = (),
+        codec: Codec | None = None,
+        topic: str | None = None,
+    ) -> None:
+        """Produce `events` (keyed by rollout id; to their own topic unless `topic` is given)
+        and `garbage` onto the spans topic. Values are not size-checked here: a compressible
+        value over the broker's limit gets through compressed, as it can from any producer."""
+        codec = codec or SingleObjectCodec()
         producer = Producer(
             {
                 "bootstrap.servers": self.bootstrap,
                 "partitioner": "murmur2_random",
                 "acks": "all",
                 "compression.type": "lz4",  # as the producer SDK sends
+                "message.max.bytes": 100_000_000,
             }
         )
         for event in events:
-            topic = self.topics.for_event(event.event_type)
+            to = topic or self.topics.for_event(event.event_type)
             key = event.meta.rollout_id.encode()
-            producer.produce(topic, key=key, value=codec.encode(event, topic=topic))
+            producer.produce(to, key=key, value=codec.encode(event, topic=to))
         for value in garbage:
             producer.produce(self.topics.for_event("span"), key=b"garbage", value=value)
         assert producer.flush(30) == 0
@@ -135,6 +155,14 @@ class Worker(Process):
     def __init__(self, args: Sequence[str], env: dict[str, str], log: Path, port: int) -> None:
         super().__init__(args, env, log)
         self.port = port
+
+    def answers(self) -> bool:
+        """Whether the worker's web server (up once Faust started) answers."""
+        try:
+            self.metrics()
+        except OSError:
+            return False
+        return True
 
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples by name (labels folded into the name)."""
