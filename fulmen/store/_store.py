@@ -123,7 +123,7 @@ class LightningStore:
             f"SELECT topic, partition, max(offset) FROM {self._db}.dead_letters "
             "WHERE (topic, partition) IN {sources:Array(Tuple(String, UInt32))} "
             "GROUP BY topic, partition",
-            parameters={"sources": [list(source) for source in sources]},
+            parameters={"sources": [tuple(source) for source in sources]},
         ).result_rows
         return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
 
