@@ -32,7 +32,11 @@ from fulmen.store._settings import StoreSettings
 class WindowQuery:
     """Which triplets a trainer reads: the latest revision of each finished episode in
     [`since`, `until`), optionally of one agent, some tasks and some model versions, keeping
-    only tasks with at least `min_group_size` episodes (a GRPO group)."""
+    only tasks with at least `min_group_size` episodes (a GRPO group).
+
+    Unscored episodes (latest revision with no reward of the primary name) are left out,
+    and do not count towards a group, unless `include_unscored`: then their triplets come
+    with a null `reward`."""
 
     agent_name: str | None = None
     task_ids: tuple[str, ...] = ()
@@ -40,6 +44,7 @@ class WindowQuery:
     since: datetime | None = None
     until: datetime | None = None
     min_group_size: int = 1
+    include_unscored: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,13 +152,16 @@ class LightningStore:
         return found & set(keys)
 
     def window(self, query: WindowQuery) -> pa.Table:
-        """The triplets of `query`, ordered by agent, task, rollout, attempt and step."""
+        """The triplets of `query`, ordered by agent, task, rollout, attempt and step; a
+        triplet's `reward` is null only when `query.include_unscored` let its unscored
+        episode in."""
         where, parameters = _episode_filter(query)
         sql = f"""
             WITH latest AS (
                 SELECT rollout_id, attempt, max(revision) AS revision, any(task_id) AS task_id
                 FROM {self._db}.episodes WHERE {where}
                 GROUP BY rollout_id, attempt
+                HAVING {"1" if query.include_unscored else "argMax(scored, revision)"}
             ), groups AS (
                 SELECT task_id FROM latest GROUP BY task_id HAVING count() >= {{min_group:UInt32}}
             )

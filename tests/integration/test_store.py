@@ -88,13 +88,14 @@ def test_events_round_trip_and_a_replayed_batch_is_dropped(store: LightningStore
 
 
 def _episode(
-    rollout: str, task: str, revision: int, reward: float, model: str = "m1"
+    rollout: str, task: str, revision: int, reward: float | None, model: str = "m1"
 ) -> dict[str, object]:
     now = time.time_ns()
     return {
         "rollout_id": rollout, "attempt": 1, "revision": revision, "agent_name": "calc",
         "task_id": task, "model_version": model, "resources_version": "r1", "status": "succeeded",
-        "reward": reward, "rewards": {"reward": reward}, "credit_assignment": "final",
+        "scored": reward is not None, "reward": reward,
+        "rewards": {} if reward is None else {"reward": reward}, "credit_assignment": "final",
         "started_at": now, "finished_at": now, "assembled_at": now // 1_000_000,
         "num_spans": 3, "num_llm_calls": 1, "num_tool_calls": 1, "num_tool_errors": 0,
         "input": None, "error": None, "num_events": 5,
@@ -102,7 +103,7 @@ def _episode(
 
 
 def _triplet(
-    rollout: str, task: str, revision: int, reward: float, model: str = "m1"
+    rollout: str, task: str, revision: int, reward: float | None, model: str = "m1"
 ) -> dict[str, object]:
     return {
         "rollout_id": rollout, "attempt": 1, "revision": revision, "step": 0, "span_id": "a" * 16,
