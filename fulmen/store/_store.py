@@ -158,18 +158,20 @@ class LightningStore:
         where, parameters = _episode_filter(query)
         sql = f"""
             WITH latest AS (
-                SELECT rollout_id, attempt, max(revision) AS revision, any(task_id) AS task_id
+                SELECT rollout_id, attempt, max(revision) AS last_revision,
+                       any(task_id) AS episode_task
                 FROM {self._db}.episodes WHERE {where}
                 GROUP BY rollout_id, attempt
                 HAVING {"1" if query.include_unscored else "argMax(scored, revision)"}
             ), groups AS (
-                SELECT task_id FROM latest GROUP BY task_id HAVING count() >= {{min_group:UInt32}}
+                SELECT episode_task FROM latest GROUP BY episode_task
+                HAVING count() >= {{min_group:UInt32}}
             )
             SELECT * FROM {self._db}.triplets
             WHERE {where}
               AND (rollout_id, attempt, revision) IN
-                  (SELECT rollout_id, attempt, revision FROM latest)
-              AND task_id IN (SELECT task_id FROM groups)
+                  (SELECT rollout_id, attempt, last_revision FROM latest)
+              AND task_id IN (SELECT episode_task FROM groups)
             ORDER BY agent_name, task_id, rollout_id, attempt, step
         """
         parameters["min_group"] = query.min_group_size
