@@ -133,6 +133,7 @@ def _training_rows(episodes: int, now_ns: int) -> tuple[pa.Table, pa.Table]:
         "model_version": pa.array(["v1"] * episodes),
         "resources_version": pa.array(["p1"] * episodes),
         "status": pa.array(["succeeded"] * episodes),
+        "scored": pa.array(np.ones(episodes, np.bool_)),
         "reward": pa.array(np.random.default_rng(1).random(episodes)),
         "rewards": pa.array([[]] * episodes, TABLES["episodes"].field("rewards").type),
         "credit_assignment": pa.array(["final"] * episodes),

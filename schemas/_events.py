@@ -185,8 +185,20 @@ class EpisodeCompleted(_Record):
     task_id: str = ""
     status: EpisodeStatus
     reward: float
+    """The episode's reward; 0.0 when it is unscored. A double rather than a nullable one:
+    the evolution rules allow no type change (an old reader would fail on a null), so an
+    unscored episode says so in `scored` and its reward reads 0.0 to old readers."""
     num_llm_calls: int = 0
     finished_at_unix_nano: int
+    scored: bool = True
+    """False when no reward of the primary name reached the episode. Old writers' events
+    read as True."""
+
+    @model_validator(mode="after")
+    def _unscored_reads_zero(self) -> EpisodeCompleted:
+        if not self.scored and self.reward != 0.0:
+            raise ValueError(f"an unscored episode's reward is 0.0, not {self.reward}")
+        return self
 
 
 Event = Span | Reward | RolloutEvent | VersionEvent | EpisodeCompleted

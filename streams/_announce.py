@@ -35,7 +35,8 @@ class Announcer:
             revision=row.revision,
             task_id=row.task_id,
             status=row.status,
-            reward=row.reward,
+            reward=0.0 if row.reward is None else row.reward,
             num_llm_calls=row.num_llm_calls,
             finished_at_unix_nano=row.finished_at,
+            scored=row.scored,
         )

@@ -1,4 +1,11 @@
-"""Episode assembly: a rollout's events in, a scored episode and its triplets out.
+"""Episode assembly: a rollout's events in, an episode and its triplets out.
+
+An episode is *scored* when at least one reward of the primary name
+(`AssemblyPolicy.primary_reward`) reached it, for the rollout or for one of its spans; its
+`reward` is their sum, and its triplets carry what the credit assigner gives each call. An
+episode with no such reward is *unscored*: its `reward` and its triplets' rewards are None,
+never 0.0, because a lost or never-sent reward is not evidence of a zero. The credit
+assigner is not asked about unscored episodes. A late reward makes the next revision scored.
 
 Plain logic over a `RolloutBuffer`, shared by the Faust application (which keeps buffers in
 a changelog-backed table keyed by rollout) and the embedded runner (a dict). Nothing here
@@ -72,8 +79,13 @@ class EpisodeRow:
     model_version: str
     resources_version: str
     status: EpisodeStatus
-    reward: float
+    scored: bool
+    """Whether a reward of the primary name reached the episode (see the module's doc)."""
+    reward: float | None
+    """Sum of the primary name's rewards, rollout- and span-level; None when unscored."""
     rewards: dict[str, float]
+    """Sum of the rewards of each name, the primary one included (an unscored episode may
+    still have rewards of other names)."""
     credit_assignment: str
     started_at: int
     finished_at: int
@@ -108,7 +120,12 @@ class TripletRow:
     prompt_token_ids: list[int]
     response_token_ids: list[int]
     response_logprobs: list[float]
-    reward: float
+    reward: float | None
+    """The reward the credit assigner gave this call; None when the episode is unscored.
+    A nullable reward rather than a `scored` flag: a trainer that reads a triplet's reward
+    cannot mistake a missing one for 0.0, and the store's windows leave unscored episodes
+    out unless asked (`WindowQuery.include_unscored`), so the reward a trainer reads is a
+    plain float in every window it asks for by default."""
     advantage: float | None = None
 
 
@@ -180,7 +197,10 @@ def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Ep
     calls = [span for span in spans if span.llm is not None]
     tools = [span for span in spans if span.tool is not None]
     scores = split_rewards(buffer.rewards, primary=policy.primary_reward)
-    credited = policy.credit.assign(calls, scores)
+    scored = any(reward.name == policy.primary_reward for reward in buffer.rewards)
+    credited: list[float | None] = (
+        list(policy.credit.assign(calls, scores)) if scored else [None] * len(calls)
+    )
     first = buffer.started or (spans[0] if spans else buffer.finished)
     assert first is not None, "assemble() needs a started event or a span"
     task_id = buffer.started.task_id if buffer.started else ""
@@ -198,7 +218,8 @@ def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Ep
         model_version=first.meta.model_version,
         resources_version=first.meta.resources_version,
         status=status,
-        reward=scores.final + sum(scores.by_span.values()),
+        scored=scored,
+        reward=scores.final + sum(scores.by_span.values()) if scored else None,
         rewards=named,
         credit_assignment=policy.credit.name,
         started_at=_started_ns(buffer, spans),

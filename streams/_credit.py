@@ -3,6 +3,11 @@
 An assigner sees the episode's LLM calls in order and its rewards, and returns one number per
 call. The name it reports is recorded with the episode (`credit_assignment`), so a trainer
 knows what its triplets' rewards mean.
+
+Assigners see scored episodes only: those with at least one reward of the primary name. An
+unscored episode's calls get no reward (None) without asking the assigner, so the zeros
+below (`final` with no rollout-level reward, a step without a reward of its own) are the
+absence of a reward in an episode that *was* scored, never a stand-in for a lost one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ class EpisodeRewards:
     """The rewards of one episode, split by what they score."""
 
     final: float
-    """Sum of the rollout-level rewards of the primary name (those without a `span_id`)."""
+    """Sum of the rollout-level rewards of the primary name (those without a `span_id`); 0.0
+    when the episode's primary rewards are all step-level."""
     by_span: dict[str, float]
     """Sum of the step-level rewards of the primary name, by the span they score."""
     by_source: dict[str, dict[str, float]]
@@ -27,7 +33,9 @@ class EpisodeRewards:
 
 
 class CreditAssigner(ABC):
-    """Turns an episode's rewards into one reward per LLM call (same order as `calls`)."""
+    """Turns an episode's rewards into one reward per LLM call (same order as `calls`).
+    Called only for scored episodes (at least one reward of the primary name); must be pure,
+    so that a replayed episode gets the same credit."""
 
     name: str
 

@@ -40,7 +40,14 @@ from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._settings import TrainSettings
 from fulmen.trainers._sft import SftSettings, train_sft
-from fulmen.trainers._window import LoggedCall, Window, best_episodes, load_window, read_window
+from fulmen.trainers._window import (
+    LoggedCall,
+    ScoredEpisode,
+    Window,
+    best_episodes,
+    load_window,
+    read_window,
+)
 
 __all__ = [
     "AgentTask",
@@ -70,6 +77,7 @@ __all__ = [
     "RlData",
     "RlSettings",
     "Sample",
+    "ScoredEpisode",
     "Sft",
     "SftSettings",
     "StepStats",

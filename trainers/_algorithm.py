@@ -62,6 +62,11 @@ class Algorithm(ABC):
     """The `algorithm` its version events carry (the event schema's closed set: a custom
     algorithm names the family it belongs to; `training_runs` keeps its full name)."""
 
+    include_unscored: ClassVar[bool] = False
+    """Whether `job.window` also holds unscored episodes (no reward of the primary name
+    reached them), whose calls' `reward` is None. Off for every built-in algorithm: each
+    learns from rewards, and a missing reward is not a zero."""
+
     def __init__(self, job: JobContext) -> None:
         self.job = job
 

@@ -150,10 +150,10 @@ def low_reward_examples(
     window: Window, count: int, *, rng: random.Random, max_chars: int
 ) -> list[Example]:
     """`count` episodes drawn from the window's lowest-reward ones (a pool of twice
-    `count`, ordered by reward then episode key, so the draw depends only on `rng`)."""
+    `count`, ordered by reward then episode key, so the draw depends only on `rng`).
+    Unscored episodes are not examples: their reward is unknown, not low."""
     episodes = sorted(
-        (max(call.reward for call in calls), key, calls)
-        for key, calls in window.by_episode().items()
+        (episode.reward, episode.key, episode.calls) for episode in window.scored_episodes()
     )
     pool = episodes[: 2 * count]
     chosen = sorted(rng.sample(range(len(pool)), min(count, len(pool))))

@@ -54,14 +54,15 @@ def run_job(
     console = console or Console(stderr=True)
     started = datetime.now(UTC)
     run_id = str(uuid.uuid4())
+    algorithm_class = load_algorithm(settings.algo)
     query = WindowQuery(
         agent_name=settings.agent_name,
         since=settings.since,
         until=settings.until,
         min_group_size=settings.min_group_size,
+        include_unscored=algorithm_class.include_unscored,
     )
     window = read_window(store, query, settings.snapshots_dir, window_id=settings.window_id)
-    algorithm_class = load_algorithm(settings.algo)
     short_name = settings.algo.rpartition(":")[2].lower()
     candidate = f"{short_name}-{window.window_id[:8]}-{run_id[:6]}"
     algorithm = algorithm_class(JobContext(settings, store, window, candidate, console))

@@ -119,7 +119,7 @@ class Rl(ModelAlgorithm):
         if not data.samples:
             raise EmptyWindow(
                 f"no RL samples: {data.stale} stale, {data.missing_logprobs} without "
-                f"logprobs, {data.zero_advantage} with zero advantage"
+                f"logprobs, {data.zero_advantage} with zero advantage, {data.unscored} unscored"
             )
         bar = progress.add_task("training (rl)", total=None)
         steps = train_rl(

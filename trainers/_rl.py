@@ -20,7 +20,7 @@ from fulmen.models._precision import cpu_has_bf16
 from fulmen.trainers._rl_loss import group_advantages, version_staleness
 from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
-from fulmen.trainers._window import Window
+from fulmen.trainers._window import LoggedCall, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class RlData:
     stale: int
     missing_logprobs: int
     zero_advantage: int
+    unscored: int = 0
+    """Calls of unscored episodes (in a window that includes them): no reward, no sample."""
 
 
 def rl_samples(
@@ -56,17 +58,21 @@ def rl_samples(
 ) -> RlData:
     """Samples of every usable call: logged token ids and logprobs present, behaviour
     version within `max_staleness` of `parent`, nonzero group-relative advantage (groups
-    are tasks; a call's reward is the credit the stream stage assigned it)."""
-    usable, stale, missing = [], 0, 0
+    are tasks; a call's reward is the credit the stream stage assigned it). Calls of
+    unscored episodes are dropped: a missing reward is no evidence of a zero."""
+    usable: list[tuple[LoggedCall, float]] = []
+    stale, missing, unscored = 0, 0, 0
     for call in window.calls:
         distance = version_staleness(call.model_version, parent, parents)
-        if distance is None or distance > max_staleness:
+        if call.reward is None:
+            unscored += 1
+        elif distance is None or distance > max_staleness:
             stale += 1
         elif not call.response_ids or len(call.logprobs) != len(call.response_ids):
             missing += 1
         else:
-            usable.append(call)
-    advantages = group_advantages([c.reward for c in usable], [c.task_id for c in usable])
+            usable.append((call, call.reward))
+    advantages = group_advantages([r for _, r in usable], [c.task_id for c, _ in usable])
     samples = [
         Sample(
             prompt_ids=c.prompt_ids,
@@ -74,10 +80,12 @@ def rl_samples(
             behaviour_logprobs=c.logprobs,
             advantage=a,
         )
-        for c, a in zip(usable, advantages, strict=True)
+        for (c, _), a in zip(usable, advantages, strict=True)
         if a != 0.0
     ]
-    return RlData(samples, stale, missing, zero_advantage=len(usable) - len(samples))
+    return RlData(
+        samples, stale, missing, zero_advantage=len(usable) - len(samples), unscored=unscored
+    )
 
 
 def train_rl(

@@ -3,6 +3,10 @@
 The store exports the window once as a content-addressed Parquet file; the job reads only
 that file, so a retry of the same job trains on exactly the same data and the version it
 publishes names the window's hash.
+
+A window holds scored episodes only, unless the algorithm asked for unscored ones too
+(`Algorithm.include_unscored`): then their calls' `reward` is None. `scored_episodes()` is
+the way to rank episodes by reward, whatever the window holds.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from fulmen.store import LightningStore, Snapshot, WindowQuery
 
 @dataclass(frozen=True, slots=True)
 class LoggedCall:
-    """One LLM call of a finished episode, with the reward credited to it."""
+    """One LLM call of a finished episode, with the reward credited to it (None: the episode
+    is unscored, which a window holds only when asked to)."""
 
     rollout_id: str
     attempt: int
@@ -29,7 +34,7 @@ class LoggedCall:
     prompt_ids: tuple[int, ...]
     response_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
-    reward: float
+    reward: float | None
     prompt: str
     """The call's input messages as logged (JSON text)."""
     response: str
@@ -38,6 +43,17 @@ class LoggedCall:
     @property
     def episode(self) -> tuple[str, int]:
         return (self.rollout_id, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEpisode:
+    """A scored episode of a window: its calls in step order and its reward, the highest
+    credit of its calls (the episode's reward under the default `final` credit)."""
+
+    key: tuple[str, int]
+    """(rollout id, attempt)."""
+    reward: float
+    calls: tuple[LoggedCall, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +69,21 @@ class Window:
         return len({call.episode for call in self.calls})
 
     def by_episode(self) -> dict[tuple[str, int], list[LoggedCall]]:
+        """Every episode's calls, unscored ones included when the window holds any."""
         grouped: dict[tuple[str, int], list[LoggedCall]] = defaultdict(list)
         for call in self.calls:
             grouped[call.episode].append(call)
         return dict(grouped)
+
+    def scored_episodes(self) -> list[ScoredEpisode]:
+        """The scored episodes, in (rollout id, attempt) order; unscored ones are left out
+        (their reward is unknown, not 0)."""
+        scored = []
+        for key, calls in sorted(self.by_episode().items()):
+            rewards = [call.reward for call in calls if call.reward is not None]
+            if rewards:
+                scored.append(ScoredEpisode(key, max(rewards), tuple(calls)))
+        return scored
 
 
 def read_window(
@@ -92,11 +119,13 @@ def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
 
 def best_episodes(window: Window, *, min_reward: float) -> list[Sequence[LoggedCall]]:
     """Rejection sampling: per task, the calls of its highest-reward episode, if that
-    reward reaches `min_reward` (ties go to the earliest rollout id, deterministically)."""
-    best: dict[str, tuple[float, tuple[str, int], list[LoggedCall]]] = {}
-    for key, calls in sorted(window.by_episode().items()):
-        reward = max(call.reward for call in calls)
-        task = calls[0].task_id
-        if reward >= min_reward and (task not in best or reward > best[task][0]):
-            best[task] = (reward, key, calls)
-    return [calls for _, _, calls in best.values()]
+    reward reaches `min_reward` (ties go to the earliest rollout id, deterministically).
+    Unscored episodes are never chosen."""
+    best: dict[str, ScoredEpisode] = {}
+    for episode in window.scored_episodes():
+        task = episode.calls[0].task_id
+        if episode.reward >= min_reward and (
+            task not in best or episode.reward > best[task].reward
+        ):
+            best[task] = episode
+    return [list(episode.calls) for episode in best.values()]

@@ -29,10 +29,9 @@ class AboveMedianCloning(ModelAlgorithm):
     def train_policy(
         self, model: PeftModel, tokenizer: PreTrainedTokenizerBase, progress: Progress
     ) -> dict[str, float]:
-        episodes = list(self.job.window.by_episode().values())
-        rewards = [max(call.reward for call in calls) for calls in episodes]
-        median = statistics.median(rewards) if rewards else 0.0
-        chosen = [calls for calls, reward in zip(episodes, rewards, strict=True) if reward > median]
+        episodes = self.job.window.scored_episodes()
+        median = statistics.median(e.reward for e in episodes) if episodes else 0.0
+        chosen = [e.calls for e in episodes if e.reward > median]
         if not chosen:
             raise EmptyWindow(f"no episode scored above the median reward {median:.3f}")
         bar = progress.add_task("training (above-median cloning)", total=None)

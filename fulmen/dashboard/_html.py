@@ -101,7 +101,7 @@ form.filters input, form.filters select { font: inherit; padding: 0.15rem 0.3rem
   font-weight: 600; }
 .outcome-gate_failed { color: #b54708; font-weight: 600; }
 .status-running { color: #175cd3; font-weight: 600; }
-.none, .muted { color: #98a2b3; }
+.none, .muted, .unscored { color: #98a2b3; }
 .pager { margin: 0.6rem 0; display: flex; gap: 1rem; }
 ul.tree { list-style: none; padding-left: 1.3rem; border-left: 1px dashed #c9ced6; }
 ul.tree.root { padding-left: 0; border-left: none; }

@@ -30,6 +30,13 @@ def _status(status: str, prefix: str = "status") -> Html:
     return Html(f'<span class="{esc(prefix)}-{esc(status)}">{esc(status)}</span>')
 
 
+def _reward(row: RolloutRow) -> Cell:
+    """The episode's reward; "unscored" when it was assembled without one (not a 0)."""
+    if row.scored is False:
+        return Html('<span class="unscored" title="no reward reached this episode">unscored</span>')
+    return row.reward
+
+
 def _rollout_link(row: RolloutRow) -> Html:
     return link(f"/rollouts/{path_part(row.rollout_id)}", row.rollout_id)
 
@@ -96,7 +103,7 @@ def rollouts_page(found: RolloutPage, where: RolloutFilter, choices: FilterChoic
             row.task_id,
             row.model_version,
             _status(row.status),
-            row.reward,
+            _reward(row),
             row.num_spans,
             row.num_llm_calls,
             None
@@ -108,7 +115,8 @@ def rollouts_page(found: RolloutPage, where: RolloutFilter, choices: FilterChoic
     headers = ["started (UTC)", "rollout", "attempt", "agent", "task", "model version",
                "status", "reward", "spans", "LLM calls", "tool calls"]  # fmt: skip
     pages = max(1, -(-found.total // where.page_size))
-    pager = [f'<span id="total">{found.total} rollouts</span>',
+    unscored = f" ({found.unscored} unscored)" if found.unscored else ""
+    pager = [f'<span id="total">{found.total} rollouts{unscored}</span>',
              f"<span>page {where.page} of {pages}</span>"]  # fmt: skip
     if where.page > 1:
         pager.append(link(f"/rollouts?{where.query(page=where.page - 1)}", "← newer", id="prev"))
@@ -226,7 +234,7 @@ def _attempt_section(detail: RolloutDetail, row: RolloutRow) -> Html:
         ("status", _status(row.status)),
         ("started", row.started_at),
         ("finished", row.finished_at),
-        ("reward", row.reward),
+        ("reward", _reward(row)),
     ]
     if episode is not None:
         facts += [

@@ -22,7 +22,9 @@ class RolloutRow:
     """One attempt of a rollout: what its rollout events and its latest episode say.
 
     `status` is the episode's once assembled, else the rollout's `finished` status, else
-    `running`. `reward` and the counts are None until the episode is assembled.
+    `running`. `scored`, `reward` and the counts are None until the episode is assembled;
+    an assembled episode that no reward of the primary name reached has `scored` False and
+    `reward` None (unknown, not 0).
     """
 
     rollout_id: str
@@ -33,6 +35,7 @@ class RolloutRow:
     status: str
     started_at: datetime
     finished_at: datetime | None
+    scored: bool | None
     reward: float | None
     revision: int | None
     num_spans: int | None
@@ -45,10 +48,12 @@ class RolloutRow:
 
 @dataclass(frozen=True)
 class RolloutPage:
-    """One page of /rollouts: the rows, and how many rollouts match the filter in all."""
+    """One page of /rollouts: the rows, how many rollouts match the filter in all, and how
+    many of those are assembled but unscored."""
 
     rows: list[RolloutRow]
     total: int
+    unscored: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,12 @@ class RewardRow:
 @dataclass(frozen=True)
 class EpisodeInfo:
     """The latest revision of one attempt's episode: its rewards by name and how they were
-    credited to steps."""
+    credited to steps (`reward` None when unscored)."""
 
     attempt: int
     revision: int
-    reward: float
+    scored: bool
+    reward: float | None
     rewards: dict[str, float]
     credit_assignment: str
 
@@ -209,6 +215,7 @@ WITH r AS (
     SELECT rollout_id, attempt, toUInt8(1) AS assembled,
            max(revision) AS e_revision,
            argMax(status, revision) AS e_status,
+           argMax(scored, revision) AS e_scored,
            argMax(reward, revision) AS e_reward,
            argMax(num_spans, revision) AS e_spans,
            argMax(num_llm_calls, revision) AS e_llm_calls,
@@ -223,6 +230,7 @@ WITH r AS (
            r.started_at AS started_at, r.finished_at AS finished_at,
            toString(if(e.assembled = 1, e.e_status, ifNull(r.rollout_status, 'running')))
                AS status,
+           if(e.assembled = 1, e.e_scored, NULL) AS scored,
            if(e.assembled = 1, e.e_reward, NULL) AS reward,
            if(e.assembled = 1, e.e_revision, NULL) AS revision,
            if(e.assembled = 1, e.e_spans, NULL) AS num_spans,
@@ -275,7 +283,11 @@ def rollouts(reader: StoreReader, where: RolloutFilter) -> RolloutPage:
     """The rollouts matching `where`, newest first, one page of them, and the total."""
     inner, outer, parameters = _rollout_conditions(where)
     base = _ROLLOUTS.replace("$inner", inner)
-    total = reader.rows(f"{base} SELECT count() AS n FROM joined WHERE {outer}", parameters)
+    total = reader.rows(
+        f"{base} SELECT count() AS n, countIf(scored = false) AS unscored "
+        f"FROM joined WHERE {outer}",
+        parameters,
+    )
     parameters |= {"limit": where.page_size, "offset": (where.page - 1) * where.page_size}
     rows = reader.rows(
         f"{base} SELECT * FROM joined WHERE {outer} "
@@ -283,7 +295,11 @@ def rollouts(reader: StoreReader, where: RolloutFilter) -> RolloutPage:
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
         parameters,
     )
-    return RolloutPage(rows=[_rollout_row(row) for row in rows], total=int(total[0]["n"]))
+    return RolloutPage(
+        rows=[_rollout_row(row) for row in rows],
+        total=int(total[0]["n"]),
+        unscored=int(total[0]["unscored"]),
+    )
 
 
 def filter_choices(reader: StoreReader) -> FilterChoices:
@@ -333,7 +349,8 @@ def rollout_detail(reader: StoreReader, rollout_id: str) -> RolloutDetail | None
     )
     episodes = reader.rows(
         """
-        SELECT attempt, revision, reward, rewards, toString(credit_assignment) AS credit_assignment
+        SELECT attempt, revision, scored, reward, rewards,
+               toString(credit_assignment) AS credit_assignment
         FROM $db.episodes
         WHERE rollout_id = {rollout_id:String}
         ORDER BY attempt, revision DESC

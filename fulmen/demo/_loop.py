@@ -191,15 +191,21 @@ class DemoLoop:
         fulmen.get_producer().flush(10)
         self.runner.finish()
         self._batch += 1
-        [landed] = self.store.sql(
-            "SELECT uniqExact(rollout_id, attempt) AS n, avg(reward) AS mean "
+        [landed] = self.store.sql(  # each episode at its latest revision
+            "SELECT count() AS n, countIf(NOT last_scored) AS unscored, "
+            "avgIf(last_reward, last_scored) AS mean FROM (SELECT "
+            "argMax(scored, revision) AS last_scored, argMax(reward, revision) AS last_reward "
             f"FROM {self.store.settings.database}.episodes "
-            "WHERE agent_name = {agent:String} AND model_version = {v:String}",
+            "WHERE agent_name = {agent:String} AND model_version = {v:String} "
+            "GROUP BY rollout_id, attempt)",
             {"agent": settings.agent_name, "v": fulmen.resources().model_version or ""},
         ).to_pylist()
+        mean = "—" if landed["mean"] is None else f"{landed['mean']:.2f}"
+        unscored = f" ({landed['unscored']} unscored)" if landed["unscored"] else ""
         self.console.print(
             f"agent window {self._batch} on {version}: {settings.window_episodes} rollouts; "
-            f"{landed['n']} episodes of this version in the store, mean reward {landed['mean']:.2f}"
+            f"{landed['n']} episodes of this version in the store{unscored}, "
+            f"mean reward {mean}"
         )
 
     def _on_event(self, event: SchedulerEvent) -> None:

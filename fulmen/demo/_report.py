@@ -86,15 +86,16 @@ def plot_reward(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = store.sql(  # an episode's last revision holds all its rewards
+    rows = store.sql(  # an episode's last revision holds all its rewards; unscored: none
         "SELECT argMax(model_version, revision) AS model_version, "
-        "argMax(reward, revision) AS reward, min(finished_at) AS finished_at "
+        "argMax(reward, revision) AS last_reward, min(finished_at) AS first_finished "
         f"FROM {store.settings.database}.episodes WHERE agent_name = {{agent:String}} "
-        "GROUP BY rollout_id, attempt ORDER BY finished_at, rollout_id",
+        "GROUP BY rollout_id, attempt HAVING argMax(scored, revision) "
+        "ORDER BY first_finished, rollout_id",
         {"agent": agent},
     ).to_pylist()
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=110)
-    rewards = [float(r["reward"]) for r in rows]
+    rewards = [float(r["last_reward"]) for r in rows]
     names = [r["model_version"] or BASE for r in rows]
     starts, scores = [], []
     for colour, version in enumerate(versions):

@@ -1,8 +1,8 @@
 """Arrow schemas of the store's tables, and events turned into Arrow columns.
 
-The schemas mirror the DDL in `schemas/clickhouse/`; `tests/unit/test_store_tables.py`
-keeps the two in lock-step (names, order, nullability). Writes are columnar: one Python
-list per column, one `pa.table` per batch.
+The schemas mirror the DDL in `schemas/clickhouse/`; `tests/integration/test_store.py`
+(`test_arrow_schemas_match_the_ddl`) keeps the two in lock-step (names, order, nullability).
+Writes are columnar: one Python list per column, one `pa.table` per batch.
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ TABLES: dict[str, pa.Schema] = {
             _required("model_version", _STR),
             _required("resources_version", _STR),
             _required("status", _STR),
-            _required("reward", pa.float64()),
+            _required("scored", pa.bool_()),
+            _optional("reward", pa.float64()),
             _required("rewards", pa.map_(pa.string(), pa.float64())),
             _required("credit_assignment", _STR),
             _required("started_at", _NS),
@@ -175,7 +176,7 @@ TABLES: dict[str, pa.Schema] = {
             _required("prompt_token_ids", pa.list_(pa.uint32())),
             _required("response_token_ids", pa.list_(pa.uint32())),
             _required("response_logprobs", pa.list_(pa.float32())),
-            _required("reward", pa.float64()),
+            _optional("reward", pa.float64()),
             _optional("advantage", pa.float64()),
         ]
     ),

@@ -32,7 +32,11 @@ from fulmen.store._settings import StoreSettings
 class WindowQuery:
     """Which triplets a trainer reads: the latest revision of each finished episode in
     [`since`, `until`), optionally of one agent, some tasks and some model versions, keeping
-    only tasks with at least `min_group_size` episodes (a GRPO group)."""
+    only tasks with at least `min_group_size` episodes (a GRPO group).
+
+    Unscored episodes (latest revision with no reward of the primary name) are left out,
+    and do not count towards a group, unless `include_unscored`: then their triplets come
+    with a null `reward`."""
 
     agent_name: str | None = None
     task_ids: tuple[str, ...] = ()
@@ -40,6 +44,7 @@ class WindowQuery:
     since: datetime | None = None
     until: datetime | None = None
     min_group_size: int = 1
+    include_unscored: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,21 +165,26 @@ class LightningStore:
         return found & set(keys)
 
     def window(self, query: WindowQuery) -> pa.Table:
-        """The triplets of `query`, ordered by agent, task, rollout, attempt and step."""
+        """The triplets of `query`, ordered by agent, task, rollout, attempt and step; a
+        triplet's `reward` is null only when `query.include_unscored` let its unscored
+        episode in."""
         where, parameters = _episode_filter(query)
         sql = f"""
             WITH latest AS (
-                SELECT rollout_id, attempt, max(revision) AS revision, any(task_id) AS task_id
+                SELECT rollout_id, attempt, max(revision) AS last_revision,
+                       any(task_id) AS episode_task
                 FROM {self._db}.episodes WHERE {where}
                 GROUP BY rollout_id, attempt
+                HAVING {"1" if query.include_unscored else "argMax(scored, revision)"}
             ), groups AS (
-                SELECT task_id FROM latest GROUP BY task_id HAVING count() >= {{min_group:UInt32}}
+                SELECT episode_task FROM latest GROUP BY episode_task
+                HAVING count() >= {{min_group:UInt32}}
             )
             SELECT * FROM {self._db}.triplets
             WHERE {where}
               AND (rollout_id, attempt, revision) IN
-                  (SELECT rollout_id, attempt, revision FROM latest)
-              AND task_id IN (SELECT task_id FROM groups)
+                  (SELECT rollout_id, attempt, last_revision FROM latest)
+              AND task_id IN (SELECT episode_task FROM groups)
             ORDER BY agent_name, task_id, rollout_id, attempt, step
         """
         parameters["min_group"] = query.min_group_size

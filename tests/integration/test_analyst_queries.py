@@ -92,7 +92,7 @@ def filled(
         pa.Table.from_pylist(
             [
                 {
-                    "rollout_id": "e-1",
+                    "rollout_id": rollout_id,
                     "attempt": 1,
                     "revision": revision,
                     "agent_name": "calc",
@@ -100,8 +100,9 @@ def filled(
                     "model_version": "calc-v2",
                     "resources_version": "",
                     "status": "succeeded",
-                    "reward": float(revision),
-                    "rewards": {"reward": 1.0},
+                    "scored": reward is not None,
+                    "reward": reward,
+                    "rewards": {} if reward is None else {"reward": reward},
                     "credit_assignment": "final",
                     "started_at": now,
                     "finished_at": now,
@@ -114,7 +115,11 @@ def filled(
                     "error": None,
                     "num_events": 5,
                 }
-                for revision in (0, 1)
+                for rollout_id, revision, reward in (
+                    ("e-1", 0, 0.0),
+                    ("e-1", 1, 1.0),
+                    ("e-2", 0, None),  # its reward never came: unscored
+                )
             ],
             schema=TABLES["episodes"],
         ),
@@ -168,6 +173,15 @@ def test_the_answers_are_right(filled: LightningStore) -> None:
     ]
     assert usage["calls"] == 24
     latest = filled.sql(
-        f"SELECT revision FROM {db}.episodes ORDER BY revision DESC LIMIT 1 BY rollout_id, attempt"
+        f"SELECT * FROM (SELECT rollout_id, revision, scored, reward FROM {db}.episodes "
+        "ORDER BY revision DESC LIMIT 1 BY rollout_id, attempt) ORDER BY rollout_id"
     ).to_pylist()
-    assert latest == [{"revision": 1}]
+    assert latest == [
+        {"rollout_id": "e-1", "revision": 1, "scored": True, "reward": 1.0},
+        {"rollout_id": "e-2", "revision": 0, "scored": False, "reward": None},
+    ]
+    [by_version] = filled.sql(
+        "SELECT sum(scored_count) AS scored, sum(unscored_count) AS unscored, "
+        f"max(mean_reward) AS mean FROM {db}.episode_reward_by_version_hourly"
+    ).to_pylist()
+    assert by_version == {"scored": 1, "unscored": 1, "mean": 1.0}  # not (1.0 + 0) / 2

@@ -196,19 +196,22 @@ def test_rollouts_page_lists_and_filters(
     filled: Filled, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     browser.get(f"{filled.url}/rollouts")
-    assert browser.find_element(By.ID, "total").text == "16 rollouts"
+    # the 4 failed rollouts raised before their reward: assembled, unscored
+    assert browser.find_element(By.ID, "total").text == "16 rollouts (4 unscored)"
     rows = browser.find_elements(By.CSS_SELECTOR, "#rollouts tbody tr")
     assert len(rows) == 16
     statuses = _texts(browser, "#rollouts tbody td:nth-child(7)")
     assert statuses.count("failed") == 4  # i % 4 == 0: a division by zero
     assert statuses.count("succeeded") == 12
+    rewards = _texts(browser, "#rollouts tbody td:nth-child(8)")
+    assert rewards.count("unscored") == 4  # not 0.000
     assert set(_texts(browser, "#rollouts tbody td:nth-child(6)")) == {"calc-v1", "calc-v2"}
     _screenshot(browser, "dashboard-rollouts.png", tmp_path)
 
     Select(browser.find_element(By.ID, "f-status")).select_by_value("failed")
     browser.find_element(By.ID, "f-version").send_keys("calc-v2")
     browser.find_element(By.ID, "apply").click()
-    assert browser.find_element(By.ID, "total").text == "2 rollouts"
+    assert browser.find_element(By.ID, "total").text == "2 rollouts (2 unscored)"
     assert set(_texts(browser, "#rollouts tbody td:nth-child(7)")) == {"failed"}
     assert "status=failed" in browser.current_url
 

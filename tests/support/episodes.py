@@ -1,4 +1,5 @@
-"""Scored episodes written straight into the store, as the stream stage writes them."""
+"""Episodes written straight into the store, as the stream stage writes them: scored, or
+unscored (no reward) with `reward=None`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fulmen.store import TABLES, LightningStore
 
 
 def insert_episodes(
-    store: LightningStore, agent: str, finished: Sequence[datetime], *, reward: float = 1.0
+    store: LightningStore, agent: str, finished: Sequence[datetime], *, reward: float | None = 1.0
 ) -> list[str]:
     """One finished episode per time in `finished` (revision 0); returns the rollout ids."""
     ids = [f"r-{uuid.uuid4().hex[:12]}" for _ in finished]
@@ -26,8 +27,9 @@ def insert_episodes(
             "model_version": "",
             "resources_version": "",
             "status": "succeeded",
+            "scored": reward is not None,
             "reward": reward,
-            "rewards": {"reward": reward},
+            "rewards": {} if reward is None else {"reward": reward},
             "credit_assignment": "final",
             "started_at": at,
             "finished_at": at,

@@ -1,16 +1,21 @@
-"""Episode assembly as plain logic: order, duplicates, completion, revisions, credit."""
+"""Episode assembly as plain logic: order, duplicates, completion, revisions, credit, and
+unscored episodes (no reward of the primary name: reward None, not 0)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 
 from fulmen.schemas import Event, Reward, Span
 from fulmen.streams import (
     AssemblyPolicy,
+    CreditAssigner,
     DiscountedReturn,
+    Episode,
     EpisodeAssembler,
+    EpisodeRewards,
     FinalReward,
     PerCallReward,
     RolloutBuffer,
@@ -20,6 +25,7 @@ from fulmen.streams import (
     reconcile,
     triplets_table,
 )
+from fulmen.streams._announce import Announcer
 from tests.support.events import meta, rollout, span_id_of
 
 
@@ -166,3 +172,83 @@ def test_reconcile_with_a_store_ahead_of_a_recovered_buffer() -> None:
     grown = buffered()  # the store's revision 0 lacks events the buffer has: write revision 1
     assert not reconcile(grown, (0, len(grown.seen) - 1))
     assert assemble(grown, AssemblyPolicy(), now=1.0).row.revision == 1
+
+
+class _Counting(CreditAssigner):
+    """Final reward per call, counting the episodes it was asked about."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def assign(self, calls: Sequence[Span], rewards: EpisodeRewards) -> list[float]:
+        self.calls += 1
+        return [rewards.final] * len(calls)
+
+
+def _assembled(events: list[Event], policy: AssemblyPolicy | None = None) -> Episode:
+    assembler = EpisodeAssembler(policy)
+    for event in events:
+        assembler.add(event, now=0.0)
+    (episode,) = assembler.collect(now=100.0)
+    return episode
+
+
+def _without_rewards(rollout_id: str = "r1") -> list[Event]:
+    return [e for e in rollout(rollout_id) if not isinstance(e, Reward)]
+
+
+def test_a_missing_reward_makes_the_episode_unscored_not_zero() -> None:
+    credit = _Counting()
+    episode = _assembled(_without_rewards(), AssemblyPolicy(credit=credit))
+    assert (episode.row.scored, episode.row.reward) == (False, None)
+    assert episode.row.status == "succeeded"  # scored is not a status: it finished fine
+    assert [t.reward for t in episode.triplets] == [None, None, None]
+    assert credit.calls == 0  # assigners never see an unscored episode
+    assert episodes_table([episode])["reward"].to_pylist() == [None]
+    assert episodes_table([episode])["scored"].to_pylist() == [False]
+    assert triplets_table([episode])["reward"].null_count == 3
+
+
+def test_a_reward_of_zero_is_a_scored_zero() -> None:
+    events = [*_without_rewards(), Reward(meta=meta("r1", 77), value=0.0)]
+    episode = _assembled(events)
+    assert (episode.row.scored, episode.row.reward) == (True, 0.0)
+    assert [t.reward for t in episode.triplets] == [0.0, 0.0, 0.0]
+
+
+def test_only_rewards_of_other_names_leave_the_episode_unscored() -> None:
+    judge = Reward(meta=meta("r1", 77), name="style", value=0.25)
+    episode = _assembled([*_without_rewards(), judge])
+    assert (episode.row.scored, episode.row.reward) == (False, None)
+    assert episode.row.rewards == {"style": 0.25}  # kept by name, scoring nothing
+    renamed = _assembled([*_without_rewards(), judge], AssemblyPolicy(primary_reward="style"))
+    assert (renamed.row.scored, renamed.row.reward) == (True, 0.25)
+
+
+def test_a_step_reward_alone_scores_the_episode() -> None:
+    step = Reward(meta=meta("r1", 77), value=0.5, span_id=span_id_of(1))
+    per_call = _assembled([*_without_rewards(), step], AssemblyPolicy(credit=PerCallReward()))
+    assert (per_call.row.scored, per_call.row.reward) == (True, 0.5)
+    assert [t.reward for t in per_call.triplets] == [0.0, 0.5, 0.0]
+
+
+def test_a_late_reward_turns_an_unscored_revision_into_a_scored_one() -> None:
+    assembler = EpisodeAssembler(AssemblyPolicy(grace_s=1.0))
+    for event in _without_rewards():
+        assembler.add(event, now=0.0)
+    (first,) = assembler.collect(now=1.0)
+    assembler.add(Reward(meta=meta("r1", 99), value=0.75), now=50.0)
+    (second,) = assembler.collect(now=51.5)
+    assert (first.row.revision, first.row.scored, first.row.reward) == (0, False, None)
+    assert (second.row.revision, second.row.scored, second.row.reward) == (1, True, 0.75)
+    assert [t.reward for t in second.triplets] == [0.75, 0.75, 0.75]
+
+
+def test_an_unscored_episode_is_announced_as_unscored_with_reward_zero() -> None:
+    announcer = Announcer("test")
+    unscored = announcer.completed(_assembled(_without_rewards()).row)
+    assert (unscored.scored, unscored.reward) == (False, 0.0)
+    scored = announcer.completed(_assembled(rollout()).row)
+    assert (scored.scored, scored.reward) == (True, 1.0)

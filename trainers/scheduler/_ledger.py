@@ -53,15 +53,19 @@ class WindowLedger:
     def episodes(
         self, agent: str, *, since: datetime | None, horizon: datetime, limit: int
     ) -> list[EpisodePoint]:
-        """The agent's episodes (latest revision each) that finished in `[since, horizon)`,
-        in `finished_at` order, at most `limit`."""
+        """The agent's scored episodes (latest revision each) that finished in
+        `[since, horizon)`, in `finished_at` order, at most `limit`. Unscored ones are left
+        out, as trainer windows leave them out: they count towards no window and weigh on
+        no mean reward (their reward is unknown, not 0). A late reward that scores one
+        brings it in, while its window is not cut yet."""
         table = self._store.sql(
             "SELECT toUnixTimestamp64Micro(argMax(finished_at, revision)) AS at, "
             "argMax(reward, revision) AS last_reward "
             f"FROM {self._db}.episodes "
             "WHERE agent_name = {agent:String} AND finished_at >= {since:DateTime64(6, 'UTC')} "
             "AND finished_at < {horizon:DateTime64(6, 'UTC')} "
-            "GROUP BY rollout_id, attempt ORDER BY at, rollout_id, attempt LIMIT {limit:UInt64}",
+            "GROUP BY rollout_id, attempt HAVING argMax(scored, revision) "
+            "ORDER BY at, rollout_id, attempt LIMIT {limit:UInt64}",
             {"agent": agent, "since": since or _EPOCH, "horizon": horizon, "limit": limit},
         )
         return [

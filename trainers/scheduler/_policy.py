@@ -2,7 +2,9 @@
 
 A target (an agent and an algorithm) has a frontier: the end of its last scheduled window
 (none before the first). Its next window starts there and ends at the first cut that the
-episodes after the frontier make, in `finished_at` order:
+episodes after the frontier make, in `finished_at` order. Episodes are the scored ones
+(`WindowLedger.episodes`): an unscored episode is in no trainer's window, so it counts
+towards no trigger and is no 0 in a mean reward.
 
 * ``episodes``: after the `every_episodes`-th episode;
 * ``elapsed``: `every_seconds` after the window's start (the first episode's time for a
@@ -66,7 +68,7 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class EpisodePoint:
-    """An episode as the scheduler sees it: when it finished and its reward."""
+    """A scored episode as the scheduler sees it: when it finished and its reward."""
 
     finished_at: datetime
     reward: float
