@@ -8,14 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AdminClient,
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported, not re-exported
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
-    NewTopic,
-    ResourceType,
 )
+from confluent_kafka.cimpl import NewTopic
 
 from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
 
@@ -33,7 +32,8 @@ def ensure_topics(
     """Create those of `topics` that do not exist (with `partitions` and their `config`), set
     `config` on those that do, and return every topic's partition count. Waits up to
     `wait_s` for a broker to answer."""
-    admin = AdminClient({**settings.client_config(), "logger": LIBRDKAFKA_LOGGER})
+    client: dict[str, Any] = {**settings.client_config(), "logger": LIBRDKAFKA_LOGGER}
+    admin = AdminClient(client)
     config = config or {}
     existing = _partitions(admin, wait_s=wait_s)
     wanted = [
@@ -49,7 +49,7 @@ def ensure_topics(
                 raise RuntimeError(f"creating {topic}: {exc}") from exc
     altered = [
         ConfigResource(
-            ResourceType.TOPIC,
+            "TOPIC",
             topic,
             incremental_configs=[
                 ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)

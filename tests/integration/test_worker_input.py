@@ -81,10 +81,10 @@ def test_oversize_messages_and_rollouts_are_dead_letters_and_stop_nothing(stack:
     too_large = _big_span("huge", 0, 1_200_000)
     near_limit = _big_span("near", 0, 990_000)
     stack.produce([too_large, near_limit])
-    # 9 spans of 100 kB in one rollout: the budget (400 kB) takes 3, refuses the rest.
-    stack.produce([_big_span("fat", i, 100_000) for i in range(9)])
+    # 9 spans of 400 kB in one rollout: the budget (1.5 MB) takes 3, refuses the rest.
+    stack.produce([_big_span("fat", i, 400_000) for i in range(9)])
     stack.produce(_rollouts("good", 100))
-    worker = stack.worker("big", "big", max_rollout_bytes="400000", idle_timeout_s="3")
+    worker = stack.worker("big", "big", max_rollout_bytes="1500000", idle_timeout_s="3")
     worker.start()
     try:
         store = stack.client("big")
