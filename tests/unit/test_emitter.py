@@ -3,6 +3,7 @@ count drops, never raise into the caller."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from fulmen.kafka import TopicSettings
 from fulmen.producers import Emitter, InProcessBus, InProcessTransport, TransportFull
-from fulmen.producers._spill import Spill
+from fulmen.producers._spill import Spill, SpilledMessage
 from fulmen.schemas import SingleObjectCodec, Span
 from tests.support.events import llm_span
 
@@ -326,3 +327,31 @@ def test_write_ahead_spills_every_event_before_producing_it(tmp_path: Path) -> N
     stats = emitter.stats()
     assert (stats.spilled, stats.resent, stats.delivered, stats.lost) == (200, 200, 200, 0)
     assert not list((tmp_path / "spill").glob("*.spill"))
+
+
+class FullDisk(Spill):
+    """A spill on a disk with no space left."""
+
+    def append(self, segment: Path, message: SpilledMessage) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_spill_that_cannot_be_written_drops_and_counts_without_losing_the_batch(
+    tmp_path: Path,
+) -> None:
+    bus = InProcessBus()
+    transport = SwitchableTransport(bus)
+    spill = FullDisk(tmp_path / "spill", max_bytes=1 << 30, run_id=1)
+    emitter = Emitter(transport, SingleObjectCodec(), TopicSettings(), spill, drain_retry_s=0.01)
+    transport.down = True
+    for i in range(10):
+        emitter.emit(llm_span(sequence=i))
+    _wait_until_sent(emitter)
+    assert emitter.stats().dropped == 10
+    transport.down = False
+    for i in range(10, 20):
+        emitter.emit(llm_span(sequence=i))
+    assert not emitter.flush(5)
+    emitter.close(1)
+    assert _sequences(bus) == list(range(10, 20))
+    assert (emitter.stats().dropped, emitter.stats().lost) == (10, 10)
