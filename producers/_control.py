@@ -133,7 +133,7 @@ def publish_version(
     )
     transport = transport_for(publishing, bus=bus)
     failures: list[str] = []
-    transport.listen(lambda _topic, _key, _value, reason: failures.append(reason))
+    transport.listen(lambda _topic, _key, _value, reason, _permanent: failures.append(reason))
     try:
         transport.produce(topic, CONTROL_KEY, value)
     except TransportFull as exc:

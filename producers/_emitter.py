@@ -3,7 +3,6 @@ them, spilling to disk whatever the transport cannot take, and re-sending it in 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulmen.kafka import TopicSettings
+from fulmen.producers._settings import Durability
 from fulmen.producers._spill import Spill, SpilledMessage, SpillFull
 from fulmen.producers.transport import Transport, TransportFull
 from fulmen.schemas import EVENT_MODELS, Codec, Event
@@ -25,18 +25,25 @@ _IDLE_WAIT_S = 0.005
 # sender sleeps until an emit wakes it. Every wake-up takes the GIL, and in the gateway one
 # every 5 ms landed on requests in progress (docs/gateway.md).
 _QUIET_WAIT_S = 1.0
-_DROP_WARNING_EVERY_S = 10.0
+_WARNING_EVERY_S = 10.0
 # Segments are read whole when re-sent; rotating bounds that memory.
 _SEGMENT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
 class EmitterStats:
-    """Counters since the emitter started.
+    """Counters since the emitter started; every event `emit` was given ends up in exactly
+    one of `delivered`, `pending`, `queued`, the spill, `oversize`, `failed` or `dropped`.
 
-    `emitted` counts events `emit` accepted; `dropped` those it refused (queue full, closed)
-    plus those the spill had no room for. `delivered` excludes what is still `pending` in the
-    transport; `queued` is what the sender has not taken yet; `resent` came from the spill.
+    `emitted` counts events `emit` accepted. `delivered` excludes what is still `pending` in
+    the transport; `queued` is what the sender has not taken yet. `spilled` counts appends
+    to the spill (with `write_ahead`, every event) and `resent` what was sent from it;
+    `retried` counts delivery failures that were spilled to be sent again (a broker outage,
+    a timeout). Lost events, each with a warning in the `fulmen.producers` log: `oversize`,
+    refused because encoded they exceed `max_event_bytes`; `failed`, which could not be
+    encoded, which the transport refused, or which the broker refused for good (too large,
+    invalid, not authorized); `dropped`, for which there was no room (queue full, emitter
+    closed, spill over budget or not writable).
     """
 
     emitted: int
@@ -45,19 +52,29 @@ class EmitterStats:
     queued: int
     spilled: int
     resent: int
+    retried: int
     failed: int
+    oversize: int
     dropped: int
     spill_bytes: int
+
+    @property
+    def lost(self) -> int:
+        """Events that will never be delivered: `oversize + failed + dropped`."""
+        return self.oversize + self.failed + self.dropped
 
 
 class Emitter:
     """Bounded hand-off from agent threads to one sender thread.
 
-    `emit` costs a deque append on the caller's thread. The sender encodes, produces, and —
-    when the transport is full or reports failures — appends to the spill, which it drains
-    back in order once the transport has delivered everything older. Events are dropped
-    (counted, with a warning, never an exception) only when the queue is full or the spill
-    is over budget.
+    `emit` costs a deque append on the caller's thread. The sender encodes, refuses events
+    over `max_event_bytes`, produces, and — when the transport is full or reports failures
+    — appends to the spill, which it drains back in order once the transport has delivered
+    everything older. `durability` (see `ProducerSettings.durability`) decides whether
+    events also go to the spill during an outage (`spill_on_outage`, after
+    `outage_spill_after_s` without delivery progress) or always (`write_ahead`). A failure
+    with one event (encoding, size, the transport refusing it) loses that event only, and
+    is counted; nothing raises into the caller.
     """
 
     def __init__(
@@ -69,6 +86,9 @@ class Emitter:
         *,
         queue_max_events: int = 100_000,
         drain_retry_s: float = 1.0,
+        max_event_bytes: int = 1_000_000,
+        durability: Durability = "spill_on_outage",
+        outage_spill_after_s: float = 5.0,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -77,6 +97,9 @@ class Emitter:
         self._queue: deque[Event] = deque()
         self._queue_max = queue_max_events
         self._drain_retry_s = drain_retry_s
+        self._max_event_bytes = max_event_bytes
+        self._durability = durability
+        self._outage_after_s = outage_spill_after_s
         self._wake = threading.Event()
         self._idle = False
         self._closing = False
@@ -85,10 +108,15 @@ class Emitter:
         # Counters written by the sender thread only; `emitted` is derived from them, so agent
         # threads never do a read-modify-write that another thread could interleave.
         self._taken = self._handed = self._spilled = self._resent = 0
-        self._failed = self._in_hand = 0
+        self._reported = self._retried = self._failed = self._oversize = self._in_hand = 0
         self._drops = threading.Lock()
         self._dropped = 0
-        self._last_drop_warning = 0.0
+        self._last_warning: dict[str, float] = {}
+        self._flushes = threading.Lock()
+        self._lost_at_flush = 0
+        # Delivery progress, for `spill_on_outage` (sender thread).
+        self._progress_at = time.monotonic()
+        self._last_delivered = 0
         # Spill state, owned by the sender thread.
         self._next_index = 0
         self._active: Path | None = None
@@ -111,15 +139,27 @@ class Emitter:
             self._wake.set()
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait until every emitted event is delivered (spill included); False on timeout."""
+        """Wait up to `timeout_s` until every event emitted so far is delivered.
+
+        True when, as it returns, nothing is queued, pending in the transport or in the
+        spill, and no event was lost (`oversize`, `failed` or `dropped` in `stats`) since
+        the previous `flush` returned (or since the emitter started). False on timeout, or
+        when any event was lost in that interval — also one emitted by another thread while
+        this call waited. A False because of a loss is reported once: the next `flush`
+        starts a new interval.
+        """
         deadline = time.monotonic() + timeout_s
         self._next_drain_at = 0.0
         self._wake.set()
-        while time.monotonic() < deadline:
-            if self._settled():
-                return True
+        settled = self._settled()
+        while not settled and time.monotonic() < deadline:
             time.sleep(0.002)
-        return self._settled()
+            settled = self._settled()
+        with self._flushes:
+            lost = self._lost()
+            clean = lost == self._lost_at_flush
+            self._lost_at_flush = lost
+        return settled and clean
 
     def close(self, timeout_s: float) -> None:
         """Deliver what can be delivered within `timeout_s`, spill the rest, stop."""
@@ -136,15 +176,20 @@ class Emitter:
         queued = len(self._queue)
         return EmitterStats(
             emitted=self._taken + queued,
-            delivered=self._handed - self._failed - pending,
+            delivered=self._handed - self._reported - pending,
             pending=pending,
             queued=queued + self._in_hand,
             spilled=self._spilled,
             resent=self._resent,
+            retried=self._retried,
             failed=self._failed,
+            oversize=self._oversize,
             dropped=self._dropped,
             spill_bytes=self._spill.size_bytes,
         )
+
+    def _lost(self) -> int:
+        return self._oversize + self._failed + self._dropped
 
     # -- sender thread -------------------------------------------------------------------
 
@@ -152,7 +197,7 @@ class Emitter:
         while True:
             try:
                 worked = self._step()
-            except Exception:  # the sender must outlive any single bad event or I/O error
+            except Exception:  # the sender must outlive any I/O error
                 logger.exception("fulmen emitter step failed")
                 worked = False
             if self._closing and not self._queue:
@@ -172,18 +217,22 @@ class Emitter:
     def _step(self) -> bool:
         batch = self._take()
         for event in batch:
-            self._send(event)
-        self._in_hand = 0
+            try:
+                self._send(event)
+            except Exception as exc:  # this event only: the rest of the batch goes on
+                self._fail(f"cannot send {_describe(event)}: {exc!r}")
+            self._in_hand -= 1
         self._transport.poll(0)
+        if self._durability == "spill_on_outage":
+            self._watch_progress()
         drained = self._drain_some() if self._active is not None else False
         return bool(batch) or drained
 
     def _take(self) -> list[Event]:
         batch: list[Event] = []
-        with contextlib.suppress(IndexError):
-            while len(batch) < _BATCH:
-                batch.append(self._queue.popleft())
-        self._in_hand = len(batch)
+        while len(batch) < _BATCH and self._queue:
+            self._in_hand += 1  # before the queue looks shorter, so `_settled` never misses it
+            batch.append(self._queue.popleft())
         self._taken += len(batch)
         return batch
 
@@ -195,22 +244,46 @@ class Emitter:
         try:
             value = self._codec.encode(event, topic=topic)
         except Exception as exc:  # e.g. an int beyond Avro's long: this event only is lost
-            self._drop(f"cannot encode {event.event_type}: {exc}")
+            self._fail(f"cannot encode {_describe(event)}: {exc}")
             return
+        if len(value) > self._max_event_bytes:
+            self._oversize += 1
+            self._warn(
+                "oversize",
+                "fulmen refused %s: %d bytes encoded, over max_event_bytes=%d (%d refused so far)",
+                _describe(event),
+                len(value),
+                self._max_event_bytes,
+                self._oversize,
+            )
+            return
+        if self._active is None and self._durability == "write_ahead":
+            self._active = self._spill.segment_for(index, "b")
+            self._failures = self._spill.segment_for(index, "a")
         if self._active is None:
             try:
                 self._transport.produce(topic, key, value)
-                self._handed += 1
-                return
             except TransportFull:
                 self._enter_spill_mode(first_index=index)
+            except Exception as exc:  # the transport refused this one message
+                self._fail(f"the transport refused {_describe(event)}: {exc}")
+                return
+            else:
+                self._handed += 1
+                return
         assert self._active is not None
         if self._spill.open_size(self._active) >= _SEGMENT_BYTES:
             self._active = self._spill.segment_for(index, "b")
         self._spill_append(self._active, SpilledMessage(topic, key, value))
 
-    def _on_failure(self, topic: str, key: bytes, value: bytes, reason: str) -> None:
-        self._failed += 1
+    def _on_failure(
+        self, topic: str, key: bytes, value: bytes, reason: str, permanent: bool
+    ) -> None:
+        self._reported += 1
+        if permanent:
+            self._fail(f"the broker refused a message for {topic} (key {key!r}): {reason}")
+            return
+        self._retried += 1
         if self._draining is not None:
             self._draining.failed = reason  # the segment is kept and re-sent whole
             return
@@ -218,6 +291,32 @@ class Emitter:
             self._enter_spill_mode()
         assert self._failures is not None
         self._spill_append(self._failures, SpilledMessage(topic, key, value))
+
+    def _watch_progress(self) -> None:
+        """`spill_on_outage`: when nothing pending has been delivered for
+        `outage_spill_after_s`, purge the transport; each purged message is reported failed
+        and goes to the spill, and so do new events until the spill is drained."""
+        now = time.monotonic()
+        pending = self._transport.pending()
+        delivered = self._handed - self._reported - pending
+        if pending == 0 or delivered != self._last_delivered:
+            self._last_delivered = delivered
+            self._progress_at = now
+            return
+        if now - self._progress_at < self._outage_after_s:
+            return
+        logger.warning(
+            "fulmen: nothing delivered for %.1f s; moving %d waiting events to the spill %s",
+            now - self._progress_at,
+            pending,
+            self._spill.directory,
+        )
+        self._progress_at = now
+        # Probe the broker again (by re-sending the oldest segment) only after as long.
+        self._next_drain_at = now + self._outage_after_s
+        if self._active is None:
+            self._enter_spill_mode()
+        self._transport.purge()
 
     def _enter_spill_mode(self, *, first_index: int | None = None) -> None:
         index = self._next_index if first_index is None else first_index
@@ -231,6 +330,8 @@ class Emitter:
             self._spilled += 1
         except SpillFull:
             self._drop("spill full")
+        except OSError as exc:  # disk full, read-only, gone: this event is lost, counted
+            self._drop(f"cannot write the spill: {exc}")
 
     def _drain_some(self) -> bool:
         """Re-send spilled segments, oldest first, once everything older is delivered."""
@@ -244,19 +345,23 @@ class Emitter:
             except TransportFull:
                 drain.push_back(message)
                 return True
+            except Exception as exc:  # the transport refused this one message
+                self._fail(f"the transport refused a spilled message for {message.topic}: {exc}")
+                continue
             drain.sent += 1
             self._handed += 1
         if self._transport.pending() > 0:
             return False
         self._draining = None
         if drain.failed is not None:
-            self._next_drain_at = time.monotonic() + self._drain_retry_s
+            self._next_drain_at = max(self._next_drain_at, time.monotonic() + self._drain_retry_s)
             return False
         self._spill.remove(drain.segment)
         self._resent += drain.sent
         if not self._spill.segments():
             self._active = self._failures = None
-            logger.warning("fulmen transport back; spill drained")
+            if self._durability != "write_ahead":
+                logger.warning("fulmen transport back; spill drained")
         return True
 
     def _start_drain(self) -> bool:
@@ -271,7 +376,7 @@ class Emitter:
             # Newer events keep arriving: they go to fresh segments sorting after this one.
             self._active = self._spill.segment_for(self._next_index, "b")
             self._failures = self._spill.segment_for(self._next_index, "a")
-        self._spill.seal(oldest)
+        self._spill.seal(oldest)  # synced to disk before any of it is produced
         self._draining = _SegmentDrain(oldest, self._spill.read(oldest))
         return True
 
@@ -299,11 +404,25 @@ class Emitter:
     def _drop(self, reason: str) -> None:
         with self._drops:
             self._dropped += 1
+        self._warn("drop", "fulmen dropped events (%s); %d dropped so far", reason, self._dropped)
+
+    def _fail(self, reason: str) -> None:
+        """Sender thread: one event is lost for good."""
+        self._failed += 1
+        self._warn("fail", "fulmen lost an event: %s (%d failed so far)", reason, self._failed)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """At most one warning of each kind every 10 s."""
+        with self._drops:
             now = time.monotonic()
-            if now - self._last_drop_warning < _DROP_WARNING_EVERY_S:
+            if now - self._last_warning.get(kind, -_WARNING_EVERY_S) < _WARNING_EVERY_S:
                 return
-            self._last_drop_warning = now
-        logger.warning("fulmen dropped events (%s); %d dropped so far", reason, self._dropped)
+            self._last_warning[kind] = now
+        logger.warning(message, *args)
+
+
+def _describe(event: Event) -> str:
+    return f"a {event.event_type} event of rollout {event.meta.rollout_id!r}"
 
 
 class _SegmentDrain:

@@ -67,6 +67,9 @@ class Producer:
             settings.topics,
             Spill(spill_dir, max_bytes=config.spill_max_bytes, run_id=time.time_ns()),
             queue_max_events=config.queue_max_events,
+            max_event_bytes=config.max_event_bytes,
+            durability=config.durability,
+            outage_spill_after_s=config.outage_spill_after_s,
         )
 
     def meta(
@@ -108,6 +111,8 @@ class Producer:
         self.emitter.emit(event)
 
     def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything emitted is delivered; False on timeout or when any event
+        was lost since the previous flush (see `Emitter.flush`)."""
         return self.emitter.flush(self._timeout(timeout_s))
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -115,6 +120,7 @@ class Producer:
         self._slot_lock.close()
 
     def stats(self) -> EmitterStats:
+        """The delivery counters (see `EmitterStats`)."""
         return self.emitter.stats()
 
     def _timeout(self, timeout_s: float | None) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fulmen.producers._context import NoActiveRollout, current_rollout
 from fulmen.producers._global import get_producer
 from fulmen.schemas import Reward, RewardSource
@@ -20,7 +22,13 @@ def emit_reward(
 ) -> None:
     """Emit a reward. Inside a rollout it scores that rollout (or `span_id` of it); a judge or
     a human scoring later passes `rollout_id=` (and `attempt=`). Raises `NoActiveRollout`
-    when neither applies — a programming error, not a delivery problem."""
+    when neither applies, and `ValueError` when `value` or a dimension is NaN or infinite
+    (it would poison every mean and gradient built on it) — programming errors, not
+    delivery problems."""
+    named = {f"dimensions[{k!r}]": v for k, v in (dimensions or {}).items()}
+    for label, number in {"value": value, **named}.items():
+        if not math.isfinite(number):
+            raise ValueError(f"emit_reward: {label} must be a finite number, got {number!r}")
     producer = get_producer()
     active = current_rollout.get()
     if rollout_id is None:

@@ -19,6 +19,21 @@ from fulmen.store import StoreSettings
 
 TransportKind = Literal["kafka", "inprocess"]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+Durability = Literal["memory", "spill_on_outage", "write_ahead"]
+"""Where an event waits for the broker (docs/producers.md#durability):
+
+* `memory`: in librdkafka's buffer; the spill takes only overflow and failed deliveries.
+* `spill_on_outage`: as `memory` until no delivery has progressed for
+  `outage_spill_after_s`; then what librdkafka holds is moved to the spill, and new events go
+  to the spill until it is drained.
+* `write_ahead`: every event is appended to the spill (and synced to disk) before it is
+  produced; a segment is deleted once all of it was acknowledged.
+"""
+
+# librdkafka's `message.max.bytes` is `max_event_bytes` plus this much for the key (the
+# rollout id) and the record's framing, so that the SDK's limit, not librdkafka's, refuses.
+# 1_000_000 + 16 KiB is still below the broker's default `max.message.bytes` (1,048,588).
+RECORD_OVERHEAD_BYTES = 16_384
 
 
 class RegistrySettings(BaseModel):
@@ -43,6 +58,17 @@ class ProducerSettings(BaseModel):
     message_timeout_ms: int = Field(default=300_000, ge=1)
     spill_dir: Path = Path(".fulmen/spill")
     spill_max_bytes: int = Field(default=1 << 30, ge=1)
+    max_event_bytes: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Largest encoded event; larger ones are refused (counted in `oversize`).",
+    )
+    durability: Durability = "spill_on_outage"
+    outage_spill_after_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="`spill_on_outage`: how long without delivery progress counts as an outage.",
+    )
     flush_timeout_s: float = Field(default=10.0, ge=0)
     capture_openai: bool = True
     request_token_ids: bool = Field(
@@ -71,6 +97,7 @@ class ProducerSettings(BaseModel):
             "batch.size": str(self.batch_size_bytes),
             "compression.type": self.compression,
             "message.timeout.ms": str(self.message_timeout_ms),
+            "message.max.bytes": str(self.max_event_bytes + RECORD_OVERHEAD_BYTES),
         }
 
 

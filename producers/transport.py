@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from fulmen.errors import FulmenError
 
-FailureListener = Callable[[str, bytes, bytes, str], None]
+FailureListener = Callable[[str, bytes, bytes, str, bool], None]
+"""`(topic, key, value, reason, permanent)`: `permanent` when sending the message again
+cannot succeed (the broker refused it as too large, invalid or unauthorized)."""
 
 
 class TransportFull(FulmenError):
@@ -20,9 +22,10 @@ class TransportFull(FulmenError):
 class Transport(ABC):
     """Asynchronous delivery of (topic, key, value) messages, in order per key.
 
-    `produce` never blocks: it queues or raises `TransportFull`. Messages that cannot be
-    delivered are handed back, in order, to the failure listener from within `poll`,
-    `flush` or `purge`, on the thread that calls them.
+    `produce` never blocks: it queues or raises `TransportFull` (any other exception means
+    this one message was refused). Messages that cannot be delivered are handed back, in
+    order, to the failure listener from within `poll`, `flush` or `purge`, on the thread
+    that calls them.
     """
 
     def __init__(self) -> None:
@@ -31,8 +34,10 @@ class Transport(ABC):
     def listen(self, on_failure: FailureListener) -> None:
         self._on_failure = on_failure
 
-    def report_failure(self, topic: str, key: bytes, value: bytes, reason: str) -> None:
-        self._on_failure(topic, key, value, reason)
+    def report_failure(
+        self, topic: str, key: bytes, value: bytes, reason: str, *, permanent: bool = False
+    ) -> None:
+        self._on_failure(topic, key, value, reason, permanent)
 
     @abstractmethod
     def produce(self, topic: str, key: bytes, value: bytes) -> None: ...
@@ -54,8 +59,8 @@ class Transport(ABC):
         """Give up on every pending message, reporting each as failed."""
 
 
-def _ignore(topic: str, key: bytes, value: bytes, reason: str) -> None:
-    del topic, key, value, reason
+def _ignore(topic: str, key: bytes, value: bytes, reason: str, permanent: bool) -> None:
+    del topic, key, value, reason, permanent
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,23 @@ from confluent_kafka import KafkaError, Message, Producer
 from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
 from fulmen.producers.transport import Transport, TransportFull
 
+# Delivery errors that sending the same bytes again cannot cure; anything else (timeouts,
+# purges, lost connections, leader changes) is worth another attempt from the spill.
+_PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_REQUIRED_ACKS,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError._INVALID_ARG,
+    }
+)
+
 
 class KafkaTransport(Transport):
     """Idempotent, acks=all, compressed, batched; keys hash with murmur2 like the Java
@@ -34,6 +51,9 @@ class KafkaTransport(Transport):
         self._producer = Producer(config)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue one message; `TransportFull` when librdkafka's buffer is full, and
+        confluent-kafka's `KafkaException` when it refuses this message (e.g. larger than
+        `message.max.bytes`)."""
         try:
             self._producer.produce(topic, value, key)
         except BufferError as exc:
@@ -57,5 +77,9 @@ class KafkaTransport(Transport):
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self.report_failure(
-                message.topic() or "", message.key() or b"", message.value() or b"", error.str()
+                message.topic() or "",
+                message.key() or b"",
+                message.value() or b"",
+                error.str(),
+                permanent=error.code() in _PERMANENT,
             )

@@ -171,7 +171,7 @@ class Gateway:
                 self._rollouts.finish(identity, FinishRollout.model_validate_json(raw or b"{}"))
             else:
                 self._rollouts.reward(identity, PostReward.model_validate_json(raw))
-        except ValidationError as exc:
+        except ValidationError as exc:  # the body, or the event built from it (a 400, never a 500)
             return gateway_error(400, f"invalid {action} body: {exc}", code="invalid_body")
         prefix = f"rollouts/{identity.rollout_id}/attempts/{identity.attempt}"
         if identity.agent_name is not None:

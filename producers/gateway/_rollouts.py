@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,10 @@ from fulmen.producers._spans import emit_span
 from fulmen.producers.gateway._identity import Identity
 from fulmen.producers.gateway._versions import AgentVersions
 from fulmen.schemas import EventMeta, Reward, RewardSource, RolloutEvent, RolloutStatus
+
+# The body is parsed by pydantic's JSON parser, which reads `NaN`, `Infinity` and `-Infinity`
+# (orjson would refuse them); such a reward is refused here with a 400, before any event.
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Body(BaseModel):
@@ -49,9 +53,9 @@ class FinishRollout(_Body):
 class PostReward(_Body):
     """`POST /rollouts/{id}[/attempts/{n}]/rewards`: as `fulmen.emit_reward`'s arguments."""
 
-    value: float
+    value: _Finite
     name: str = "reward"
-    dimensions: dict[str, float] = Field(default_factory=dict)
+    dimensions: dict[str, _Finite] = Field(default_factory=dict)
     source: RewardSource = "programmatic"
     span_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     """A span of the rollout (its call's `span_id`) that the reward scores."""

@@ -11,6 +11,7 @@ import pytest
 import fulmen
 from fulmen.producers import FulmenSettings, InProcessBus
 from fulmen.schemas import Reward, RolloutEvent, SingleObjectCodec, Span
+from tests.support.events import llm_span
 from tests.support.openai_server import OpenAIServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -51,6 +52,17 @@ def test_instrumented_agent_in_producers_md(
 
 def test_otel_setup_in_producers_md() -> None:
     exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
+
+
+def test_delivery_check_in_producers_md(
+    bus: InProcessBus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check = python_blocks("producers.md")[2]
+    exec(compile(check, "docs/producers.md", "exec"), {})  # nothing lost: prints nothing
+    assert capsys.readouterr().out == ""
+    fulmen.get_producer().emit(llm_span(payload=1_100_000))  # over max_event_bytes
+    exec(compile(check, "docs/producers.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("lost 1: 1 oversize, 0 failed, 0 dropped;")
 
 
 def test_extension_points_in_integrations_md(bus: InProcessBus) -> None:

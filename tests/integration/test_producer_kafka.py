@@ -4,6 +4,8 @@ corrupt bytes."""
 from __future__ import annotations
 
 import json
+import random
+import string
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ import fulmen
 from fulmen.kafka import Consumed, EventConsumer, KafkaSettings, create_topics
 from fulmen.local import KafkaBroker
 from fulmen.producers import FulmenSettings, Producer
-from fulmen.schemas import DecodeError, Event
+from fulmen.schemas import DecodeError, Event, Span
 from tests.support.events import all_events, llm_span
 
 pytestmark = pytest.mark.integration
@@ -163,7 +165,12 @@ def test_broker_down_for_20s_loses_nothing(own_broker: KafkaBroker, tmp_path: Pa
 
 
 def _agent(
-    bootstrap: str, spill: Path, count: int, ending: str, buffer: str = "100000"
+    bootstrap: str,
+    spill: Path,
+    count: int,
+    ending: str,
+    buffer: str = "100000",
+    durability: str = "memory",
 ) -> dict[str, int]:
     result = subprocess.run(
         [
@@ -175,6 +182,7 @@ def _agent(
             str(count),
             ending,
             buffer,
+            durability,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -196,7 +204,7 @@ def test_killed_agent_resends_spilled_events_on_restart(
     own_broker.stop()
     # Broker down, a 10-message librdkafka buffer: almost everything goes to the spill, then
     # the process is SIGKILLed (what sat in memory is gone; what was spilled is on disk).
-    crashed = _agent(bootstrap, spill, 300, "kill", buffer="10")
+    crashed = _agent(bootstrap, spill, 300, "kill", buffer="10", durability="memory")
     assert crashed["spilled"] >= 290
     assert list(spill.rglob("*.spill"))
     own_broker.start()
@@ -207,6 +215,27 @@ def test_killed_agent_resends_spilled_events_on_restart(
     events = _events(received)
     assert len(events) == crashed["spilled"]
     assert len({e.meta.event_id for e in events}) == len(events)
+
+
+@pytest.mark.parametrize("durability", ["spill_on_outage", "write_ahead"])
+def test_agent_killed_during_an_outage_loses_nothing_with_durability(
+    own_broker: KafkaBroker, tmp_path: Path, durability: str
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    spill = tmp_path / "spill"
+    create_topics(KafkaSettings(bootstrap_servers=bootstrap), ["fulmen.spans"])
+    own_broker.stop()
+    # librdkafka's buffer holds all 300 (with `memory` a SIGKILL would lose them all);
+    # spill_on_outage moves them to disk after 1 s without progress, write_ahead at once.
+    crashed = _agent(bootstrap, spill, 300, "kill-spilled", durability=durability)
+    assert crashed["spilled"] >= 300
+    own_broker.start()
+    restarted = _agent(bootstrap, spill, 0, "flush")
+    assert not list(spill.rglob("*.spill"))
+    events = _events(_consume(bootstrap, ["fulmen.spans"], 300))
+    assert sorted(e.meta.sequence for e in events) == list(range(300))
+    assert restarted["resent"] == 300
+    assert (restarted["failed"], restarted["dropped"], restarted["oversize"]) == (0, 0, 0)
 
 
 def test_graceful_exit_spills_and_the_next_run_resends_everything(
@@ -244,3 +273,41 @@ def test_corrupt_bytes_are_reported_not_fatal(
     good = [c.event.meta.sequence for c in received if not isinstance(c.event, DecodeError)]
     assert problems == ["truncated", "bad_magic", "unknown_fingerprint", "truncated"]
     assert good == [0, 1]
+
+
+def _span_of(rollout: str, sequence: int, payload_bytes: int) -> Span:
+    """A span whose input is `payload_bytes` random letters (lz4 cannot shrink it much)."""
+    span = llm_span(rollout, sequence)
+    assert span.llm is not None
+    text = "".join(random.Random(sequence).choices(string.ascii_letters, k=payload_bytes))
+    return span.model_copy(update={"llm": span.llm.model_copy(update={"input_messages": text})})
+
+
+@pytest.mark.parametrize("limit", ["max_event_bytes", "librdkafka"])
+def test_an_oversize_span_in_a_burst_is_refused_alone_and_reported(
+    bootstrap_servers: str, prefix: str, tmp_path: Path, limit: str
+) -> None:
+    settings = _settings(bootstrap_servers, tmp_path, prefix)
+    if limit == "librdkafka":  # the SDK would let it through: librdkafka's produce() raises
+        settings = _settings(
+            bootstrap_servers, tmp_path, prefix, **{"message.max.bytes": "1000000"}
+        )
+        settings.producer.max_event_bytes = 4_000_000
+    producer = Producer(settings, transport=fulmen.producers.transport_for(settings))
+    burst = [llm_span(f"rollout-{i % 7}", i) for i in range(401)]
+    burst[200] = _span_of("rollout-big", 200, 1_200_000)
+    burst[300] = _span_of("rollout-near", 300, 990_000)  # under the limit: delivered whole
+    for event in burst:
+        producer.emit(event)
+    assert not producer.flush(60)  # all settled, but one was refused
+    stats = producer.stats()
+    assert (stats.emitted, stats.delivered, stats.pending, stats.spilled) == (401, 400, 0, 0)
+    if limit == "max_event_bytes":
+        assert (stats.oversize, stats.failed) == (1, 0)
+    else:
+        assert (stats.oversize, stats.failed) == (0, 1)
+    assert stats.dropped == 0
+    assert producer.flush(5)  # the loss was reported; nothing new since
+    producer.close()
+    events = _events(_consume(bootstrap_servers, [settings.topics.for_event("span")], 400))
+    assert sorted(e.meta.sequence for e in events) == [i for i in range(401) if i != 200]

@@ -4,17 +4,20 @@ stripping, server-sent event splitting, versions per agent, text-completion reco
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openai.types import Completion
+from starlette.testclient import TestClient
 
-from fulmen.producers import Resources
+from fulmen.producers import FulmenSettings, InProcessBus, InProcessTransport, Producer, Resources
 from fulmen.producers._llm_calls import TextChunkAccumulator, from_text_completion
 from fulmen.producers.gateway import (
     Added,
     AgentVersions,
     BadIdentity,
+    Gateway,
     GatewaySettings,
     Identity,
     SseDecoder,
@@ -25,7 +28,7 @@ from fulmen.producers.gateway import (
     with_headers,
 )
 from fulmen.producers.gateway._rewrite import dumps_like
-from fulmen.schemas import VersionEvent
+from fulmen.schemas import Reward, SingleObjectCodec, VersionEvent
 from tests.support.events import meta
 
 SETTINGS = GatewaySettings()
@@ -212,3 +215,41 @@ def test_text_completions_are_recorded_whole_and_streamed() -> None:
     assert whole.response_token_ids == streamed.response_token_ids == [7, 8]
     assert whole.response_logprobs == streamed.response_logprobs == [-0.5, -0.5]
     assert streamed.finish_reasons == ["stop"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"value": NaN}',
+        b'{"value": Infinity}',
+        b'{"value": -Infinity}',
+        b'{"value": 1e999}',
+        b'{"value": 1.0, "dimensions": {"exact": NaN}}',
+    ],
+)
+def test_rewards_that_are_not_finite_are_refused_with_a_400(body: bytes, tmp_path: Path) -> None:
+    bus = InProcessBus()
+    settings = FulmenSettings(
+        producer={"spill_dir": tmp_path, "capture_openai": False, "follow_versions": False}
+    )
+    producer = Producer(settings, transport=InProcessTransport(bus))
+    gateway = Gateway(GatewaySettings(), producer)
+    try:
+        with TestClient(gateway.app()) as http:
+            refused = http.post(
+                "/rollouts/r1/rewards", content=body, headers={"content-type": "application/json"}
+            )
+            assert refused.status_code == 400
+            error = refused.json()["error"]
+            assert error["code"] == "invalid_body"
+            assert "finite number" in error["message"]
+            assert http.post("/rollouts/r1/rewards", json={"value": 0.5}).status_code == 200
+        assert producer.flush(5)
+    finally:
+        gateway.close(1)
+    codec = SingleObjectCodec()
+    topic = settings.topics.for_event("reward")
+    values = [
+        codec.decode(m.value, topic=topic) for m in bus.read(topic, 0, max_messages=10, timeout_s=0)
+    ]
+    assert [(r.meta.rollout_id, r.value) for r in values if isinstance(r, Reward)] == [("r1", 0.5)]

@@ -147,6 +147,23 @@ def test_reward_outside_a_rollout_needs_a_rollout_id(bus: InProcessBus) -> None:
     assert reward.meta.rollout_id == "earlier-rollout"
 
 
+@pytest.mark.parametrize(
+    ("value", "dimensions", "named"),
+    [
+        (float("nan"), {}, "value"),
+        (float("inf"), {}, "value"),
+        (1.0, {"exact": float("-inf")}, "dimensions['exact']"),
+    ],
+)
+def test_a_reward_that_is_not_finite_is_a_clear_error(
+    bus: InProcessBus, value: float, dimensions: dict[str, float], named: str
+) -> None:
+    with fulmen.rollout(task_id="t"), pytest.raises(ValueError, match="finite") as raised:
+        fulmen.emit_reward(value, dimensions=dimensions)
+    assert named in str(raised.value)
+    assert not [e for e in _events(bus) if isinstance(e, Reward)]
+
+
 def test_tools_outside_a_rollout_just_run(bus: InProcessBus) -> None:
     assert add(1, 2) == 3
     assert _events(bus) == []
