@@ -155,7 +155,7 @@ def test_topics_that_do_not_exist_yet_are_created_and_read(
         fresh.produce(_rollouts("new", 30), garbage=[b"garbage"])
         wait_for(lambda: _count(store, "episodes") >= 30, timeout_s=180, what="30 episodes")
         wait_for(lambda: _count(store, "dead_letters") >= 1, timeout_s=60, what="a dead letter")
+        assert _dead(store) == {"truncated": 1}
     finally:
         worker.stop()
         fresh.store.stop()
-    assert _dead(store) == {"truncated": 1}
