@@ -30,7 +30,8 @@ def prepare_topics(settings: FulmenSettings, worker: WorkerSettings, *, changelo
     topics = settings.topics
     inputs = [topics.for_event(kind) for kind in ("span", "reward", "rollout")]
     outputs = [topics.for_event("episode"), topics.prefix + topics.dead_letters]
-    found = ensure_topics(settings.kafka, inputs, partitions=worker.partitions)
+    # Like Faust's own start-up, wait for the broker as long as it takes.
+    found = ensure_topics(settings.kafka, inputs, partitions=worker.partitions, wait_s=None)
     counts = {found[topic] for topic in inputs}
     if len(counts) > 1:
         raise TopicMismatch(
@@ -51,5 +52,7 @@ def prepare_topics(settings: FulmenSettings, worker: WorkerSettings, *, changelo
             "max.message.bytes": str(worker.changelog_max_bytes),
         }
     }
-    ensure_topics(settings.kafka, [*outputs, changelog], partitions=partitions, config=config)
+    ensure_topics(
+        settings.kafka, [*outputs, changelog], partitions=partitions, config=config, wait_s=None
+    )
     return partitions

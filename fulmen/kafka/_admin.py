@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported, not re-exported
+    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -27,11 +27,11 @@ def ensure_topics(
     *,
     partitions: int,
     config: Mapping[str, Mapping[str, str]] | None = None,
-    wait_s: float = 30.0,
+    wait_s: float | None = 30.0,
 ) -> dict[str, int]:
     """Create those of `topics` that do not exist (with `partitions` and their `config`), set
     `config` on those that do, and return every topic's partition count. Waits up to
-    `wait_s` for a broker to answer."""
+    `wait_s` (None: as long as it takes) for a broker to answer."""
     client: dict[str, Any] = {**settings.client_config(), "logger": LIBRDKAFKA_LOGGER}
     admin = AdminClient(client)
     config = config or {}
@@ -70,14 +70,14 @@ def ensure_topics(
     return {topic: found.get(topic, partitions) for topic in topics}
 
 
-def _partitions(admin: AdminClient, *, wait_s: float) -> dict[str, int]:
-    deadline = time.monotonic() + wait_s
+def _partitions(admin: AdminClient, *, wait_s: float | None) -> dict[str, int]:
+    deadline = None if wait_s is None else time.monotonic() + wait_s
     while True:
         try:
-            metadata: Any = admin.list_topics(timeout=min(10.0, max(wait_s, 1.0)))
+            metadata: Any = admin.list_topics(timeout=10.0 if wait_s is None else min(10.0, wait_s))
             return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
         except KafkaException as exc:
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"no Kafka broker answered within {wait_s} s: {exc}") from exc
             log.warning("waiting for a Kafka broker: %s", exc)
             time.sleep(1.0)

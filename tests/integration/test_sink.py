@@ -57,8 +57,7 @@ def test_dead_letters_replayed_in_other_batches_are_stored_once(
     replay = [*first, _dead("s", 1, 7), _dead("r", 0, 9)]
     assert StoreSink(store).write_dead(replay) == 5
     rows = store.sql(
-        f"SELECT topic, partition, offset FROM {store.settings.database}.dead_letters "
-        "ORDER BY ALL"
+        f"SELECT topic, partition, offset FROM {store.settings.database}.dead_letters ORDER BY ALL"
     ).to_pylist()
     expected = sorted({(d.message.topic, d.message.partition, d.message.offset) for d in replay})
     assert [(r["topic"], r["partition"], r["offset"]) for r in rows] == expected

@@ -174,16 +174,20 @@ def _run(plan: ChaosPlan, root: Path, broker: KafkaBroker) -> tuple[Stack, Injec
     emit(1)  # the worker is killed mid-stream
     time.sleep(1.0)
     _kill_and_restart(worker)
+    done = _progress(store, plan, phases)
+    done(1)  # the restarted worker caught up, and runs while the broker goes away
 
-    broker.stop()  # the SDK holds phase 2 until the broker is back
+    broker.stop()  # the SDK holds (or spills) phase 2 until the broker is back
     emit(2)
     time.sleep(plan.broker_outage_s)
     broker.start()
+    done(2)
 
     stack.store.stop()  # the worker retries its writes until the store is back
     emit(3)
     time.sleep(plan.store_outage_s)
     stack.start_store()
+    done(3)
 
     emit(4)
     time.sleep(0.5)
@@ -201,6 +205,17 @@ def _run(plan: ChaosPlan, root: Path, broker: KafkaBroker) -> tuple[Stack, Injec
         worker.stop()
         sdk.close()
     return stack, bad.injected
+
+
+def _progress(store: LightningStore, plan: ChaosPlan, phases: list[range]) -> Callable[[int], None]:
+    def done(phase: int) -> None:
+        wait_for(
+            lambda: episodes_done(store, phases[phase].stop),
+            timeout_s=120 + plan.rollouts / 10,
+            what=f"the episodes of phases 0-{phase}",
+        )
+
+    return done
 
 
 def _kill_and_restart(worker: Worker) -> None:
