@@ -9,15 +9,18 @@ tests that ask for ``kube_cluster``.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 
 from fulmen.local import KafkaBroker, kube_bin_dir
 from tests.support.kube import KubeCluster, binaries_missing
+from tests.support.stack import Stack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
 def bootstrap_servers(kafka_broker: KafkaBroker) -> str:
     """``bootstrap.servers`` of the session broker, e.g. ``127.0.0.1:40123``."""
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture
+def stack(tmp_path: Path, bootstrap_servers: str) -> Iterator[Stack]:
+    """A `fulmen store serve` process and topics of the test's own on the session broker,
+    for tests that start `fulmen worker` processes."""
+    running = Stack(tmp_path, bootstrap_servers, f"s{uuid.uuid4().hex[:8]}.")
+    running.start_store()
+    try:
+        yield running
+    finally:
+        running.store.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +18,6 @@ from tests.support.events import meta, rollout
 from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def stack(tmp_path: Path, bootstrap_servers: str) -> Iterator[Stack]:
-    running = Stack(tmp_path, bootstrap_servers, f"w{uuid.uuid4().hex[:8]}.")
-    running.start_store()
-    try:
-        yield running
-    finally:
-        running.store.stop()
 
 
 def _scalar(store: LightningStore, sql: str) -> Any:

@@ -6,7 +6,6 @@ store) and loses, skips or repeats nothing else."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,6 @@ from tests.support.registry import schema_registry
 from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def stack(tmp_path: Path, bootstrap_servers: str) -> Iterator[Stack]:
-    running = Stack(tmp_path, bootstrap_servers, f"i{uuid.uuid4().hex[:8]}.")
-    running.start_store()
-    try:
-        yield running
-    finally:
-        running.store.stop()
 
 
 def _count(store: LightningStore, table: str, where: str = "1") -> int:
