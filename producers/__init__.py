@@ -28,7 +28,8 @@ from fulmen.producers._control import (
 )
 from fulmen.producers._emitter import Emitter, EmitterStats
 from fulmen.producers._global import configure, get_producer, shutdown
-from fulmen.producers._producer import Producer, transport_for
+from fulmen.producers._metrics import ProducerCollector
+from fulmen.producers._producer import Producer, codec_for, transport_for
 from fulmen.producers._resources import (
     Resources,
     VersionListener,
@@ -54,6 +55,7 @@ __all__ = [
     "KafkaControlReader",
     "NoActiveRollout",
     "Producer",
+    "ProducerCollector",
     "ProducerSettings",
     "RegistrySettings",
     "Resources",
@@ -66,6 +68,7 @@ __all__ = [
     "VersionNotInForce",
     "VersionNotPublished",
     "VersionState",
+    "codec_for",
     "configure",
     "emit_reward",
     "get_producer",

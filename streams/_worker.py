@@ -36,8 +36,7 @@ from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
 from fulmen.kafka import KafkaSettings
-from fulmen.producers import FulmenSettings
-from fulmen.producers._producer import codec_for
+from fulmen.producers import FulmenSettings, codec_for
 from fulmen.schemas import Codec, Event, EventType
 from fulmen.store import LightningStore
 from fulmen.streams._announce import Announcer

@@ -8,6 +8,7 @@ Routes (every path may start with the identity prefix of `_identity`):
 * any other `…/v1/…` (`GET /v1/models`, …): forwarded unchanged, not recorded.
 * `POST /rollouts` (a new rollout id) or `POST /rollouts/{id}[/attempts/{n}]/start`,
   `…/finish`, `…/rewards`: lifecycle and reward events (`_rollouts`).
+* `GET /metrics`: the producer's delivery figures for Prometheus (`ProducerCollector`).
 * `GET /health`, `GET /fulmen/stats` (counters, the producer's delivery figures, the
   versions in force).
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 import uuid_utils
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -35,6 +37,7 @@ from starlette.routing import Route as StarletteRoute
 
 from fulmen.producers._control import VersionFollower, start_following
 from fulmen.producers._llm_calls import Operation
+from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer
 from fulmen.producers._resources import Resources
 from fulmen.producers.gateway._admission import Admission, GatewayStats
@@ -76,6 +79,8 @@ class Gateway:
         self.settings = settings
         self.producer = producer
         self.stats = GatewayStats()
+        self._registry = CollectorRegistry()
+        self._registry.register(ProducerCollector(producer))
         self.versions = AgentVersions(
             producer.versions.current,
             agent_name=producer.agent_name,
@@ -101,6 +106,7 @@ class Gateway:
         routes = [
             StarletteRoute("/health", self._health, methods=["GET"]),
             StarletteRoute("/fulmen/stats", self._stats, methods=["GET"]),
+            StarletteRoute("/metrics", self._metrics, methods=["GET"]),
             StarletteRoute(
                 "/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
@@ -138,6 +144,9 @@ class Gateway:
                 },
             }
         )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self._registry), media_type=CONTENT_TYPE_LATEST)
 
     async def _dispatch(self, request: Request) -> Response:
         try:

@@ -253,3 +253,35 @@ def test_rewards_that_are_not_finite_are_refused_with_a_400(body: bytes, tmp_pat
         codec.decode(m.value, topic=topic) for m in bus.read(topic, 0, max_messages=10, timeout_s=0)
     ]
     assert [(r.meta.rollout_id, r.value) for r in values if isinstance(r, Reward)] == [("r1", 0.5)]
+
+
+def test_the_producers_delivery_figures_are_served_for_prometheus(tmp_path: Path) -> None:
+    settings = FulmenSettings(
+        producer={
+            "spill_dir": tmp_path,
+            "capture_openai": False,
+            "follow_versions": False,
+            "max_event_bytes": 300,
+        }
+    )
+    producer = Producer(settings, transport=InProcessTransport(InProcessBus()))
+    gateway = Gateway(GatewaySettings(), producer)
+    try:
+        with TestClient(gateway.app()) as http:
+            assert http.post("/rollouts/r1/rewards", json={"value": 0.5}).status_code == 200
+            long = {"value": 1.0, "comment": "x" * 1000}
+            assert http.post("/rollouts/r1/rewards", json=long).status_code == 200
+            assert not producer.flush(5)  # the long one was refused: the scrape says so
+            scraped = http.get("/metrics")
+    finally:
+        gateway.close(1)
+    assert scraped.status_code == 200
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['fulmen_producer_events_total{outcome="emitted"}'] == 2
+    assert samples['fulmen_producer_events_total{outcome="delivered"}'] == 1
+    assert samples['fulmen_producer_events_total{outcome="oversize"}'] == 1
+    assert samples["fulmen_producer_queued"] == 0
