@@ -23,6 +23,9 @@ EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""Attempts and token ids: the store keeps them as UInt32, so an event that decodes can be
+stored (an Avro long can hold more)."""
 """A reward's value: NaN or an infinity would poison every mean and gradient built on it."""
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
@@ -36,7 +39,7 @@ class EventMeta(_Record):
 
     event_id: str = Field(min_length=1)
     rollout_id: str = Field(min_length=1)
-    attempt: int = Field(ge=1)
+    attempt: UInt32 = Field(ge=1)
     producer_id: str = Field(min_length=1)
     sequence: int = Field(ge=0)
     agent_name: str = ""
@@ -82,8 +85,8 @@ class LlmCall(_Record):
     output_messages: str = "[]"
     tool_definitions: str = "[]"
     streamed: bool = False
-    prompt_token_ids: list[int] = Field(default_factory=list)
-    response_token_ids: list[int] = Field(default_factory=list)
+    prompt_token_ids: list[UInt32] = Field(default_factory=list)
+    response_token_ids: list[UInt32] = Field(default_factory=list)
     response_logprobs: list[float] = Field(default_factory=list)
 
 

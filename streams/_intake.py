@@ -73,6 +73,9 @@ class DeadLetter:
         if size > DEAD_LETTER_VALUE_MAX:
             detail += f" (the dead letter keeps the first {_PREFIX_BYTES} of {size} bytes)"
             message = dataclasses.replace(message, value=message.value[:_PREFIX_BYTES])
+        if len(message.key) > _PREFIX_BYTES:
+            detail += f" (and the first {_PREFIX_BYTES} of its key's {len(message.key)} bytes)"
+            message = dataclasses.replace(message, key=message.key[:_PREFIX_BYTES])
         return DeadLetter(message, problem, detail)
 
     @property
@@ -136,8 +139,9 @@ def decode_batch(
     intake = Intake()
     in_batch: set[str] = set()
     for message in messages:
-        if len(message.value) > max_event_bytes:
-            detail = f"{len(message.value)} bytes > limit {max_event_bytes}"
+        size = len(message.key) + len(message.value)
+        if size > max_event_bytes:
+            detail = f"{size} bytes (key and value) > limit {max_event_bytes}"
             intake.dead.append(DeadLetter.of(message, "too_large", detail))
             continue
         try:

@@ -94,9 +94,24 @@ def _unchecked_span(start: int, end: int) -> Event:
     )
 
 
+def _unchecked_attempt(attempt: int) -> Event:
+    event = Reward(meta=meta("r1", 9), value=1.0)
+    unchecked_meta = event.meta.model_construct(**{**dict(event.meta), "attempt": attempt})
+    return Reward.model_construct(**{**dict(event), "meta": unchecked_meta})
+
+
+def _unchecked_token_id(token_id: int) -> Event:
+    span = llm_span("r1", 2)
+    assert span.llm is not None
+    llm = span.llm.model_construct(**{**dict(span.llm), "response_token_ids": [token_id]})
+    return Span.model_construct(**{**dict(span), "llm": llm})
+
+
 @pytest.mark.parametrize(
     ("event", "words"),
     [
+        (_unchecked_attempt(2**32), "less than or equal"),
+        (_unchecked_token_id(2**32), "less than or equal"),
         (_unchecked_reward(math.nan), "finite"),
         (_unchecked_reward(-math.inf), "finite"),
         (_unchecked_span(2_000, 1_000), "ends before it starts"),
@@ -122,3 +137,12 @@ def test_a_dead_letter_keeps_a_bounded_prefix_of_a_huge_message() -> None:
     assert f"of {len(huge)} bytes" in dead.detail
     assert dead.source == "fulmen.spans/2/7"
     assert len(dead.row()["value"]) == 4096  # type: ignore[arg-type]
+
+
+def test_a_huge_key_is_too_large_and_its_dead_letter_keeps_a_prefix_of_it() -> None:
+    span = CODEC.encode(llm_span("r1", 1), topic="fulmen.spans")
+    message = Received("fulmen.spans", 0, 3, b"k" * 2_000_000, span)
+    (dead,) = _decode([message], max_event_bytes=1_000_000).dead
+    assert dead.problem == "too_large"
+    assert dead.message.key == b"k" * 4096
+    assert dead.message.value == span
