@@ -135,10 +135,17 @@ def decode_batch(
 ) -> Intake:
     """Decode `messages`; an event is kept when it is of the kind its topic carries
     (`kinds`: topic → event type), `is_new` says so and it is not repeated earlier in the
-    batch. Nothing raises: what cannot be used becomes a `DeadLetter`."""
+    batch. A message read twice in the batch counts once. Nothing raises: what cannot be used
+    becomes a `DeadLetter`."""
     intake = Intake()
     in_batch: set[str] = set()
+    read: set[tuple[str, int, int]] = set()
     for message in messages:
+        where = (message.topic, message.partition, message.offset)
+        if where in read:  # delivered twice in one batch (a consumer seek can do that)
+            intake.duplicates += 1
+            continue
+        read.add(where)
         size = len(message.key) + len(message.value)
         if size > max_event_bytes:
             detail = f"{size} bytes (key and value) > limit {max_event_bytes}"

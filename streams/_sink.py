@@ -94,19 +94,19 @@ class StoreSink:
         found = self.store.dead_letter_offsets(unknown)
         for source in unknown:
             self._dead_written[source] = found.get(source, -1)
-        fresh = [
-            d
-            for d in dead
-            if d.message.offset > self._dead_written[(d.message.topic, d.message.partition)]
-        ]
+        fresh: list[DeadLetter] = []
+        reached = dict(self._dead_written)
+        for d in dead:  # in read order: a message read again is at or below its partition's mark
+            source = (d.message.topic, d.message.partition)
+            if d.message.offset > reached[source]:
+                fresh.append(d)
+                reached[source] = d.message.offset
         if fresh:
             token = _digest(d.source for d in fresh)
             self.store.insert(
                 "dead_letters", dead_letters_table(fresh), dedup_token=f"dead_letters/{token}"
             )
-        for d in fresh:
-            source = (d.message.topic, d.message.partition)
-            self._dead_written[source] = max(self._dead_written[source], d.message.offset)
+        self._dead_written = reached
         return len(fresh)
 
     def assemble_due(

@@ -55,7 +55,7 @@ def test_dead_letters_replayed_in_other_batches_are_stored_once(
     assert StoreSink(store).write_dead(first[:5]) == 5
     # A restarted worker reads from older offsets, in batches cut elsewhere.
     replay = [*first, _dead("s", 1, 7), _dead("r", 0, 9)]
-    assert StoreSink(store).write_dead(replay) == 5
+    assert StoreSink(store).write_dead([*replay, *replay]) == 5  # read twice in one batch
     rows = store.sql(
         f"SELECT topic, partition, offset FROM {store.settings.database}.dead_letters ORDER BY ALL"
     ).to_pylist()

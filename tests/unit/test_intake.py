@@ -146,3 +146,12 @@ def test_a_huge_key_is_too_large_and_its_dead_letter_keeps_a_prefix_of_it() -> N
     assert dead.problem == "too_large"
     assert dead.message.key == b"k" * 4096
     assert dead.message.value == span
+
+
+def test_a_message_read_twice_in_a_batch_counts_once() -> None:
+    span = CODEC.encode(llm_span("r1", 1), topic="fulmen.spans")
+    messages = [_message(1, b"garbage"), _message(2, span)]
+    intake = _decode([*messages, *messages])
+    assert [d.message.offset for d in intake.dead] == [1]
+    assert [m.offset for m in intake.messages] == [2]
+    assert intake.duplicates == 2
