@@ -294,8 +294,9 @@ class Emitter:
 
     def _watch_progress(self) -> None:
         """`spill_on_outage`: when nothing pending has been delivered for
-        `outage_spill_after_s`, purge the transport; each purged message is reported failed
-        and goes to the spill, and so do new events until the spill is drained."""
+        `outage_spill_after_s` and the transport can reach no broker, purge the transport;
+        each purged message is reported failed and goes to the spill, and so do new events
+        until the spill is drained. A broker that is up but slow is waited for."""
         now = time.monotonic()
         pending = self._transport.pending()
         delivered = self._handed - self._reported - pending
@@ -303,7 +304,7 @@ class Emitter:
             self._last_delivered = delivered
             self._progress_at = now
             return
-        if now - self._progress_at < self._outage_after_s:
+        if now - self._progress_at < self._outage_after_s or not self._transport.unreachable():
             return
         logger.warning(
             "fulmen: nothing delivered for %.1f s; moving %d waiting events to the spill %s",

@@ -50,6 +50,11 @@ class Transport(ABC):
     def pending(self) -> int:
         """Messages queued or in flight, not yet delivered nor reported failed."""
 
+    def unreachable(self) -> bool:
+        """Whether, as far as the client last knew, no broker can be reached. A transport that
+        cannot tell says False: it is then never taken for down."""
+        return False
+
     @abstractmethod
     def flush(self, timeout_s: float) -> int:
         """Wait up to `timeout_s` for pending messages; returns how many are still pending."""

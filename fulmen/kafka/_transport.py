@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
@@ -33,6 +34,9 @@ class KafkaTransport(Transport):
 
     Only failures produce delivery reports (`delivery.report.only.error`): a success costs
     no Python call, so `delivered` is derived from what left the queue without failing.
+    Whether a broker is reachable comes from librdkafka's statistics (each broker's
+    connection state, once a second): a broker that is up but slow to acknowledge (say, a
+    coordinator still loading) is not an outage.
     """
 
     def __init__(self, settings: KafkaSettings, *, producer_options: dict[str, str]) -> None:
@@ -48,6 +52,9 @@ class KafkaTransport(Transport):
         }
         config["on_delivery"] = self._on_delivery
         config["logger"] = LIBRDKAFKA_LOGGER
+        config.setdefault("statistics.interval.ms", 1000)
+        config["stats_cb"] = self._on_stats
+        self._unreachable = False
         self._producer = Producer(config)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
@@ -64,6 +71,15 @@ class KafkaTransport(Transport):
 
     def pending(self) -> int:
         return len(self._producer)
+
+    def unreachable(self) -> bool:
+        return self._unreachable
+
+    def _on_stats(self, stats: str) -> None:
+        brokers = orjson.loads(stats).get("brokers", {})
+        self._unreachable = bool(brokers) and all(
+            broker.get("state") != "UP" for broker in brokers.values()
+        )
 
     def flush(self, timeout_s: float) -> int:
         remaining: int = self._producer.flush(timeout_s)

@@ -149,14 +149,19 @@ class HoldingTransport(InProcessTransport):
     def __init__(self, bus: InProcessBus) -> None:
         super().__init__(bus)
         self.down = False
+        self.slow = False
+        """Reachable, but acknowledging nothing (a coordinator still loading)."""
         self.permanent: bytes | None = None
         self.held: list[tuple[str, bytes, bytes]] = []
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
         self.held.append((topic, key, value))
 
+    def unreachable(self) -> bool:
+        return self.down
+
     def poll(self, timeout_s: float) -> None:
-        if self.down:
+        if self.down or self.slow:
             return
         held, self.held = self.held, []
         for topic, key, value in held:
@@ -287,6 +292,19 @@ def test_spill_on_outage_moves_waiting_events_to_disk_then_resends_in_order(
     emitter.close(1)
     assert _sequences(bus) == list(range(150))
     assert emitter.stats().lost == 0
+
+
+def test_a_slow_broker_that_is_reachable_is_waited_for_not_spilled(tmp_path: Path) -> None:
+    transport = HoldingTransport(InProcessBus())
+    emitter = _emitter(tmp_path, transport, outage_spill_after_s=0.05)
+    transport.slow = True
+    for i in range(20):
+        emitter.emit(llm_span(sequence=i))
+    time.sleep(0.3)
+    assert (emitter.stats().pending, emitter.stats().spilled) == (20, 0)
+    transport.slow = False
+    assert emitter.flush(5)
+    emitter.close(1)
 
 
 def test_memory_durability_keeps_waiting_events_in_the_transport(tmp_path: Path) -> None:
