@@ -17,7 +17,7 @@ import torch
 from peft import PeftModel
 from transformers import BatchEncoding, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from fulmen.models._precision import autocast
+from fulmen.models._precision import Precision, autocast
 from fulmen.trainers._shared_head import shared_head
 
 Messages = Sequence[dict[str, str]]
@@ -53,17 +53,19 @@ def generate(
     temperature: float = 0.0,
     batch_size: int = 32,
     seed: int = 0,
+    precision: Precision = "auto",
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Generation]:
-    """Complete every conversation; `temperature` 0 is greedy. `on_batch(n)` is told after
-    each batch of n conversations (progress bars)."""
+    """Complete every conversation; `temperature` 0 is greedy. The forward runs in
+    `precision` (`auto`: bf16 where the hardware has it). `on_batch(n)` is told after each
+    batch of n conversations (progress bars)."""
     device = model.device
     end_ids = _end_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
     generator_seed = torch.Generator().manual_seed(seed)
     prompts = [prompt_ids(tokenizer, c) for c in conversations]
     head = prompts[0][: shared_head(prompts)] if prompts else []
-    head_cache = _head_cache(model, head) if head else None
+    head_cache = _head_cache(model, head, precision) if head else None
     out: list[Generation] = []
     for batch in _chunks(prompts, batch_size):
         tails = [ids[len(head) :] for ids in batch]
@@ -77,7 +79,7 @@ def generate(
             cache.batch_repeat_interleave(len(batch))
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
-        with autocast(device):
+        with autocast(device, precision):
             result = model.generate(  # type: ignore[operator]  # peft's union confuses mypy
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
@@ -107,10 +109,12 @@ def generate(
     return out
 
 
-def _head_cache(model: PreTrainedModel | PeftModel, head: list[int]) -> DynamicCache:
+def _head_cache(
+    model: PreTrainedModel | PeftModel, head: list[int], precision: Precision
+) -> DynamicCache:
     """The key/value cache of `head`, for a batch of one."""
     cache = DynamicCache(config=model.config)
-    with autocast(model.device):
+    with autocast(model.device, precision):
         model(input_ids=torch.tensor([head], device=model.device), past_key_values=cache)
     return cache
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import Literal, assert_never
 
 import torch
+
+Precision = Literal["auto", "bf16", "fp32"]
+"""`auto`: bf16 where it pays (`bf16_pays`), fp32 elsewhere. `bf16` forces bf16 autocast even
+where torch emulates it (slow, but the same numerics: how tests cover the bf16 path on any
+CPU); `fp32` turns autocast off."""
 
 
 @functools.cache
@@ -24,8 +30,16 @@ def bf16_pays(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast where `bf16_pays`; a no-op (fp32) elsewhere."""
-    if bf16_pays(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(
+    device: torch.device, precision: Precision = "auto"
+) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast for `precision` `bf16`, or `auto` where `bf16_pays`; fp32 otherwise."""
+    match precision:
+        case "auto":
+            return autocast(device, "bf16" if bf16_pays(device) else "fp32")
+        case "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        case "fp32":
+            return contextlib.nullcontext()
+        case _:
+            assert_never(precision)
