@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rich.progress import Progress
-
+from fulmen._progress import progress_for
 from fulmen.errors import FulmenError
 from fulmen.producers import version_meta
 from fulmen.schemas import VersionEvent
@@ -48,7 +47,7 @@ class Apo(Algorithm):
                                  api_key=apo.optimizer_api_key.get_secret_value())  # fmt: skip
         target = ChatEndpoint(base_url=apo.target_base_url, model=apo.target_model,
                               api_key=apo.target_api_key.get_secret_value())  # fmt: skip
-        with Progress(*PROGRESS_COLUMNS, console=self.job.console) as progress:
+        with progress_for(self.job.console, *PROGRESS_COLUMNS) as progress:
             result = optimize_prompt(start, window=window, task=task, optimizer=optimizer,
                                      target=target, settings=apo, progress=progress)  # fmt: skip
             metrics = result.metrics()

@@ -12,6 +12,7 @@ from peft import PeftModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import PreTrainedTokenizerBase
 
+from fulmen._progress import progress_for
 from fulmen.errors import FulmenError
 from fulmen.models import base_model_dir
 from fulmen.producers import version_meta
@@ -64,7 +65,7 @@ class ModelAlgorithm(Algorithm):
             Path(self.parent.artifact_uri) if self.parent and self.parent.artifact_uri else None
         )
         model, tokenizer = trainable_policy(base, adapter, lora=settings.lora)
-        with Progress(*PROGRESS_COLUMNS, console=self.job.console) as progress:
+        with progress_for(self.job.console, *PROGRESS_COLUMNS) as progress:
 
             def evaluate(label: str) -> float:
                 return evaluate_with_progress(

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import fulmen
+from fulmen._progress import progress_for
 from fulmen.demo._settings import DemoSettings
 from fulmen.models import base_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
@@ -240,9 +241,9 @@ class DemoLoop:
             raise RuntimeError(f"the agent did not swap to {event.version_id}")
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=self.console, transient=True,
+        return progress_for(
+            self.console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), transient=True,
         )  # fmt: skip
 
 
