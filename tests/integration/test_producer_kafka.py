@@ -21,6 +21,7 @@ import fulmen
 from fulmen.kafka import Consumed, EventConsumer, KafkaSettings, create_topics
 from fulmen.local import KafkaBroker
 from fulmen.producers import FulmenSettings, Producer
+from fulmen.producers._settings import Durability
 from fulmen.schemas import DecodeError, Event, Span
 from tests.support.events import all_events, llm_span
 
@@ -118,11 +119,18 @@ def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
         broker.stop()
 
 
-def test_broker_down_for_20s_loses_nothing(own_broker: KafkaBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["memory", "spill_on_outage"])
+def test_broker_down_for_20s_loses_nothing(
+    own_broker: KafkaBroker, tmp_path: Path, durability: Durability
+) -> None:
+    """`memory` delivers exactly once; `spill_on_outage` at least once: what it took back
+    from librdkafka may have reached the broker just before it went down, and is sent again
+    (consumers deduplicate by event id)."""
     bootstrap = own_broker.bootstrap_servers
     settings = _settings(
         bootstrap, tmp_path / "spill", "outage.", **{"queue.buffering.max.messages": "2000"}
     )
+    settings.producer.durability = durability
     create_topics(settings.kafka, settings.topics.event_topics())
     producer = Producer(settings, transport=fulmen.producers.transport_for(settings))
     sent: list[str] = []
@@ -156,11 +164,19 @@ def test_broker_down_for_20s_loses_nothing(own_broker: KafkaBroker, tmp_path: Pa
     assert stats.emitted == len(sent)
     received = _consume(bootstrap, [settings.topics.for_event("span")], len(sent), timeout_s=120)
     ids = [e.meta.event_id for e in _events(received)]
-    assert len(ids) == len(sent)  # no duplicates
-    assert set(ids) == set(sent)
+    assert set(ids) == set(sent)  # nothing lost
+    if durability == "memory":
+        assert len(ids) == len(sent)  # no duplicates
+    else:
+        assert len(ids) - len(sent) <= 2_000  # at most what librdkafka held: its buffer bound
     by_rollout: dict[bytes, list[int]] = {}
+    seen: set[str] = set()
     for consumed in received:
-        by_rollout.setdefault(consumed.key, []).append(consumed.event.meta.sequence)  # type: ignore[union-attr]
+        event = consumed.event
+        assert not isinstance(event, DecodeError)
+        if event.meta.event_id not in seen:  # order of first deliveries
+            seen.add(event.meta.event_id)
+            by_rollout.setdefault(consumed.key, []).append(event.meta.sequence)
     assert all(s == sorted(s) for s in by_rollout.values())
 
 
@@ -219,7 +235,7 @@ def test_killed_agent_resends_spilled_events_on_restart(
 
 @pytest.mark.parametrize("durability", ["spill_on_outage", "write_ahead"])
 def test_agent_killed_during_an_outage_loses_nothing_with_durability(
-    own_broker: KafkaBroker, tmp_path: Path, durability: str
+    own_broker: KafkaBroker, tmp_path: Path, durability: Durability
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
     spill = tmp_path / "spill"
