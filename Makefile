@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway chaos clean
+.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway chaos clean clean-caches
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -81,3 +81,7 @@ chaos: setup  ## The fault suite at operator size: 5,000 rollouts, a 60 s broker
 
 clean:
 	rm -rf build .fulmen .pytest_cache .mypy_cache .ruff_cache
+
+# Fulmen's own cache only: Go's, uv's and Maven's caches are shared and stay (see README.md).
+clean-caches:  ## Kafka's jars, the Kubernetes binaries, converted models (~/.cache/fulmen or $FULMEN_CACHE_DIR)
+	rm -rf "$${FULMEN_CACHE_DIR:-$$HOME/.cache/fulmen}"

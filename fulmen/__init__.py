@@ -4,9 +4,9 @@ Instrumenting an agent::
 
     import fulmen
 
-    @fulmen.rollout(task_id=lambda task: task["id"])
+    @fulmen.rollout(task_id=lambda task: task["id"],
+                    reward=lambda answer, task: float(answer == task["expected"]))
     def solve(task): ...                 # OpenAI client calls inside are captured
-        fulmen.emit_reward(1.0)
 
 Following versions (hot-swapped from the control topic, see docs/versions.md)::
 
@@ -18,6 +18,7 @@ from fulmen.errors import FulmenError
 from fulmen.producers import (
     FulmenSettings,
     NoActiveRollout,
+    RewardError,
     configure,
     emit_reward,
     get_producer,
@@ -36,6 +37,7 @@ __all__ = [
     "FulmenError",
     "FulmenSettings",
     "NoActiveRollout",
+    "RewardError",
     "configure",
     "emit_reward",
     "get_producer",

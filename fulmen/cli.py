@@ -114,6 +114,24 @@ def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener
     typer.echo(f"kafka running at {up(port)}")
 
 
+@kafka_app.command("topics")
+def kafka_topics(
+    partitions: int = typer.Option(
+        4, min=1, help="Partitions of the event topics (= FULMEN_WORKER_PARTITIONS)."
+    ),
+) -> None:
+    """Create Fulmen's topics that do not exist yet on the broker of `FULMEN_KAFKA__*`:
+    spans, rewards, rollouts, episodes and dead letters with --partitions each, the control
+    topic with one. Prints each topic's partition count."""
+    from fulmen.kafka import create_fulmen_topics
+    from fulmen.producers import FulmenSettings
+
+    settings = FulmenSettings()
+    found = create_fulmen_topics(settings.kafka, settings.topics, partitions=partitions)
+    for topic, count in found.items():
+        typer.echo(f"{topic}: {count} partition{'' if count == 1 else 's'}")
+
+
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the broker started by `fulmen kafka up`."""

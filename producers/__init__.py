@@ -2,9 +2,11 @@
 
 Three lines instrument an agent (the `fulmen` package re-exports these)::
 
-    @fulmen.rollout(task_id=lambda task: task.id)   # opens and finishes the rollout
-    ...                                              # OpenAI client calls are captured
-    fulmen.emit_reward(score)                        # scores it
+    @fulmen.rollout(task_id=lambda task: task.id,   # opens and finishes the rollout
+                    reward=lambda answer, task: score(answer, task))  # scores its result
+    def solve(task): ...                             # OpenAI client calls are captured
+
+(or `fulmen.emit_reward(value)` anywhere inside the rollout).
 
 Versions published on the control topic (`publish_version`) are followed in the background
 and hot-swapped: `resources()`, `prompt()`, `on_version()`, `wait_for_version()`.
@@ -37,7 +39,7 @@ from fulmen.producers._resources import (
     VersionNotInForce,
     VersionState,
 )
-from fulmen.producers._rewards import emit_reward
+from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._rollout import Rollout, rollout
 from fulmen.producers._settings import FulmenSettings, ProducerSettings, RegistrySettings
 from fulmen.producers._steps import step, tool
@@ -59,6 +61,7 @@ __all__ = [
     "ProducerSettings",
     "RegistrySettings",
     "Resources",
+    "RewardError",
     "Rollout",
     "Transport",
     "TransportFull",

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 
+from fulmen.errors import FulmenError
 from fulmen.producers._context import NoActiveRollout, current_rollout
 from fulmen.producers._global import get_producer
 from fulmen.schemas import Reward, RewardSource
+
+
+class RewardError(FulmenError):
+    """A `rollout(reward=...)` function raised, or returned something other than a finite
+    real number; the original exception, if any, is the `__cause__`."""
 
 
 def emit_reward(

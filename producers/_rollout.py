@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
+import numbers
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import Token
@@ -22,6 +24,7 @@ from fulmen.producers._context import (
     to_json,
 )
 from fulmen.producers._global import get_producer
+from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._spans import emit_span
 from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus
 
@@ -29,6 +32,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 TaskId = str | Callable[..., str]
+RewardFn = Callable[..., float]
+"""Scores a call from its return value: `reward(result, *args, **kwargs)`."""
 
 
 class RolloutOptions(TypedDict, total=False):
@@ -47,6 +52,15 @@ class RolloutOptions(TypedDict, total=False):
     """The agent this rollout trains; default: the producer's `agent_name`."""
     metadata: dict[str, str]
     """Free-form labels on the lifecycle events."""
+    reward: RewardFn
+    """Decorator only: scores each call from what it returned. Called as
+    `reward(result, *args, **kwargs)` — the return value, then the decorated function's
+    arguments as passed — inside the rollout, after the function returned; its value (a
+    finite real number; `True`/`False` count as 1/0) is emitted as the rollout's `reward`,
+    like `emit_reward(value)`. Not called when the function raises. Rewards the function
+    emitted itself are kept, and add up with it by name. A reward function that raises or
+    returns anything else raises `RewardError` to the caller, and the rollout finishes
+    `failed` with that error."""
 
 
 class Rollout:
@@ -55,7 +69,8 @@ class Rollout:
     On entry it emits `started` (with the task id and input); on exit the root span of the
     trace and `finished` with status `succeeded`, `failed` (an exception, re-raised) or
     `cancelled` (cancellation or KeyboardInterrupt). As a decorator, each call is a new
-    rollout; a callable `task_id` receives the function's arguments.
+    rollout; a callable `task_id` receives the function's arguments, and a `reward`
+    callable the return value and the arguments.
     """
 
     def __init__(self, **options: Unpack[RolloutOptions]) -> None:
@@ -78,20 +93,34 @@ class Rollout:
         return self._active.rollout_id
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        reward = self._options.get("reward")
+        if reward is not None and (
+            inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+        ):
+            raise TypeError(
+                f"rollout(reward=...) cannot score generator {func.__qualname__}: it has no "
+                "single return value; call fulmen.emit_reward inside it instead"
+            )
         if inspect.iscoroutinefunction(func):
             async_func = cast("Callable[P, Awaitable[Any]]", func)
 
             @functools.wraps(func)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 async with self._for_call(func, args, kwargs):
-                    return await async_func(*args, **kwargs)
+                    result = await async_func(*args, **kwargs)
+                    if reward is not None:
+                        _emit_returned_reward(reward, func, result, args, kwargs)
+                    return result
 
             return cast("Callable[P, R]", run_async)
 
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             with self._for_call(func, args, kwargs):
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                if reward is not None:
+                    _emit_returned_reward(reward, func, result, args, kwargs)
+                return result
 
         return run
 
@@ -102,6 +131,7 @@ class Rollout:
             bound = inspect.signature(func).bind_partial(*args, **kwargs)
             call_input = dict(bound.arguments)
         options = self._options.copy()
+        options.pop("reward", None)  # the decorator scores the call, not the scope
         options["task_id"] = task_id
         options["input"] = call_input
         return Rollout(**options)
@@ -133,6 +163,11 @@ class Rollout:
     def _start(self) -> None:
         if self._active is not None:
             raise RuntimeError("a Rollout object is entered once; use a new one per rollout")
+        if "reward" in self._options:
+            raise TypeError(
+                "rollout(reward=...) scores a decorated function's return value; "
+                "in a `with` block call fulmen.emit_reward instead"
+            )
         producer = get_producer()
         task_id = self._task_id if isinstance(self._task_id, str) else ""
         self._active = ActiveRollout(
@@ -205,6 +240,22 @@ def rollout(
     """Open a rollout: `@rollout`, `@rollout(task_id=...)`, or `with rollout(...) as r:`."""
     scope = Rollout(**options)
     return scope if func is None else scope(func)
+
+
+def _emit_returned_reward(
+    reward: RewardFn, func: Callable[..., Any], result: Any, args: Any, kwargs: Any
+) -> None:
+    """Score the call from its result, inside its rollout; any failure is a `RewardError`."""
+    where = f"rollout(reward=...) of {func.__qualname__}"
+    try:
+        value: object = reward(result, *args, **kwargs)  # checked: callers are untyped
+    except Exception as exc:
+        raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(value, numbers.Real):
+        raise RewardError(f"{where} returned {value!r}, not a number")
+    if not math.isfinite(value):
+        raise RewardError(f"{where} returned {value!r}, not a finite number")
+    emit_reward(float(value))
 
 
 def _status_of(exc: BaseException | None) -> tuple[RolloutStatus, str | None]:

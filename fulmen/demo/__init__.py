@@ -19,6 +19,7 @@ from fulmen.demo._report import (
     BASE,
     VersionSummary,
     plot_reward,
+    show_browse_hint,
     show_table,
     summarize,
     write_summary,
@@ -53,7 +54,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoResu
     console = console or Console()
     out = settings.out_dir
     fresh_out_dir(out)
-    with served_store(settings.store or StoreSettings(path=out / "store")) as (store, url):
+    store_settings = settings.store or StoreSettings(path=out / "store")
+    with served_store(store_settings) as (store, url):
         record = DemoLoop(settings, store, url, console).run()
         versions = summarize(record, store, agent=settings.agent_name, algo=settings.algo)
         summary, plot = out / "summary.json", out / "reward.png"
@@ -62,7 +64,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoResu
     show_table(console, versions)
     console.print(
         f"{len(record.jobs)} trainer jobs in {record.wall_s / 60:.1f} min; "
-        f"wrote {summary} and {plot}. Browse the store: "
-        f"FULMEN_STORE__PATH={out / 'store'} fulmen dashboard"
+        f"wrote {summary} and {plot}."
     )
+    show_browse_hint(console, store_settings.path)
     return DemoResult(versions, record, summary, plot)

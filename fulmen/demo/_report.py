@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def show_table(console: Console, versions: list[VersionSummary]) -> None:
         score = "—" if v.heldout_reward is None else f"{v.heldout_reward:.2f}"
         table.add_row(v.version, v.algorithm or "—", str(v.episodes), score)
     console.print(table)
+
+
+def show_browse_hint(console: Console, store: Path) -> None:
+    """How to open the demo's store in the dashboard: a command that runs as printed from
+    the clone's root (`make dashboard` runs `fulmen` from `.venv`, which is not on the
+    PATH), on a line of its own that rich never wraps, so that it copies whole."""
+    console.print("Browse the store in the dashboard (one process at a time can open it):")
+    command = f"FULMEN_STORE__PATH={shlex.quote(str(store))} make dashboard"
+    console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
 def plot_reward(

@@ -1,6 +1,6 @@
 """The one place Fulmen talks to Kafka through confluent-kafka."""
 
-from fulmen.kafka._admin import ensure_topics
+from fulmen.kafka._admin import create_fulmen_topics, ensure_topics
 from fulmen.kafka._consumer import Consumed, EventConsumer, create_topics
 from fulmen.kafka._settings import KafkaSettings, SaslMechanism, SecurityProtocol, TopicSettings
 
@@ -11,6 +11,7 @@ __all__ = [
     "SaslMechanism",
     "SecurityProtocol",
     "TopicSettings",
+    "create_fulmen_topics",
     "create_topics",
     "ensure_topics",
 ]

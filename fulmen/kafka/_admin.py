@@ -16,7 +16,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported, n
 )
 from confluent_kafka.cimpl import NewTopic
 
-from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings
+from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings, TopicSettings
 
 log = logging.getLogger("fulmen.kafka")
 
@@ -68,6 +68,22 @@ def ensure_topics(
             )
     found = _partitions(admin, wait_s=wait_s)
     return {topic: found.get(topic, partitions) for topic in topics}
+
+
+def create_fulmen_topics(
+    settings: KafkaSettings, topics: TopicSettings, *, partitions: int
+) -> dict[str, int]:
+    """Create those of Fulmen's topics that do not exist: spans, rewards, rollouts, episodes
+    and dead letters with `partitions` each (the worker's co-partitioned inputs), the control
+    topic with one (every version in one order; agents read it whole). Topics that exist are
+    left as they are. Returns every topic's partition count. The worker's changelog is the
+    worker's own (it creates it at start)."""
+    names = [topics.for_event(kind) for kind in ("span", "reward", "rollout", "episode")]
+    found = ensure_topics(
+        settings, [*names, topics.prefix + topics.dead_letters], partitions=partitions
+    )
+    found.update(ensure_topics(settings, [topics.for_event("version")], partitions=1))
+    return found
 
 
 def _partitions(admin: AdminClient, *, wait_s: float | None) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fulmen.kafka import KafkaSettings, TopicSettings, create_topics
+from fulmen.kafka import KafkaSettings, TopicSettings, create_fulmen_topics
 from fulmen.local import KafkaBroker, KafkaBrokerError
 from fulmen.up._service import Service, ServiceFailed
 
@@ -48,6 +48,4 @@ def create_stack_topics(bootstrap_servers: str, topics: TopicSettings, partition
     episodes and dead letters with `partitions` each (the worker's co-partitioned inputs);
     the control topic with one (every version in one order; agents read it whole)."""
     kafka = KafkaSettings(bootstrap_servers=bootstrap_servers)
-    events = [topics.for_event(kind) for kind in ("span", "reward", "rollout", "episode")]
-    create_topics(kafka, [*events, topics.prefix + topics.dead_letters], partitions=partitions)
-    create_topics(kafka, [topics.for_event("version")], partitions=1)
+    create_fulmen_topics(kafka, topics, partitions=partitions)
