@@ -13,6 +13,7 @@ from fulmen.producers import FulmenSettings, InProcessBus
 from fulmen.schemas import Reward, RolloutEvent, SingleObjectCodec, Span
 from tests.support.events import llm_span
 from tests.support.openai_server import OpenAIServer
+from tests.support.sdk import emitted
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -37,13 +38,7 @@ def test_instrumented_agent_in_producers_md(
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         exec(compile(agent, "docs/producers.md", "exec"), {"__name__": "docs_example"})
     assert capsys.readouterr().out.strip() == "2 + 2 = 4"
-    assert fulmen.get_producer().flush(5)
-    codec = SingleObjectCodec()
-    events = [
-        codec.decode(m.value, topic=topic)
-        for topic in ("fulmen.spans", "fulmen.rewards", "fulmen.rollouts")
-        for m in bus.read(topic, 0, max_messages=100, timeout_s=0)
-    ]
+    events = emitted(bus)
     llm_spans = [e for e in events if isinstance(e, Span) and e.llm is not None]
     assert len(llm_spans) == 1
     assert [e.value for e in events if isinstance(e, Reward)] == [1.0]

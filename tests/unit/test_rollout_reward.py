@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 import fulmen
-from fulmen.producers import FulmenSettings, InProcessBus
-from fulmen.schemas import Event, Reward, RolloutEvent, SingleObjectCodec
+from fulmen.producers import InProcessBus
+from fulmen.schemas import Event, Reward, RolloutEvent
+from tests.support.sdk import emitted
 
 
 @pytest.fixture
-def bus(tmp_path: Path) -> Iterator[InProcessBus]:
-    bus = InProcessBus()
-    settings = FulmenSettings(
-        producer={"spill_dir": tmp_path, "agent_name": "calc", "capture_openai": False}
-    )
-    fulmen.configure(settings, bus=bus)
-    yield bus
-    fulmen.shutdown()
+def bus(sdk_bus: InProcessBus) -> InProcessBus:
+    return sdk_bus
 
 
 def _events(bus: InProcessBus) -> list[Event]:
-    assert fulmen.get_producer().flush(5)
-    codec = SingleObjectCodec()
-    events = [
-        codec.decode(m.value, topic=topic)
-        for topic in ("fulmen.spans", "fulmen.rewards", "fulmen.rollouts")
-        for m in bus.read(topic, 0, max_messages=10_000, timeout_s=0)
-    ]
-    return sorted(events, key=lambda e: e.meta.sequence)
+    return emitted(bus)
 
 
 def _rewards(events: list[Event]) -> list[Reward]:
