@@ -10,16 +10,19 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from fulmen.errors import FulmenError
 from fulmen.store._settings import StoreSettings
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(FulmenError):
@@ -60,10 +63,18 @@ def connect(settings: StoreSettings) -> Client:
 
 def _embedded(path: Path) -> Client:
     path.mkdir(parents=True, exist_ok=True)
-    with _stderr_kept_unless_locked(path):
+    return open_embedded(
+        path, lambda: clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
+    )
+
+
+def open_embedded(path: Path, opener: Callable[[], T]) -> T:
+    """`opener()`, which opens the chDB engine on `path`; raises `StoreUnavailable` when it
+    fails because another process holds the directory."""
+    with _stderr_kept_unless_locked():
         try:
-            return clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
-        except ProgrammingError as exc:
+            return opener()
+        except Exception as exc:
             if not _locked_elsewhere(path):
                 raise
             raise StoreUnavailable(
@@ -92,7 +103,7 @@ def _locked_elsewhere(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _stderr_kept_unless_locked(path: Path) -> Iterator[None]:
+def _stderr_kept_unless_locked() -> Iterator[None]:
     """The engine writes its own error to file descriptor 2 when the directory is locked,
     before Python sees it: hold back what it writes while it opens, and pass it on unless
     the open failed for that lock (then `StoreUnavailable` says it in one line)."""
