@@ -89,5 +89,9 @@ def _partitions(
                     f"no Kafka broker at {settings.bootstrap_servers} answered within {wait_s} s: "
                     "start one (`fulmen kafka up`), or set FULMEN_KAFKA__BOOTSTRAP_SERVERS"
                 ) from exc
-            log.warning("waiting for a Kafka broker: %s", exc)
+            log.warning(
+                "waiting for a Kafka broker at %s (FULMEN_KAFKA__BOOTSTRAP_SERVERS): %s",
+                settings.bootstrap_servers,
+                exc,
+            )
             time.sleep(1.0)
