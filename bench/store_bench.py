@@ -198,8 +198,10 @@ def main() -> None:
         insert_rows_per_s = batches * BATCH / spent
 
         question = (
-            "SELECT hour, agent_name, model_version, reward_count, mean_reward "
-            f"FROM {store.settings.database}.reward_by_version_hourly WHERE reward_name = 'reward' "
+            "SELECT hour, agent_name, model_version, countMerge(rewards) AS reward_count, "
+            "sum(reward_sum) / reward_count AS mean_reward "
+            f"FROM {store.settings.database}.reward_hourly WHERE reward_name = 'reward' "
+            "GROUP BY hour, agent_name, model_version "
             "ORDER BY hour, agent_name, model_version"
         )
         raw = (

@@ -10,8 +10,12 @@ from typing import Annotated
 
 import typer
 
+from fulmen._cli_errors import FriendlyErrors
+
 app = typer.Typer(
-    no_args_is_help=True, help="Fulmen: train agents continually from their own traffic."
+    cls=FriendlyErrors,
+    no_args_is_help=True,
+    help="Fulmen: train agents continually from their own traffic.",
 )
 kafka_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker for development.")
 app.add_typer(kafka_app, name="kafka")

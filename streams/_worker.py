@@ -38,7 +38,7 @@ from faust.web import Request, Response, View
 from fulmen.kafka import KafkaSettings
 from fulmen.producers import FulmenSettings, codec_for
 from fulmen.schemas import Codec, Event, EventType
-from fulmen.store import LightningStore
+from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_expired
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
@@ -287,12 +287,13 @@ class StreamWorker:
 
     async def _retrying(self, kind: str, call: Callable[[], T]) -> T:
         """`call()` in a thread, retried with exponential backoff while the store is
-        unreachable or refuses; errors of Fulmen's own (a rejected batch) propagate."""
+        unreachable or refuses (`StoreUnavailable` included: a store server down when the
+        worker connects); other errors of Fulmen's own (a rejected batch) propagate."""
         delay, started = self.worker.retry_initial_s, time.perf_counter()
         while True:
             try:
                 result = await asyncio.to_thread(call)
-            except (ClickHouseClientError, OSError) as error:
+            except (ClickHouseClientError, OSError, StoreUnavailable) as error:
                 self.metrics.store_available.set(0)
                 self.metrics.store_retries.inc()
                 log.warning("store write (%s) failed, retrying in %.1f s: %s", kind, delay, error)

@@ -415,7 +415,7 @@ _BUCKET_SQL = {"hour": "hour", "day": "toStartOfDay(hour)"}
 
 def reward_series(reader: StoreReader, query: RewardQuery) -> list[RewardPoint]:
     """Mean reward per (agent, model version, time bucket) from the materialized hourly
-    aggregates (`reward_by_version_hourly`), ordered by bucket."""
+    aggregates of reward events (`reward_hourly`), ordered by bucket."""
     parameters: dict[str, Any] = {"name": query.name}
     agent = ""
     if query.agent is not None:
@@ -425,9 +425,8 @@ def reward_series(reader: StoreReader, query: RewardQuery) -> list[RewardPoint]:
         f"""
         SELECT toDateTime64({_BUCKET_SQL[query.bucket]}, 3, 'UTC') AS bucket,
                toString(agent_name) AS agent_name, toString(model_version) AS model_version,
-               sum(reward_count) AS count,
-               sum(mean_reward * reward_count) / sum(reward_count) AS mean
-        FROM $db.reward_by_version_hourly
+               countMerge(rewards) AS count, sum(reward_sum) / count AS mean
+        FROM $db.reward_hourly
         WHERE reward_name = {{name:String}} {agent}
         GROUP BY bucket, agent_name, model_version
         ORDER BY bucket, agent_name, model_version

@@ -16,9 +16,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # imported, n
 )
 from confluent_kafka.cimpl import NewTopic
 
+from fulmen.errors import FulmenError
 from fulmen.kafka._settings import LIBRDKAFKA_LOGGER, KafkaSettings, TopicSettings
 
 log = logging.getLogger("fulmen.kafka")
+
+
+class BrokerUnreachable(FulmenError, RuntimeError):
+    """No Kafka broker of the bootstrap servers answered in time."""
 
 
 def ensure_topics(
@@ -35,7 +40,7 @@ def ensure_topics(
     client: dict[str, Any] = {**settings.client_config(), "logger": LIBRDKAFKA_LOGGER}
     admin = AdminClient(client)
     config = config or {}
-    existing = _partitions(admin, wait_s=wait_s)
+    existing = _partitions(admin, settings, wait_s=wait_s)
     wanted = [
         NewTopic(t, num_partitions=partitions, config=dict(config.get(t, {})))
         for t in topics
@@ -66,7 +71,7 @@ def ensure_topics(
             log.warning(
                 "could not set %s on %s: %s", dict(config[resource.name]), resource.name, exc
             )
-    found = _partitions(admin, wait_s=wait_s)
+    found = _partitions(admin, settings, wait_s=wait_s)
     return {topic: found.get(topic, partitions) for topic in topics}
 
 
@@ -86,7 +91,9 @@ def create_fulmen_topics(
     return found
 
 
-def _partitions(admin: AdminClient, *, wait_s: float | None) -> dict[str, int]:
+def _partitions(
+    admin: AdminClient, settings: KafkaSettings, *, wait_s: float | None
+) -> dict[str, int]:
     deadline = None if wait_s is None else time.monotonic() + wait_s
     while True:
         try:
@@ -94,6 +101,13 @@ def _partitions(admin: AdminClient, *, wait_s: float | None) -> dict[str, int]:
             return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
         except KafkaException as exc:
             if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeError(f"no Kafka broker answered within {wait_s} s: {exc}") from exc
-            log.warning("waiting for a Kafka broker: %s", exc)
+                raise BrokerUnreachable(
+                    f"no Kafka broker at {settings.bootstrap_servers} answered within {wait_s} s: "
+                    "start one (`fulmen kafka up`), or set FULMEN_KAFKA__BOOTSTRAP_SERVERS"
+                ) from exc
+            log.warning(
+                "waiting for a Kafka broker at %s (FULMEN_KAFKA__BOOTSTRAP_SERVERS): %s",
+                settings.bootstrap_servers,
+                exc,
+            )
             time.sleep(1.0)

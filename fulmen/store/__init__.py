@@ -2,7 +2,7 @@
 snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse server)."""
 
 from fulmen.store._arrow import EVENT_TABLES, TABLES, Source
-from fulmen.store._client import connect
+from fulmen.store._client import StoreUnavailable, connect
 from fulmen.store._conform import BatchRejected
 from fulmen.store._http_server import StoreServer, StoreServerError, StoreUser, serve
 from fulmen.store._migrations import MigrationError, migrate
@@ -21,6 +21,7 @@ __all__ = [
     "StoreServer",
     "StoreServerError",
     "StoreSettings",
+    "StoreUnavailable",
     "StoreUser",
     "TableTtl",
     "WindowQuery",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from fulmen.store._client import open_embedded
+
 _ERROR = re.compile(r"^Code: (\d+)\. (?:DB::Exception: )?(.*)$", re.DOTALL)
 _ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
 
@@ -169,9 +171,12 @@ def _connect(path: Path) -> _EngineConnection:
     """Open one chDB connection (its own ClickHouse session) on the process's engine."""
     from chdb.session import Session  # imported late: chDB is heavy to load
 
-    # chdb's Session is unannotated; its query() returns a query_result for byte formats.
-    session: _EngineConnection = Session(str(path))  # type: ignore[no-untyped-call]
-    return session
+    def open_session() -> _EngineConnection:
+        # chdb's Session is unannotated; its query() returns a query_result for byte formats.
+        session: _EngineConnection = Session(str(path))  # type: ignore[no-untyped-call]
+        return session
+
+    return open_embedded(path, open_session)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,48 @@ def test_a_store_of_the_migrations_before_unscored_episodes_upgrades(
         store.close()
 
 
+def test_a_store_of_the_migrations_before_the_episode_views_upgrades(
+    chdb_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store made by migrations 1-7, with episodes and tool spans in it, upgrades in
+    place: the views it had answer over the rows written before, the superseded ones are
+    gone, and a rerun changes nothing."""
+    settings = StoreSettings(path=chdb_path, database=f"t_{uuid.uuid4().hex[:12]}")
+    current = migrations()
+    old = [m for m in current if m.version <= 7]
+    assert [m.version for m in current if m.version > 7][:1] == [8]
+    client = connect(settings)
+    monkeypatch.setattr(migration_module, "migrations", lambda: old)
+    before = LightningStore(settings, client=client)
+    monkeypatch.undo()
+    before.insert(
+        "episodes",
+        _rows("episodes", [_episode("u-1", "task-a", 0, 0.0), _episode("u-1", "task-a", 1, 1.0)]),
+    )
+    before.write_events(all_events("u-2"))  # a tool call among them
+    db = settings.database
+
+    store = LightningStore(settings, client=client)  # migrates on first use: 0008
+    try:
+        assert _count(store, "schema_migrations") == len(current)
+        names = set(
+            store.sql("SELECT name FROM system.tables WHERE database = {db:String}", {"db": db})[
+                "name"
+            ].to_pylist()
+        )
+        assert {"latest_episodes", "completion_by_agent_task", "dead_letters_hourly"} <= names
+        assert not {"episode_reward_by_version_hourly", "tool_calls_hourly"} & names
+        [rewards] = store.sql(
+            f"SELECT episode_count, scored_count, mean_reward FROM {db}.reward_by_version_hourly"
+        ).to_pylist()
+        assert rewards == {"episode_count": 1, "scored_count": 1, "mean_reward": 1.0}
+        tools = store.sql(f"SELECT tool_name, call_count FROM {db}.tool_error_rate").to_pylist()
+        assert tools == [{"tool_name": "calculator", "call_count": 1}]
+        assert migrate(store.client, settings) == []
+    finally:
+        store.close()
+
+
 def test_replicated_engines_are_selectable() -> None:
     statements = render(migrations()[0], StoreSettings(replicated=True))
     assert (
@@ -239,7 +281,7 @@ def test_analyst_views_count_unscored_episodes_apart(store: LightningStore) -> N
     assert funnel == {"scored": 5, "unscored": 1}  # w-1…w-4, w-6 scored; w-5 not
     rows = store.sql(
         "SELECT model_version, scored_count, unscored_count, mean_reward "
-        f"FROM {db}.episode_reward_by_version_hourly WHERE agent_name = 'calc' "
+        f"FROM {db}.reward_by_version_hourly WHERE agent_name = 'calc' "
         "ORDER BY model_version"
     ).to_pylist()
     assert [(r["model_version"], r["scored_count"], r["unscored_count"]) for r in rows] == [
