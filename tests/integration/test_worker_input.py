@@ -148,3 +148,22 @@ def test_topics_that_do_not_exist_yet_are_created_and_read(
     finally:
         worker.stop()
         fresh.store.stop()
+
+
+def test_a_worker_started_while_the_store_is_down_waits_for_it(stack: Stack) -> None:
+    stack.store.stop()
+    stack.produce(_rollouts("early", 10))
+    worker = stack.worker("nostore", "nostore")
+    worker.start()
+    try:
+        wait_for(worker.answers, timeout_s=120, what="the worker's web server")
+        wait_for(
+            lambda: worker.metrics()["fulmen_worker_store_retries_total"] > 0,
+            timeout_s=60,
+            what="a retried connection",
+        )
+        stack.start_store()
+        store = stack.client("nostore")
+        wait_for(lambda: _count(store, "episodes") >= 10, timeout_s=120, what="10 episodes")
+    finally:
+        worker.stop()
