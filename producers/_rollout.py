@@ -8,12 +8,13 @@ import inspect
 import math
 import numbers
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextvars import Token
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
 
 import uuid_utils
+from pydantic import BaseModel
 
 from fulmen.producers._context import (
     ActiveRollout,
@@ -47,7 +48,13 @@ class RolloutOptions(TypedDict, total=False):
     attempt: int
     """1 for the first attempt (default), incremented on retries."""
     input: Any
-    """The task input, recorded as JSON. Default: the decorated function's arguments."""
+    """The task input, recorded as JSON; as a decorator, a callable gets the function's
+    arguments and returns it (`input=lambda question, expected: question`). Default: the
+    decorated function's arguments that are plain data (JSON values and pydantic models;
+    clients and other objects are left out), less those named in `exclude_input`."""
+    exclude_input: Collection[str]
+    """Decorator only: arguments never recorded in the default input (the ground truth, a
+    user's secret)."""
     agent_name: str
     """The agent this rollout trains; default: the producer's `agent_name`."""
     metadata: dict[str, str]
@@ -127,11 +134,19 @@ class Rollout:
     def _for_call(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Rollout:
         task_id = self._task_id(*args, **kwargs) if callable(self._task_id) else self._task_id
         call_input = self._input
-        if call_input is None:
+        if callable(call_input):
+            call_input = call_input(*args, **kwargs)
+        elif call_input is None:
             bound = inspect.signature(func).bind_partial(*args, **kwargs)
-            call_input = dict(bound.arguments)
+            excluded = set(self._options.get("exclude_input", ()))
+            call_input = {
+                name: value
+                for name, value in bound.arguments.items()
+                if name not in excluded and _is_plain_data(value)
+            }
         options = self._options.copy()
         options.pop("reward", None)  # the decorator scores the call, not the scope
+        options.pop("exclude_input", None)
         options["task_id"] = task_id
         options["input"] = call_input
         return Rollout(**options)
@@ -228,6 +243,17 @@ class Rollout:
         return get_producer().meta(
             self._active.rollout_id, self._active.attempt, agent_name=self._active.agent_name
         )
+
+
+def _is_plain_data(value: object) -> bool:
+    """JSON values (nested), and pydantic models: what a task input can be recorded as."""
+    if value is None or isinstance(value, (str, int, float, bool, BaseModel)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain_data(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain_data(v) for k, v in value.items())
+    return False
 
 
 @overload
