@@ -156,7 +156,7 @@ class Emitter:
             time.sleep(0.002)
             settled = self._settled()
         with self._flushes:
-            lost = self._lost()
+            lost = self.stats().lost
             clean = lost == self._lost_at_flush
             self._lost_at_flush = lost
         return settled and clean
@@ -187,9 +187,6 @@ class Emitter:
             dropped=self._dropped,
             spill_bytes=self._spill.size_bytes,
         )
-
-    def _lost(self) -> int:
-        return self._oversize + self._failed + self._dropped
 
     # -- sender thread -------------------------------------------------------------------
 

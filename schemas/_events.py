@@ -23,10 +23,10 @@ EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A reward's value: NaN or an infinity would poison every mean and gradient built on it."""
 UInt32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 """Attempts and token ids: the store keeps them as UInt32, so an event that decodes can be
 stored (an Avro long can hold more)."""
-"""A reward's value: NaN or an infinity would poison every mean and gradient built on it."""
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 

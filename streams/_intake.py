@@ -18,18 +18,14 @@ from fulmen.kafka import TopicSettings
 from fulmen.schemas import EVENT_MODELS, Codec, DecodeError, DecodeProblem, Event, EventType
 from fulmen.store import TABLES, Source
 
-DeadLetterProblem = DecodeProblem | Literal["too_large", "wrong_topic", "rollout_too_large"]
+StreamProblem = Literal["too_large", "wrong_topic", "rollout_too_large"]
+DeadLetterProblem = DecodeProblem | StreamProblem
 """Why a message is a dead letter. Schema-invalid events, missing ids included (the contract
 requires non-empty `event_id` and `rollout_id`), non-finite rewards and spans that end before
 they start, are `invalid_event`; an event on another kind's topic is `wrong_topic`; an event
 that would take its rollout's buffered events past the worker's budget is
 `rollout_too_large`."""
-DEAD_LETTER_PROBLEMS: tuple[str, ...] = (
-    *get_args(DecodeProblem),
-    "too_large",
-    "wrong_topic",
-    "rollout_too_large",
-)
+DEAD_LETTER_PROBLEMS: tuple[str, ...] = (*get_args(DecodeProblem), *get_args(StreamProblem))
 
 DEAD_LETTER_VALUE_MAX = 900_000
 """A dead letter keeps its message's bytes up to this size; a larger one keeps a prefix (by

@@ -11,6 +11,7 @@ header (the buffer's bookkeeping) and the length-prefixed events in the order th
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,16 +76,24 @@ def load_state(data: bytes) -> RolloutState:
         return _from_json(data)
     state, reader = RolloutState(), _Reader(data, len(_MAGIC))
     while not reader.done():
-        meta = RolloutBuffer.model_validate_json(reader.chunk())
-        buffer = RolloutBuffer(rollout_id=meta.rollout_id, attempt=meta.attempt)
-        state.attempts[meta.attempt] = buffer
-        for _ in range(reader.length()):
-            value = reader.chunk()
-            state.add(_CODEC.decode(value, topic=""), value, now=0.0)
-        buffer.last_event_at = meta.last_event_at
-        buffer.revision = meta.revision
-        buffer.changed_since_write = meta.changed_since_write
+        saved = RolloutBuffer.model_validate_json(reader.chunk())
+        values = [reader.chunk() for _ in range(reader.length())]
+        _restore(state, saved, [(_CODEC.decode(value, topic=""), value) for value in values])
     return state
+
+
+def _restore(
+    state: RolloutState, saved: RolloutBuffer, events: Sequence[tuple[Event, bytes]]
+) -> None:
+    """Add an attempt's events (with their bytes) to `state` again, then put back the
+    bookkeeping that adding them does not reproduce."""
+    buffer = RolloutBuffer(rollout_id=saved.rollout_id, attempt=saved.attempt)
+    state.attempts[saved.attempt] = buffer
+    for event, value in events:
+        state.add(event, value, now=0.0)
+    buffer.last_event_at = saved.last_event_at
+    buffer.revision = saved.revision
+    buffer.changed_since_write = saved.changed_since_write
 
 
 class _Reader:
@@ -114,16 +123,10 @@ class _JsonState(BaseModel):
 def _from_json(data: bytes) -> RolloutState:
     """A record written by workers before the binary format: models as JSON."""
     state = RolloutState()
-    for attempt, old in _JsonState.model_validate_json(data).attempts.items():
+    for old in _JsonState.model_validate_json(data).attempts.values():
         events: list[Event] = [*old.spans, *old.rewards]
         events += [e for e in (old.started, old.finished) if e is not None]
-        for event in events:
-            state.add(event, b"", now=0.0)
-        buffer = state.attempts.get(attempt)
-        if buffer is not None:
-            buffer.last_event_at = old.last_event_at
-            buffer.revision = old.revision
-            buffer.changed_since_write = old.changed_since_write
+        _restore(state, old, [(event, b"") for event in events])  # encoded again by `add`
     return state
 
 

@@ -28,8 +28,7 @@ def prepare_topics(settings: FulmenSettings, worker: WorkerSettings, *, changelo
     from fulmen.kafka import ensure_topics
 
     topics = settings.topics
-    inputs = [topics.for_event(kind) for kind in ("span", "reward", "rollout")]
-    outputs = [topics.for_event("episode"), topics.prefix + topics.dead_letters]
+    inputs = topics.stream_inputs()
     # Like Faust's own start-up, wait for the broker as long as it takes.
     found = ensure_topics(settings.kafka, inputs, partitions=worker.partitions, wait_s=None)
     counts = {found[topic] for topic in inputs}
@@ -53,6 +52,10 @@ def prepare_topics(settings: FulmenSettings, worker: WorkerSettings, *, changelo
         }
     }
     ensure_topics(
-        settings.kafka, [*outputs, changelog], partitions=partitions, config=config, wait_s=None
+        settings.kafka,
+        [*topics.stream_outputs(), changelog],
+        partitions=partitions,
+        config=config,
+        wait_s=None,
     )
     return partitions

@@ -37,7 +37,7 @@ from faust.web import Request, Response, View
 
 from fulmen.kafka import KafkaSettings
 from fulmen.producers import FulmenSettings, codec_for
-from fulmen.schemas import Codec, Event, EventType
+from fulmen.schemas import Codec, Event
 from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_expired
@@ -66,9 +66,9 @@ class StreamWorker:
         self.metrics = WorkerMetrics()
         self.announcer = Announcer(worker.app_id)
         topics = settings.topics
-        inputs: tuple[EventType, ...] = ("span", "reward", "rollout")
-        self.kinds = {t: k for t, k in topic_kinds(topics).items() if k in inputs}
-        self.inputs = list(self.kinds)
+        self.inputs = topics.stream_inputs()
+        kinds = topic_kinds(topics)
+        self.kinds = {topic: kinds[topic] for topic in self.inputs}
         changelog_name = f"{worker.app_id}-rollout-buffers-changelog"
         self.partitions = prepare_topics(settings, worker, changelog=changelog_name)
         self.app = faust.App(
@@ -99,8 +99,7 @@ class StreamWorker:
             changelog_name,
             partitions=self.partitions,
             compacting=True,
-            internal=True,
-            config={"max.message.bytes": str(worker.changelog_max_bytes)},
+            internal=True,  # created beforehand, with its record size, by `prepare_topics`
             **codecs_,
         )
         self.buffers = cast(
@@ -118,7 +117,7 @@ class StreamWorker:
         self.buffers.value_serializer = codecs_["value_serializer"]
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(*self.inputs, **raw)
-        self.dead_letters = self.app.topic(topics.prefix + topics.dead_letters, **raw)
+        self.dead_letters = self.app.topic(topics.dead_letter_topic(), **raw)
         self.episodes = self.app.topic(topics.for_event("episode"), **raw)
         self.app.agent(self.source, name="assemble")(self._consume)
         self.app.timer(worker.tick_s, name="collect")(self._tick)

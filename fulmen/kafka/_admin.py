@@ -71,7 +71,8 @@ def ensure_topics(
             log.warning(
                 "could not set %s on %s: %s", dict(config[resource.name]), resource.name, exc
             )
-    found = _partitions(admin, settings, wait_s=wait_s)
+    # Created here or, racing, by someone else (a broker creating it on first use): ask again.
+    found = _partitions(admin, settings, wait_s=wait_s) if wanted else existing
     return {topic: found.get(topic, partitions) for topic in topics}
 
 
@@ -83,10 +84,8 @@ def create_fulmen_topics(
     topic with one (every version in one order; agents read it whole). Topics that exist are
     left as they are. Returns every topic's partition count. The worker's changelog is the
     worker's own (it creates it at start)."""
-    names = [topics.for_event(kind) for kind in ("span", "reward", "rollout", "episode")]
-    found = ensure_topics(
-        settings, [*names, topics.prefix + topics.dead_letters], partitions=partitions
-    )
+    names = [*topics.stream_inputs(), *topics.stream_outputs()]
+    found = ensure_topics(settings, names, partitions=partitions)
     found.update(ensure_topics(settings, [topics.for_event("version")], partitions=1))
     return found
 

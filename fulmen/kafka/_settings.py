@@ -73,6 +73,18 @@ class TopicSettings(BaseModel):
         }[event_type]
         return self.prefix + name
 
+    def dead_letter_topic(self) -> str:
+        """Where the stream stage puts the messages it cannot use."""
+        return self.prefix + self.dead_letters
+
+    def stream_inputs(self) -> list[str]:
+        """The stream worker's inputs, co-partitioned by rollout id: spans, rewards, rollouts."""
+        return [self.for_event(kind) for kind in ("span", "reward", "rollout")]
+
+    def stream_outputs(self) -> list[str]:
+        """The topics the stream worker writes to: episode-completed events and dead letters."""
+        return [self.for_event("episode"), self.dead_letter_topic()]
+
     def event_topics(self) -> list[str]:
         """The topics agents produce to (the stream stage's input)."""
         return [

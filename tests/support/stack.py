@@ -85,10 +85,10 @@ class Stack:
             {"FULMEN_STORE__PATH": str(root / "store")},
             root / "store.log",
         )
-        names = [self.topics.for_event(k) for k in ("span", "reward", "rollout", "episode")]
         if create_topics:
             kafka = KafkaSettings(bootstrap_servers=bootstrap)
-            make_topics(kafka, [*names, prefix + "dlq"], partitions=partitions)
+            names = [*self.topics.stream_inputs(), *self.topics.stream_outputs()]
+            make_topics(kafka, names, partitions=partitions)
 
     def start_store(self) -> None:
         """Start the store server and wait until it answers."""
