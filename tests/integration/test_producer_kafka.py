@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer as RawProducer
@@ -187,7 +188,7 @@ def _agent(
     ending: str,
     buffer: str = "100000",
     durability: str = "memory",
-) -> dict[str, int]:
+) -> dict[str, Any]:
     result = subprocess.run(
         [
             sys.executable,
@@ -203,12 +204,13 @@ def _agent(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=150,
         check=False,
     )
     assert result.stdout, result.stderr
-    stats: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
-    return stats
+    report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    report["log"] = result.stderr[-4000:]
+    return report
 
 
 def test_killed_agent_resends_spilled_events_on_restart(
@@ -225,7 +227,9 @@ def test_killed_agent_resends_spilled_events_on_restart(
     assert list(spill.rglob("*.spill"))
     own_broker.start()
     restarted = _agent(bootstrap, spill, 0, "flush")
-    assert restarted["resent"] == crashed["spilled"]
+    assert restarted["spill_slot"] == crashed["spill_slot"], (crashed, restarted)
+    assert restarted["flushed"], restarted
+    assert restarted["resent"] == crashed["spilled"], restarted
     assert not list(spill.rglob("*.spill"))
     received = _consume(bootstrap, ["fulmen.spans"], crashed["spilled"])
     events = _events(received)
@@ -247,6 +251,8 @@ def test_agent_killed_during_an_outage_loses_nothing_with_durability(
     assert crashed["spilled"] >= 300
     own_broker.start()
     restarted = _agent(bootstrap, spill, 0, "flush")
+    assert restarted["spill_slot"] == crashed["spill_slot"], (crashed, restarted)
+    assert restarted["flushed"], restarted
     assert not list(spill.rglob("*.spill"))
     events = _events(_consume(bootstrap, ["fulmen.spans"], 300))
     assert sorted(e.meta.sequence for e in events) == list(range(300))

@@ -10,11 +10,13 @@ DURABILITY is `ProducerSettings.durability` (default `memory`); an outage counts
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import fulmen
 from fulmen.producers import FulmenSettings
@@ -42,15 +44,26 @@ def main() -> None:
     deadline = time.monotonic() + 20
     while producer.stats().queued and time.monotonic() < deadline:
         time.sleep(0.01)
-    if ending == "flush":
-        producer.flush(60)
+    flushed = producer.flush(100) if ending == "flush" else None
     if ending == "kill-spilled":
         deadline = time.monotonic() + 20
         while producer.stats().spilled < count and time.monotonic() < deadline:
             time.sleep(0.01)
-    print(json.dumps(producer.stats().__dict__), flush=True)
+    report = {**producer.stats().__dict__, "flushed": flushed, "spill_slot": spill_slot(spill_dir)}
+    print(json.dumps(report), flush=True)
     if ending.startswith("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def spill_slot(spill_dir: str) -> str:
+    """The slot this process locked: the diagnosis when a restart finds no spilled events."""
+    for slot in sorted(Path(spill_dir).glob("slot-*")):
+        try:
+            with (slot / ".lock").open("rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return slot.name
+    return "none"
 
 
 if __name__ == "__main__":
