@@ -42,7 +42,7 @@ lint:
 typecheck:
 	@rm -rf build/typecheck && mkdir -p build/typecheck/fulmen
 	@for f in fulmen/*; do ln -s ../../../$$f build/typecheck/fulmen/; done
-	@for p in schemas producers streams trainers; do ln -s ../../../$$p build/typecheck/fulmen/$$p; done
+	@for p in schemas producers streams store trainers; do ln -s ../../../$$p build/typecheck/fulmen/$$p; done
 	@ln -s ../../examples build/typecheck/examples
 	cd build/typecheck && $(RUN) --project ../.. mypy --config-file ../../pyproject.toml -p fulmen -p examples
 
