@@ -12,15 +12,8 @@ so agents, the gateway and trainers run unchanged against either (docs/serving.m
 from fulmen.serving._app import create_app
 from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, ServingError
 from fulmen.serving._follow import AdapterFollower
-from fulmen.serving._policy import (
-    FinishReason,
-    Generation,
-    ModelInfo,
-    ModelKind,
-    PolicyServer,
-    Precision,
-    TokenStep,
-)
+from fulmen.serving._generation import FinishReason, Generation, TokenStep
+from fulmen.serving._policy import ModelInfo, ModelKind, PolicyServer, Precision
 from fulmen.serving._run import serve, serve_in_thread
 from fulmen.serving._sampling import SamplingParams, TokenLogprobs
 

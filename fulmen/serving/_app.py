@@ -4,10 +4,10 @@ Routes (every error is OpenAI's ``{"error": {message, type, param, code}}`` with
 
 * ``GET /v1/models``: the base model, then loaded adapters (``parent`` = the base) and
   full-weight models.
-* ``POST /v1/chat/completions``: see :class:`fulmen.serving._protocol.ChatCompletionRequest`;
+* ``POST /v1/chat/completions``: see :class:`fulmen.serving._requests.ChatCompletionRequest`;
   JSON or server-sent events (``stream``).
 * ``POST /v1/completions``: text completions, see
-  :class:`fulmen.serving._protocol.CompletionRequest`; JSON or server-sent events.
+  :class:`fulmen.serving._requests.CompletionRequest`; JSON or server-sent events.
 * ``POST /v1/load_lora_adapter`` ``{lora_name, lora_path}`` and
   ``POST /v1/unload_lora_adapter`` ``{lora_name}``: as vLLM (plain-text success messages).
 * ``POST /v1/load_model`` ``{model_name, model_path}`` and ``POST /v1/unload_model``
@@ -36,25 +36,27 @@ from starlette.routing import Route
 
 from fulmen.serving._completion import pieces, whole
 from fulmen.serving._errors import ServingError
-from fulmen.serving._protocol import (
+from fulmen.serving._requests import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    LoadLoraAdapterRequest,
+    LoadModelRequest,
+    UnloadLoraAdapterRequest,
+    UnloadModelRequest,
+    parse,
+)
+from fulmen.serving._responses import (
     SSE_DONE,
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
-    CompletionRequest,
     Delta,
-    LoadLoraAdapterRequest,
-    LoadModelRequest,
     ModelList,
-    UnloadLoraAdapterRequest,
-    UnloadModelRequest,
     error_body,
     logprobs_content,
     model_card,
-    parse,
     sse,
     usage,
 )
@@ -65,7 +67,8 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from fulmen.serving._policy import FinishReason, Generation, PolicyServer, TokenStep
+    from fulmen.serving._generation import FinishReason, Generation, TokenStep
+    from fulmen.serving._policy import PolicyServer
 
 __all__ = ["create_app"]
 

@@ -17,7 +17,7 @@ from fulmen.serving._text import TextStream, decode
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from fulmen.serving._policy import FinishReason, Generation, TokenStep
+    from fulmen.serving._generation import FinishReason, Generation, TokenStep
 
 __all__ = ["Piece", "Whole", "pieces", "whole"]
 

@@ -27,32 +27,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, assert_never
 
 from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError
-from fulmen.serving._sampling import SamplingParams, TokenLogprobs, choose_token, token_logprobs
+from fulmen.serving._generation import Generation
+from fulmen.serving._sampling import SamplingParams
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-    from types import TracebackType
+    from collections.abc import Callable, Mapping, Sequence
 
     import torch
     from peft import PeftModel
     from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = [
-    "FinishReason",
-    "Generation",
-    "ModelInfo",
-    "ModelKind",
-    "PolicyServer",
-    "Precision",
-    "TokenStep",
-]
+__all__ = ["ModelInfo", "ModelKind", "PolicyServer", "Precision"]
 
 Precision = Literal["auto", "float32", "bfloat16"]
 """How forward passes compute: ``auto`` is bf16 autocast where the CPU has native bf16
 matmuls, fp32 elsewhere."""
 
 ModelKind = Literal["base", "adapter", "weights"]
-FinishReason = Literal["stop", "length"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +57,6 @@ class ModelInfo:
     parent: str | None
     max_model_len: int
     created: int
-
-
-@dataclass(frozen=True, slots=True)
-class TokenStep:
-    """One generated token and the raw model's logprobs at its position."""
-
-    token_id: int
-    logprobs: TokenLogprobs
 
 
 @dataclass(eq=False, slots=True)
@@ -379,93 +362,6 @@ class PolicyServer:
             tuner.enable_adapter_layers()
             self._peft.set_adapter(variant.adapter_id, inference_mode=True)
         self._active_adapter = variant.adapter_id
-
-
-class Generation:
-    """One request's generation: iterate it once for its :class:`TokenStep`; close it (or use
-    it as a context manager) to release the model, also when stopping early.
-
-    Iteration ends after an eos token (``finish_reason`` ``"stop"``; the eos token is the
-    last step) or after ``max_tokens`` tokens (``"length"``).
-    """
-
-    def __init__(
-        self,
-        server: PolicyServer,
-        variant: _Variant,
-        prompt_token_ids: list[int],
-        params: SamplingParams,
-        max_tokens: int,
-    ) -> None:
-        self.prompt_token_ids = prompt_token_ids
-        self.params = params
-        self.max_tokens = max_tokens
-        self.finish_reason: FinishReason | None = None
-        self._server = server
-        self._variant = variant
-        self._steps: Generator[TokenStep] | None = None
-        self._closed = False
-
-    @property
-    def model(self) -> str:
-        """The request name of the model generating."""
-        return self._variant.info.name
-
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The tokenizer of the model generating."""
-        return self._variant.tokenizer
-
-    def __iter__(self) -> Iterator[TokenStep]:
-        if self._steps is None:
-            self._steps = self._run()
-        return self._steps
-
-    def close(self) -> None:
-        """Stop generating and release the model; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._steps is not None:
-                self._steps.close()
-        finally:
-            self._server._release(self._variant)
-
-    def __enter__(self) -> Generation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _run(self) -> Generator[TokenStep]:
-        import torch
-
-        if self._closed:
-            return
-        generator = torch.Generator()
-        if self.params.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(self.params.seed)
-        cache: Cache | None = None
-        new_tokens = self.prompt_token_ids  # the prompt, then one token per step
-        for _ in range(self.max_tokens):
-            logits, cache = self._server._forward(self._variant, new_tokens, cache)
-            with torch.inference_mode():
-                token = choose_token(logits, self.params, generator)
-                logprobs = token_logprobs(logits, token, self.params.top_logprobs)
-            yield TokenStep(token, logprobs)
-            if token in self._variant.eos_token_ids:
-                self.finish_reason = "stop"
-                return
-            new_tokens = [token]
-        self.finish_reason = "length"
 
 
 def _eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -4,7 +4,7 @@ the same tokens and text).
 
 As vLLM: ``return_token_ids`` puts ``prompt_token_ids`` on the choice (of the first chunk
 when streaming) and ``token_ids`` on every choice; ``logprobs`` is the legacy object (see
-:class:`fulmen.serving._protocol.TextLogprobs`).
+:class:`fulmen.serving._responses.TextLogprobs`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from fulmen.serving._completion import pieces, whole
 from fulmen.serving._errors import ServingError
-from fulmen.serving._protocol import (
+from fulmen.serving._requests import CompletionRequest
+from fulmen.serving._responses import (
     SSE_DONE,
-    CompletionRequest,
     TextChoice,
     TextCompletion,
     error_body,
@@ -30,7 +30,7 @@ from fulmen.serving._protocol import (
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from fulmen.serving._policy import FinishReason, Generation, TokenStep
+    from fulmen.serving._generation import FinishReason, Generation, TokenStep
 
 __all__ = ["TextCompletionResponse"]
 

@@ -1,4 +1,4 @@
-"""Request validation and conversion (fulmen.serving._protocol)."""
+"""Request validation and conversion (fulmen.serving._requests)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fulmen.serving import InvalidRequestError, SamplingParams
-from fulmen.serving._protocol import ChatCompletionRequest, LoadLoraAdapterRequest, parse
+from fulmen.serving._requests import ChatCompletionRequest, LoadLoraAdapterRequest, parse
 
 USER = {"role": "user", "content": "What is 3+4?"}
 
