@@ -1,0 +1,105 @@
+"""`fulmen kafka`, `fulmen kube` and `fulmen store`: the services Fulmen runs on, started,
+prepared and served from the command line."""
+
+from __future__ import annotations
+
+import typer
+
+kafka_app = typer.Typer(no_args_is_help=True, help="A local Apache Kafka broker for development.")
+kube_app = typer.Typer(no_args_is_help=True, help="A local Kubernetes control plane for tests.")
+store_app = typer.Typer(no_args_is_help=True, help="The LightningStore (ClickHouse).")
+
+
+@kafka_app.command("jars")
+def kafka_jars() -> None:
+    """Fetch Kafka's jars from Maven Central into the cache (once)."""
+    from fulmen.local import ensure_kafka_jars
+
+    typer.echo(ensure_kafka_jars())
+
+
+@kafka_app.command("up")
+def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener.")) -> None:
+    """Start a single-node KRaft broker on 127.0.0.1 that outlives this command."""
+    from fulmen.local import up
+
+    typer.echo(f"kafka running at {up(port)}")
+
+
+@kafka_app.command("topics")
+def kafka_topics(
+    partitions: int = typer.Option(
+        4, min=1, help="Partitions of the event topics (= FULMEN_WORKER_PARTITIONS)."
+    ),
+) -> None:
+    """Create Fulmen's topics that do not exist yet on the broker of `FULMEN_KAFKA__*`:
+    spans, rewards, rollouts, episodes and dead letters with --partitions each, the control
+    topic with one. Prints each topic's partition count."""
+    from fulmen.kafka import create_fulmen_topics
+    from fulmen.producers import FulmenSettings
+
+    settings = FulmenSettings()
+    found = create_fulmen_topics(settings.kafka, settings.topics, partitions=partitions)
+    for topic, count in found.items():
+        typer.echo(f"{topic}: {count} partition{'' if count == 1 else 's'}")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker started by `fulmen kafka up`."""
+    from fulmen.local import down
+
+    typer.echo("kafka stopped" if down() else "no kafka was running")
+
+
+@kube_app.command("bins")
+def kube_bins() -> None:
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
+    kwok from the Go module proxy into the cache (once; minutes to tens of minutes on 2 cores)."""
+    from fulmen.local import ensure_kube_binaries
+
+    typer.echo(ensure_kube_binaries())
+
+
+@store_app.command("migrate")
+def store_migrate() -> None:
+    """Apply the store's pending schema migrations (they also run on first use)."""
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import connect, migrate
+
+    settings = FulmenSettings().store
+    client = connect(settings)
+    applied = migrate(client, settings)
+    for migration in applied:
+        typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    typer.echo(f"{settings.database}: {len(applied)} migration(s) applied, schema up to date")
+
+
+@store_app.command("serve")
+def store_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8123, help="Port of the ClickHouse HTTP interface."),
+) -> None:
+    """Serve the embedded store over ClickHouse's HTTP protocol.
+
+    The store-owning process: other processes, clickhouse-connect, curl and any ClickHouse
+    client use the store through it (chDB opens a data directory in one process only).
+    """
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore, StoreServer, StoreUser, serve
+
+    settings = FulmenSettings().store
+    if settings.url is not None:
+        typer.echo(f"the store is the server at {settings.url}; nothing to serve", err=True)
+        raise typer.Exit(2)
+    LightningStore(settings).close()  # migrated before anyone connects
+    users = {settings.username: StoreUser(password=settings.password.get_secret_value())}
+    users |= {
+        name: StoreUser(password=secret.get_secret_value(), readonly=True)
+        for name, secret in settings.readers.items()
+    }
+
+    def ready(server: StoreServer) -> None:
+        typer.echo(f"LightningStore {settings.path} at {server.url} (database {settings.database})")
+
+    serve(settings.path, host, port, users, on_ready=ready)
