@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fulmen.dashboard import _queries as queries
+from fulmen.dashboard import _rollout_queries as rollout_queries
 from fulmen.dashboard._errors import BadFilter
 from fulmen.dashboard._filters import parse_nothing, parse_reward_query, parse_rollout_filter
 from fulmen.dashboard._pages import (
@@ -40,13 +41,13 @@ def create_app(reader: StoreReader, *, worker_metrics: Sequence[str] = ()) -> St
 
     def rollouts(request: Request) -> Response:
         where = parse_rollout_filter(params(request))
-        found = queries.rollouts(reader, where)
-        return HTMLResponse(rollouts_page(found, where, queries.filter_choices(reader)))
+        found = rollout_queries.rollouts(reader, where)
+        return HTMLResponse(rollouts_page(found, where, rollout_queries.filter_choices(reader)))
 
     def rollout(request: Request) -> Response:
         parse_nothing(params(request))
         rollout_id = str(request.path_params["rollout_id"])
-        detail = queries.rollout_detail(reader, rollout_id)
+        detail = rollout_queries.rollout_detail(reader, rollout_id)
         if detail is None:
             raise HTTPException(404, f"no rollout {rollout_id!r} in the store")
         return HTMLResponse(rollout_page(rollout_id, detail))

@@ -12,15 +12,17 @@ from fulmen.dashboard._html import Cell, Html, cell, esc, join, link, page, pair
 from fulmen.dashboard._queries import (
     DeadLetterCount,
     DeadLetterRow,
+    RewardPoint,
+    TrainingRunRow,
+    VersionRow,
+)
+from fulmen.dashboard._rollout_queries import (
     EpisodeInfo,
     FilterChoices,
-    RewardPoint,
     RewardRow,
     RolloutDetail,
     RolloutPage,
     RolloutRow,
-    TrainingRunRow,
-    VersionRow,
 )
 from fulmen.dashboard._tree import SpanNode, span_tree
 from fulmen.dashboard._worker_metrics import WorkerStatus

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fulmen.dashboard._queries import RewardRow, SpanRow
+from fulmen.dashboard._rollout_queries import RewardRow, SpanRow
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from fulmen.dashboard import BadFilter, RolloutFilter, parse_rollout_filter, parse_worker_metrics
 from fulmen.dashboard._pages import _messages
-from fulmen.dashboard._queries import RewardRow, SpanRow
+from fulmen.dashboard._rollout_queries import RewardRow, SpanRow
 from fulmen.dashboard._tree import span_tree
 from fulmen.streams._metrics import WorkerMetrics
 
