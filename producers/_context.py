@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +26,8 @@ class ActiveRollout:
     trace_id: str
     root_span_id: str
     agent_name: str | None
+    served: list[str] = field(default_factory=list, compare=False)
+    """The model version that served each LLM call so far, in call order."""
 
 
 current_rollout: ContextVar[ActiveRollout | None] = ContextVar("fulmen_rollout", default=None)

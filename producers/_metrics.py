@@ -28,7 +28,8 @@ class ProducerCollector(Collector):
 
     `fulmen_producer_events_total{outcome}` counts events by outcome (`oversize`, `failed` and
     `dropped` are lost: alert on their rate); `fulmen_producer_pending`, `_queued` and
-    `_spill_bytes` are what waits now.
+    `_spill_bytes` are what waits now. `fulmen_producer_version_mismatches_total` counts LLM
+    calls answered by another model version than the one in force (`Producer.served`).
     """
 
     def __init__(self, producer: Producer) -> None:
@@ -50,4 +51,9 @@ class ProducerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "fulmen_producer_spill_bytes", "Bytes waiting in the disk spill", stats.spill_bytes
+        )
+        yield CounterMetricFamily(
+            "fulmen_producer_version_mismatches",
+            "LLM calls another model version answered than the one in force",
+            self.producer.version_mismatches,
         )

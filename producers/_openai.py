@@ -28,6 +28,7 @@ from fulmen.producers._llm_calls import (
     request_only,
     span_name,
 )
+from fulmen.producers._resources import Resources
 from fulmen.producers._spans import emit_span, parent_of_new_span
 from fulmen.schemas import LlmCall
 
@@ -54,10 +55,17 @@ def uninstrument_openai() -> None:
 class _Call:
     """One captured call: request, timing, and the response as it accumulates."""
 
-    def __init__(self, active: ActiveRollout, parent: str | None, request: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        active: ActiveRollout,
+        parent: str | None,
+        request: dict[str, Any],
+        requested: Resources,
+    ) -> None:
         self.active = active
         self.parent = parent
         self.request = request
+        self.requested = requested  # the versions in force when the call was made
         self.start_ns = time.time_ns()
         self.done = False
         self.chunks = ChatChunkAccumulator()
@@ -77,6 +85,10 @@ class _Call:
         if self.done:
             return
         self.done = True
+        response_model = llm.response_model if llm is not None else None
+        served = get_producer().served(self.requested, response_model)
+        if response_model:
+            self.active.served.append(served.model_version)
         emit_span(
             self.active,
             name=span_name("chat", self.request),
@@ -87,6 +99,7 @@ class _Call:
             end_ns=time.time_ns(),
             error=None if error is None else f"{type(error).__name__}: {error}",
             llm=llm or request_only(self.request),
+            resources=served,
         )
 
 
@@ -97,25 +110,22 @@ def _is_raw(response: object, call: _Call) -> bool:
     return isinstance(response, raw) and not call.request.get("stream")
 
 
-def _follow_model_version(kwargs: dict[str, Any]) -> None:
-    """With `openai_model_from_version`, ask for the model version in force (when it names a
-    model): the agent follows model versions without a code change."""
-    producer = current_producer()
-    if producer is not None and producer.settings.producer.openai_model_from_version:
-        model_name = producer.versions.current.model_name
-        if model_name:
-            kwargs["model"] = model_name
-
-
 def _prepare(kwargs: dict[str, Any]) -> _Call | None:
-    _follow_model_version(kwargs)
+    """Before a call: with `openai_model_from_version` (the default), ask for the model the
+    version in force names; inside a rollout, the call to record."""
     active, parent = parent_of_new_span()
+    producer = get_producer() if active is not None else current_producer()
+    if producer is None:
+        return None
+    requested = producer.versions.current
+    if producer.settings.producer.openai_model_from_version and requested.model_name:
+        kwargs["model"] = requested.model_name
     if active is None:
         return None
-    if get_producer().settings.producer.request_token_ids:
+    if producer.settings.producer.request_token_ids:
         kwargs.setdefault("logprobs", True)
         kwargs["extra_body"] = {"return_token_ids": True, **(kwargs.get("extra_body") or {})}
-    return _Call(active, parent, dict(kwargs))
+    return _Call(active, parent, dict(kwargs), requested)
 
 
 def _capture_sync(create: Callable[..., Any]) -> Callable[..., Any]:

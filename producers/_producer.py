@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -15,6 +17,7 @@ import uuid_utils
 
 from fulmen.producers._emitter import Emitter, EmitterStats
 from fulmen.producers._resources import Resources, VersionListeners, VersionState
+from fulmen.producers._served import served_resources
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers._spill import Spill
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport
@@ -26,6 +29,10 @@ from fulmen.schemas import (
     EventMeta,
     SingleObjectCodec,
 )
+
+logger = logging.getLogger(__name__)
+
+_MISMATCH_WARNING_EVERY_S = 10.0
 
 
 class Producer:
@@ -60,6 +67,9 @@ class Producer:
         self.codec = codec or codec_for(settings)
         self.producer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid_utils.uuid7().hex[-8:]}"
         self._sequence = itertools.count()
+        self._mismatch_lock = threading.Lock()
+        self._version_mismatches = 0
+        self._mismatch_warned_at = -_MISMATCH_WARNING_EVERY_S
         self._slot_lock, spill_dir = _claim_spill_slot(config.spill_dir)
         self.emitter = Emitter(
             transport,
@@ -79,10 +89,12 @@ class Producer:
         *,
         agent_name: str | None = None,
         resources: Resources | None = None,
+        model_version: str | None = None,
     ) -> EventMeta:
         """A fresh envelope: new event id, next sequence number, and the version ids of
         `resources` (default: the versions in force now). A caller that acted on a snapshot
-        (the gateway, which chose the upstream model by it) passes that snapshot."""
+        (the gateway, which chose the upstream model by it) passes that snapshot; one that
+        knows which model versions served a rollout passes them as `model_version`."""
         # one snapshot: both ids come from the same swap
         resources = self.versions.current if resources is None else resources
         return EventMeta(
@@ -92,10 +104,54 @@ class Producer:
             producer_id=self.producer_id,
             sequence=next(self._sequence),
             agent_name=self.agent_name if agent_name is None else agent_name,
-            model_version=resources.model_version,
+            model_version=model_version or resources.model_version,
             resources_version=resources.resources_version,
             emitted_at_unix_nano=time.time_ns(),
         )
+
+    def served(
+        self,
+        requested: Resources,
+        response_model: str | None,
+        *,
+        versions: VersionState | None = None,
+    ) -> Resources:
+        """The snapshot that served a call made under `requested` whose response named
+        `response_model` (see `served_resources`), by the model names of `versions`
+        (default: this producer's); a version other than the one in force at the request
+        counts in `version_mismatches`, with a warning at most every 10 s."""
+        versions = versions or self.versions
+        served = served_resources(
+            requested,
+            response_model,
+            version_of_model=versions.version_of_model,
+            base_version=versions.initial.model_version,
+        )
+        if served.model_version != requested.model_version:
+            with self._mismatch_lock:
+                self._version_mismatches += 1
+                count = self._version_mismatches
+                now = time.monotonic()
+                warn = now - self._mismatch_warned_at >= _MISMATCH_WARNING_EVERY_S
+                if warn:
+                    self._mismatch_warned_at = now
+            if warn:
+                logger.warning(
+                    "fulmen: version %r was in force, but %r answered the call (version %r); "
+                    "the call is stamped with the version that served it (%d such calls)",
+                    requested.model_version,
+                    response_model,
+                    served.model_version,
+                    count,
+                )
+        return served
+
+    @property
+    def version_mismatches(self) -> int:
+        """LLM calls answered by another model version than the one in force when they were
+        made: an agent that does not request the version's model (see
+        `ProducerSettings.openai_model_from_version`), or a server that fell back."""
+        return self._version_mismatches
 
     @property
     def model_version(self) -> str:

@@ -136,12 +136,20 @@ class VersionState:
     ) -> None:
         self.agent_name = agent_name
         self.listeners = listeners or VersionListeners()
-        self._current = initial or Resources()
+        self.initial = initial or Resources()
+        self._current = self.initial
+        self._version_of_model: dict[str, str] = {}
         self._changed = threading.Condition(threading.RLock())
 
     @property
     def current(self) -> Resources:
         return self._current
+
+    @property
+    def version_of_model(self) -> dict[str, str]:
+        """Each model name a model version published (for any agent: whoever's model answers
+        a call served it), to that version's id; the latest publication of a name wins."""
+        return dict(self._version_of_model)
 
     def apply(self, events: Iterable[VersionEvent]) -> Resources | None:
         """Apply the events that target this agent; returns the new snapshot, or None when
@@ -150,6 +158,8 @@ class VersionState:
             applied = False
             resources = self._current
             for event in events:
+                if event.kind == "model" and event.model_name:
+                    self._version_of_model[event.model_name] = event.version_id
                 if targets(event, self.agent_name):
                     resources = resources.with_version(event)
                     applied = True

@@ -7,6 +7,7 @@ import math
 from fulmen.errors import FulmenError
 from fulmen.producers._context import NoActiveRollout, current_rollout
 from fulmen.producers._global import get_producer
+from fulmen.producers._served import rollout_meta
 from fulmen.schemas import Reward, RewardSource
 
 
@@ -40,7 +41,7 @@ def emit_reward(
     if rollout_id is None:
         if active is None:
             raise NoActiveRollout("emit_reward outside a rollout: pass rollout_id=")
-        meta = producer.meta(active.rollout_id, active.attempt, agent_name=active.agent_name)
+        meta = rollout_meta(producer, active)
     else:
         meta = producer.meta(rollout_id, attempt)
     producer.emit(

@@ -26,6 +26,7 @@ from fulmen.producers._context import (
 )
 from fulmen.producers._global import get_producer
 from fulmen.producers._rewards import RewardError, emit_reward
+from fulmen.producers._served import rollout_meta
 from fulmen.producers._spans import emit_span
 from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus
 
@@ -240,9 +241,7 @@ class Rollout:
 
     def _meta(self) -> EventMeta:
         assert self._active is not None
-        return get_producer().meta(
-            self._active.rollout_id, self._active.attempt, agent_name=self._active.agent_name
-        )
+        return rollout_meta(get_producer(), self._active)
 
 
 def _is_plain_data(value: object) -> bool:

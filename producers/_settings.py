@@ -85,8 +85,10 @@ class ProducerSettings(BaseModel):
         description="How long `configure` waits to learn the versions in force before going on.",
     )
     openai_model_from_version: bool = Field(
-        default=False,
-        description="Send captured OpenAI calls to the model version's `model_name` (if any).",
+        default=True,
+        description="Send captured OpenAI calls to the model version's `model_name` (if any): "
+        "an agent that follows versions also uses them. False keeps the agent's own `model`; "
+        "its calls are then stamped with the version that answered them, whatever is in force.",
     )
 
     def librdkafka_options(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ from fulmen.schemas._codec import (
 from fulmen.schemas._confluent import ConfluentCodec
 from fulmen.schemas._events import (
     EVENT_MODELS,
+    VERSION_SEPARATOR,
     Algorithm,
     Attributes,
     EpisodeCompleted,
@@ -39,6 +40,7 @@ from fulmen.schemas._framing import EitherFramingCodec
 __all__ = [
     "EVENT_MODELS",
     "SINGLE_OBJECT_MAGIC",
+    "VERSION_SEPARATOR",
     "Algorithm",
     "Attributes",
     "AvroSchema",

@@ -34,6 +34,11 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+VERSION_SEPARATOR = "+"
+"""Joins the model versions of a rollout whose calls several versions served (`v3+v4`): a
+rollout's end, its rewards and its episode carry them all when it straddled a swap."""
+
+
 class EventMeta(_Record):
     """Envelope of every event; see `event_meta.avsc` for each field's contract."""
 

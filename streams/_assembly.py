@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from fulmen.schemas import (
+    VERSION_SEPARATOR,
     EpisodeCompleted,
     EpisodeStatus,
     Event,
@@ -215,7 +216,7 @@ def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Ep
         revision=revision,
         agent_name=first.meta.agent_name,
         task_id=task_id,
-        model_version=first.meta.model_version,
+        model_version=_served_by(calls) or first.meta.model_version,
         resources_version=first.meta.resources_version,
         status=status,
         scored=scored,
@@ -259,6 +260,12 @@ def assemble(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> Ep
     buffer.revision = revision
     buffer.changed_since_write = False
     return Episode(row=row, triplets=triplets)
+
+
+def _served_by(calls: list[Span]) -> str:
+    """The model versions that served an episode's LLM calls, each once, in call order,
+    joined by `VERSION_SEPARATOR` (a rollout that straddled a swap); "" without calls."""
+    return VERSION_SEPARATOR.join(dict.fromkeys(call.meta.model_version for call in calls))
 
 
 def _status(buffer: RolloutBuffer) -> tuple[EpisodeStatus, str | None]:

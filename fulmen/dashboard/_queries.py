@@ -124,24 +124,25 @@ def reward_names(reader: StoreReader) -> list[str]:
     return [str(row["name"]) for row in rows]
 
 
-_BUCKET_SQL = {"hour": "hour", "day": "toStartOfDay(hour)"}
-
-
 def reward_series(reader: StoreReader, query: RewardQuery) -> list[RewardPoint]:
-    """Mean reward per (agent, model version, time bucket) from the materialized hourly
-    aggregates of reward events (`reward_hourly`), ordered by bucket."""
+    """Mean reward `query.name` per (agent, model version, time bucket) over the latest
+    revision of each episode that has it, by the version(s) that served the episode's calls
+    (a judge's late reward counts for the episode it scores, not for the judge's version);
+    buckets by the episode's end, ordered."""
     parameters: dict[str, Any] = {"name": query.name}
     agent = ""
     if query.agent is not None:
         agent = "AND agent_name = {agent:String}"
         parameters["agent"] = query.agent
+    hour = "toStartOfHour(toDateTime(finished_at, 'UTC'))"
+    bucket = {"hour": hour, "day": f"toStartOfDay({hour})"}[query.bucket]
     rows = reader.rows(
         f"""
-        SELECT toDateTime64({_BUCKET_SQL[query.bucket]}, 3, 'UTC') AS bucket,
+        SELECT toDateTime64({bucket}, 3, 'UTC') AS bucket,
                toString(agent_name) AS agent_name, toString(model_version) AS model_version,
-               countMerge(rewards) AS count, sum(reward_sum) / count AS mean
-        FROM $db.reward_hourly
-        WHERE reward_name = {{name:String}} {agent}
+               count() AS count, avg(rewards[{{name:String}}]) AS mean
+        FROM $db.latest_episodes
+        WHERE mapContains(rewards, {{name:String}}) {agent}
         GROUP BY bucket, agent_name, model_version
         ORDER BY bucket, agent_name, model_version
         """,

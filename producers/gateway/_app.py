@@ -235,7 +235,9 @@ class Gateway:
             self.stats.unattributed += 1
             return _Call(content, None, rewritten.added)
         self.stats.recorded += 1
-        record = CallRecord(self.producer, identity.active(), resources, operation, rewritten.body)
+        record = CallRecord(
+            self.producer, identity.active(), resources, operation, rewritten.body, self.versions
+        )
         return _Call(content, record, rewritten.added)
 
     async def _send(self, request: Request, path: str, call: _Call) -> Response:

@@ -29,7 +29,7 @@ from fulmen.producers._llm_calls import (
     span_name,
 )
 from fulmen.producers._producer import Producer
-from fulmen.producers._resources import Resources
+from fulmen.producers._resources import Resources, VersionState
 from fulmen.producers._spans import emit_span
 from fulmen.schemas import Attributes, LlmCall
 
@@ -47,10 +47,12 @@ class CallRecord:
         resources: Resources,
         operation: Operation,
         request: Json,
+        versions: VersionState,
     ) -> None:
         self._producer = producer
         self._active = active
         self._resources = resources
+        self._versions = versions
         self._operation = operation
         self._request = request
         self._start_ns = time.time_ns()
@@ -118,7 +120,11 @@ class CallRecord:
             attributes=attributes,
             llm=llm or request_only(self._request, self._operation),
             producer=self._producer,
-            resources=self._resources,
+            resources=self._producer.served(
+                self._resources,
+                llm.response_model if llm is not None else None,
+                versions=self._versions,
+            ),
         )
 
 

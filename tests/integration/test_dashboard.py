@@ -258,7 +258,7 @@ def test_span_tree_shows_prompts_responses_tools_and_rewards_as_text(
     assert root.find_element(By.TAG_NAME, "summary").text.startswith("fulmen.rollout")
     children = root.find_elements(By.CSS_SELECTOR, ":scope > ul > li.span")
     names = [child.find_element(By.TAG_NAME, "b").text for child in children]
-    assert names == ["chat calc", "execute_tool divide"]
+    assert names == ["chat calc-v1", "execute_tool divide"]  # the model of the version in force
     prompts = _texts(browser, ".message.prompt pre")
     assert prompts == ["You are a careful calculator.", f"What is 0/1?{INJECTED}"]
     assert _texts(browser, ".message.response pre") == ["2 + 2 = 4"]
