@@ -230,7 +230,8 @@ JUDGE_VERSION = "judge-v9"
 RUNS = (
     Run("a1", "shop", "t1", 0, "v1", "v1", "succeeded", ((1.0, False),), llm_ms=(120.0, 80.0)),
     Run("a2", "shop", "t1", 0, "v1", "v1", "succeeded", ((0.0, False),), llm_ms=(300.0,)),
-    # swapped to v2 mid-rollout: the episode is v1's, its later calls v2's
+    # swapped to v2 mid-rollout after its one LLM call: the episode is v1's (v1 served it),
+    # its later tool calls carry v2
     Run(
         "a3",
         "shop",
@@ -272,6 +273,8 @@ RUNS = (
     Run("a7", "shop", "t1", 1, "v2", "v2", "succeeded"),  # finished, never scored
     Run("b1", "mail", "t1", 1, "v1", "v1", "succeeded", late_rewards=((1.0, True),)),
     Run("b2", "mail", "t1", 1, "v1", "v1", "succeeded", ((0.25, False),), llm_ms=(70.0,)),
+    # swapped between its two LLM calls: the episode is v1+v2's, neither version's alone
+    Run("a8", "shop", "t1", 0, "v1", "v2", "succeeded", ((0.75, False),), llm_ms=(60.0, 90.0)),
 )
 # Undecodable or misrouted messages: (topic, bytes); an event on another kind's topic is
 # added in `known` (wrong_topic).
@@ -379,6 +382,13 @@ def _hour_of(run: Run) -> int:
     return _hour0() // 10**9 + run.hour * 3600
 
 
+def _served_by(run: Run) -> str:
+    """The episode's version: those of its LLM calls, each once in call order, joined by
+    `+`; the version it started with when it made none."""
+    calls = [run.version if step == 0 else run.later_version for step in range(len(run.llm_ms))]
+    return "+".join(dict.fromkeys(calls)) or run.version
+
+
 def _episode_reward(run: Run) -> float | None:
     """The latest revision's reward: the sum of every reward it got, none if it got none."""
     values = [value for value, _ in run.rewards + run.late_rewards]
@@ -407,7 +417,7 @@ def test_known_data_is_assembled_with_revisions(known: LightningStore) -> None:
     )
     assert [(row["rollout_id"], row["revision"], row["scored"]) for row in latest] == [
         (run.rollout_id, 1 if run.late_rewards else 0, _episode_reward(run) is not None)
-        for run in RUNS
+        for run in sorted(RUNS, key=lambda run: run.rollout_id)
     ]
 
 
@@ -416,7 +426,7 @@ def test_reward_by_version_hourly_is_over_latest_episodes_by_their_version(
 ) -> None:
     groups: dict[tuple[int, str, str], list[Run]] = {}
     for run in RUNS:
-        groups.setdefault((_hour_of(run), run.agent, run.version), []).append(run)
+        groups.setdefault((_hour_of(run), run.agent, _served_by(run)), []).append(run)
     expected = []
     for (hour, agent, version), runs in sorted(groups.items()):
         rewards = [r for r in map(_episode_reward, runs) if r is not None]
