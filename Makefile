@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway chaos clean clean-caches
+.PHONY: deps setup browser demo dashboard test test-unit test-integration lint typecheck kafka-jars kube-bins kafka-up kafka-down bench-producer bench-store bench-streams bench-trainer bench-learn bench-gateway bench-capacity chaos clean clean-caches
 
 deps:  ## Install uv (if missing) and the locked dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -75,6 +75,9 @@ bench-learn: deps  ## bench/results/learn.json (held-out reward before/after RL 
 
 bench-gateway: setup  ## bench/results/gateway.json (latency the gateway adds per call, calls/s)
 	$(RUN) python -m bench.gateway_bench
+
+bench-capacity: setup  ## bench/results/capacity.json (CPU per event of each stage; the capacity model)
+	$(RUN) python -m bench.capacity_bench
 
 chaos: setup  ## The fault suite at operator size: 5,000 rollouts, a 60 s broker and a 45 s store outage
 	FULMEN_CHAOS=long $(RUN) pytest -q -p no:cacheprovider tests/integration/test_faults.py

@@ -51,6 +51,11 @@ class Process:
             command, env={**os.environ, **self.env}, stdout=self._out, stderr=subprocess.STDOUT
         )
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
