@@ -3,7 +3,8 @@ decoding, it is not worse than its parent by more than the tolerance allows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from peft import PeftModel
@@ -74,6 +75,20 @@ def evaluate_with_progress(
     )
     progress.update(bar, description=f"{label}: {reward:.3f}")
     return reward
+
+
+def heldout_fingerprint(task: str, settings: GateSettings) -> float:
+    """Which held-out evaluation a score comes from: the task, how many of its held-out
+    cases, how many tokens greedy decoding may write. A float, as version metrics are."""
+    return float(zlib.crc32(f"{task}|{settings.heldout_tasks}|{settings.max_new_tokens}".encode()))
+
+
+def known_score(parent_metrics: Mapping[str, float], fingerprint: float) -> float | None:
+    """The parent's own held-out reward, measured when it was gated on the same evaluation
+    (greedy decoding of the same cases gives the same score), else None: evaluate it."""
+    if parent_metrics.get("heldout_fingerprint") != fingerprint:
+        return None
+    return parent_metrics.get("heldout_reward")
 
 
 def decide(parent_reward: float, candidate_reward: float, *, min_gain: float) -> GateDecision:

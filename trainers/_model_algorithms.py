@@ -19,7 +19,12 @@ from fulmen.producers import version_meta
 from fulmen.schemas import VersionEvent
 from fulmen.tasks._task import load_task
 from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
-from fulmen.trainers._gate import decide, evaluate_with_progress
+from fulmen.trainers._gate import (
+    decide,
+    evaluate_with_progress,
+    heldout_fingerprint,
+    known_score,
+)
 from fulmen.trainers._lineage import Lineage, PublishedVersion
 from fulmen.trainers._policy import trainable_policy
 from fulmen.trainers._rl import rl_samples, train_rl
@@ -72,10 +77,17 @@ class ModelAlgorithm(Algorithm):
                     progress, label, model, tokenizer, task, cases, settings.gate
                 )
 
-            before = evaluate("held-out reward, parent")
+            fingerprint = heldout_fingerprint(settings.task, settings.gate)
+            known = known_score(self.parent.metrics, fingerprint) if self.parent else None
+            before = evaluate("held-out reward, parent") if known is None else known
             metrics = self.train_policy(model, tokenizer, progress)
             after = evaluate("held-out reward, candidate")
-        metrics |= {"heldout_reward_parent": before, "heldout_reward": after}
+        metrics |= {
+            "heldout_reward_parent": before,
+            "heldout_reward": after,
+            "heldout_fingerprint": fingerprint,
+            "heldout_parent_reused": float(known is not None),
+        }
         decision = decide(before, after, min_gain=settings.gate.min_gain)
         return GatedCandidate(metrics, decision, lambda: self._version(model, metrics))
 
