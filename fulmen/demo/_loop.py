@@ -29,6 +29,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import fulmen
 from fulmen._progress import progress_for
+from fulmen.demo._plan import (
+    MIN_TASKS,
+    MIN_VERSIONS,
+    REFERENCE_ROLLOUT_S,
+    Pace,
+    first_pace,
+    heldout_tasks,
+    window_tasks,
+)
 from fulmen.demo._settings import DemoSettings
 from fulmen.models import base_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
@@ -47,6 +56,8 @@ from fulmen.trainers.scheduler import (
     WindowRule,
 )
 
+_CALIBRATION_TASKS = 2
+_PACE_ROLLOUTS = 48  # the pace is the mean of the latest rollouts: machines get busy
 _SWAP_TIMEOUT_S = 30.0
 _WINDOW_SEEN_S = 30.0
 _TICK_S = 0.5
@@ -103,21 +114,26 @@ class DemoLoop:
             local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
                                    work_dir=out / "jobs"),
         )  # fmt: skip
-        self.jobs = LocalJobs(
-            self.scheduler_settings.local, retry=RetryPolicy(0), env=self._job_env(store_url)
-        )
+        self.store_url = store_url
+        self.jobs = self._local_jobs(settings.heldout_tasks)
         self.record = LoopRecord()
         self._started: dict[str, float] = {}
         self._batch = 0
+        self._window_done = 0  # rollouts of the current window already run
+        self._rollout_seconds: list[float] = []
 
     def _load_adapter(self, resources: Resources) -> None:
         if resources.model_name and resources.artifact_uri:
             self.server.load_adapter(resources.model_name, Path(resources.artifact_uri))
 
-    def _job_env(self, store_url: str) -> dict[str, str]:
+    def _local_jobs(self, heldout: int) -> LocalJobs:
+        env = self._job_env(heldout)
+        return LocalJobs(self.scheduler_settings.local, retry=RetryPolicy(0), env=env)
+
+    def _job_env(self, heldout: int) -> dict[str, str]:
         out = self.settings.out_dir.resolve()
         return {
-            "FULMEN_STORE__URL": store_url,
+            "FULMEN_STORE__URL": self.store_url,
             "FULMEN_STORE__DATABASE": self.store.settings.database,
             "FULMEN_TRANSPORT": "inprocess",
             "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
@@ -125,7 +141,7 @@ class DemoLoop:
             "FULMEN_TRAIN_BASE_MODEL": str(self.model_dir),
             "FULMEN_TRAIN_ARTIFACTS_DIR": str(out / "artifacts"),
             "FULMEN_TRAIN_SNAPSHOTS_DIR": str(out / "windows"),
-            "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(self.settings.heldout_tasks),
+            "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(heldout),
             "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(self.settings.max_tokens),
             **self.settings.train_env,
         }
@@ -133,15 +149,17 @@ class DemoLoop:
     def run(self) -> LoopRecord:
         """Agent traffic, a job per full window, versions swapped in; until `versions` jobs
         ended, or until the next round (a window of traffic and its job) would not fit the
-        budget, judged by the longest round so far."""
+        budget. With `adapt`, the first rollouts time this machine and every round is sized
+        so that at least two fit (`_plan.py`)."""
         start = time.monotonic()
         deadline = start + self.settings.budget_minutes * 60
-        scheduler = Scheduler(
-            self.scheduler_settings, store=self.store, jobs=self.jobs, on_event=self._on_event
-        )
-        longest, round_start = 0.0, start
         with serve_in_thread(self.server) as url, self._progress() as progress:
             client = openai.OpenAI(base_url=url, api_key="local")
+            pace = self._calibrate(client, progress) if self.settings.adapt else None
+            scheduler = Scheduler(
+                self.scheduler_settings, store=self.store, jobs=self.jobs, on_event=self._on_event
+            )
+            longest, round_start = 0.0, start
             while True:
                 scheduler.tick()
                 if len(self.record.jobs) >= self.settings.versions:
@@ -152,17 +170,62 @@ class DemoLoop:
                 now = time.monotonic()
                 if self.record.jobs:  # a round ended: its window and its job
                     longest = max(longest, now - round_start)
-                if now + longest > deadline:
+                    pace = self._measured(pace)
+                tasks = self._next_window(deadline - now, longest, pace)
+                if tasks is None:
                     self.console.print("[yellow]another round would overrun the budget[/]")
                     break
                 round_start = now
-                self._agent_window(client, progress)
+                self._agent_window(client, progress, tasks)
                 self._await_job(scheduler)
         self.jobs.close()
         self.runner.finish()
         fulmen.shutdown()
         self.record.wall_s = time.monotonic() - start
         return self.record
+
+    def _calibrate(self, client: openai.OpenAI, progress: Progress) -> Pace:
+        """Time the first window's first `_CALIBRATION_TASKS` tasks; size the held-out set
+        for this machine (the trainer jobs are set up with it)."""
+        self._agent_window(client, progress, _CALIBRATION_TASKS, ends_window=False)
+        rollout_s = sum(self._rollout_seconds) / len(self._rollout_seconds)
+        heldout = heldout_tasks(self.settings.heldout_tasks, rollout_s)
+        self.jobs = self._local_jobs(heldout)
+        self.console.print(
+            f"pace: {rollout_s:.1f} s per rollout ({rollout_s / REFERENCE_ROLLOUT_S:.1f}x the "
+            f"reference); the gate scores {heldout} held-out tasks"
+        )
+        return first_pace(rollout_s, heldout)
+
+    def _measured(self, pace: Pace | None) -> Pace | None:
+        """The pace the last round showed: its rollouts, its job."""
+        if pace is None or not self._rollout_seconds:
+            return pace
+        recent = self._rollout_seconds[-_PACE_ROLLOUTS:]
+        return Pace(sum(recent) / len(recent), self.record.jobs[-1].seconds)
+
+    def _next_window(self, remaining_s: float, longest: float, pace: Pace | None) -> int | None:
+        """Tasks in the next window (those already run for it included), or None when no
+        round fits: with a pace, sized by `window_tasks`; without, the settings' window if
+        the longest round so far still fits."""
+        settings = self.settings
+        if pace is None:
+            return settings.tasks_per_window if longest <= remaining_s else None
+        rounds_left = max(1, MIN_VERSIONS - len(self.record.jobs))
+        tasks = window_tasks(
+            remaining_s, pace, rounds_left=rounds_left, attempts=settings.attempts_per_task,
+            most=settings.tasks_per_window,
+        )  # fmt: skip
+        if tasks < min(MIN_TASKS, settings.tasks_per_window):
+            return None
+        self.scheduler_settings.window = self.scheduler_settings.window.model_copy(
+            update={"every_episodes": tasks * settings.attempts_per_task}
+        )
+        self.console.print(
+            f"next window: {tasks} tasks x {settings.attempts_per_task} attempts "
+            f"({remaining_s / 60:.1f} min left, a job ≈ {pace.job_s:.0f} s)"
+        )
+        return tasks
 
     def _await_job(self, scheduler: Scheduler) -> None:
         """Tick until the window just sent has its job, for up to `_WINDOW_SEEN_S`: more
@@ -178,17 +241,30 @@ class DemoLoop:
     def _job_running(self) -> bool:
         return any(status.phase == "active" for status in self.jobs.jobs())
 
-    def _agent_window(self, client: openai.OpenAI, progress: Progress) -> None:
-        """One window of traffic: each task tried `attempts_per_task` times."""
+    def _agent_window(
+        self, client: openai.OpenAI, progress: Progress, tasks: int, *, ends_window: bool = True
+    ) -> None:
+        """The window's traffic up to its `tasks`-th task, each tried `attempts_per_task`
+        times (a window the calibration began resumes where it stopped)."""
         settings = self.settings
-        cases = self.task.training(settings.tasks_per_window, seed=self._batch)
+        cases = self.task.training(tasks, seed=self._batch)
         version = fulmen.resources().model_name or self.agent.DEFAULT_MODEL
-        bar = progress.add_task(f"agent on {version}", total=settings.window_episodes)
-        for i, case in enumerate(c for c in cases for _ in range(settings.attempts_per_task)):
+        runs = [case for case in cases for _ in range(settings.attempts_per_task)]
+        done = self._window_done
+        bar = progress.add_task(f"agent on {version}", total=len(runs), completed=done)
+        for i, case in enumerate(runs[done:], start=done):
+            started = time.monotonic()
             self.agent.solve(client, self.task, case, temperature=settings.temperature,
                   max_tokens=settings.max_tokens, seed=self._batch * 100_000 + i)  # fmt: skip
+            self._rollout_seconds.append(time.monotonic() - started)
             self.runner.step()
             progress.advance(bar)
+        self._window_done = len(runs)
+        progress.remove_task(bar)
+        if not ends_window:
+            return
+        self._window_done = 0
+        rollouts = len(runs)
         fulmen.get_producer().flush(10)
         self.runner.finish()
         self._batch += 1
@@ -204,7 +280,7 @@ class DemoLoop:
         mean = "—" if landed["mean"] is None else f"{landed['mean']:.2f}"
         unscored = f" ({landed['unscored']} unscored)" if landed["unscored"] else ""
         self.console.print(
-            f"agent window {self._batch} on {version}: {settings.window_episodes} rollouts; "
+            f"agent window {self._batch} on {version}: {rollouts} rollouts; "
             f"{landed['n']} episodes of this version in the store{unscored}, "
             f"mean reward {mean}"
         )

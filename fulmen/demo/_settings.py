@@ -41,8 +41,12 @@ class DemoSettings(BaseModel):
     heldout_tasks: int = Field(default=50, ge=1)
     """Held-out cases the gate scores each version on (greedy decoding)."""
     budget_minutes: float = Field(default=14.0, gt=0)
-    """A round (a window of traffic, then its job) starts only if the longest round so far
-    still fits; the report after the last job takes seconds."""
+    """The whole run's time. No round (a window of traffic, then its job) starts that would
+    not fit: judged by the measured pace with `adapt`, else by the longest round so far."""
+    adapt: bool = True
+    """Time the first rollouts and size each window (at most `tasks_per_window` tasks) and
+    the held-out set (at most `heldout_tasks`) so that at least two rounds fit the budget on
+    this machine (`_plan.py`); False runs the sizes as given."""
     train_env: dict[str, str] = Field(
         default_factory=lambda: {
             "FULMEN_TRAIN_RL__LEARNING_RATE": "2e-4",
