@@ -30,7 +30,8 @@ from fulmen.producers._control_readers import (
     InProcessControlReader,
     KafkaControlReader,
 )
-from fulmen.producers._emitter import Emitter, EmitterStats
+from fulmen.producers._emitter import Emitter
+from fulmen.producers._emitter_stats import EmitterStats
 from fulmen.producers._global import configure, get_producer, shutdown
 from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer, codec_for, transport_for
