@@ -29,11 +29,14 @@ hold (an int beyond a long, a string that is not UTF-8, an unknown enum symbol).
 
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _NATURAL_TABLE = 1 << 13
-# The zigzag varints of 0..8191, one or two bytes: string lengths, counts, most ints.
-_NATURAL = tuple(
-    bytes([n << 1]) if n < 64 else bytes([(n << 1) & 0x7F | 0x80, n >> 6])
-    for n in range(_NATURAL_TABLE)
+# Varints of 0..16383 (one or two bytes), and 14-bit groups as the two bytes they take
+# inside a longer varint (both with the continuation bit): a 63-bit timestamp is 4 lookups.
+_VARINT = tuple(
+    bytes([n]) if n < 0x80 else bytes([n & 0x7F | 0x80, n >> 7]) for n in range(1 << 14)
 )
+_GROUP = tuple(bytes([n & 0x7F | 0x80, n >> 7 | 0x80]) for n in range(1 << 14))
+# The zigzag varints of 0..8191: string lengths, counts, most ints.
+_NATURAL = _VARINT[::2]
 # Longer arrays of ints go to fastavro's C loop, shorter ones cost less without its set-up.
 _FASTAVRO_FROM = 32
 _DOUBLE = struct.Struct("<d").pack
@@ -47,12 +50,19 @@ def _long(value: int) -> bytes:
     if not _LONG_MIN <= value <= _LONG_MAX:
         raise OverflowError(f"{value} does not fit in an Avro long")
     zigzag = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while zigzag > 0x7F:
-        out.append((zigzag & 0x7F) | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)
-    return bytes(out)
+    if zigzag >> 56:  # 9 or 10 bytes, as nanosecond timestamps are: no loop
+        return (
+            _GROUP[zigzag & 0x3FFF]
+            + _GROUP[zigzag >> 14 & 0x3FFF]
+            + _GROUP[zigzag >> 28 & 0x3FFF]
+            + _GROUP[zigzag >> 42 & 0x3FFF]
+            + _VARINT[zigzag >> 56]
+        )
+    out = b""
+    while zigzag > 0x3FFF:
+        out += _GROUP[zigzag & 0x3FFF]
+        zigzag >>= 14
+    return out + _VARINT[zigzag]
 
 
 def _ints(schema: dict[str, Any]) -> Callable[[list[int]], bytes]:

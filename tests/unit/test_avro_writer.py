@@ -4,6 +4,7 @@ values that take other paths through them (big and negative ints, long arrays, n
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 from fastavro import schemaless_writer
@@ -73,3 +74,19 @@ def test_an_int_beyond_a_long_is_refused() -> None:
     span = llm_span().model_copy(update={"attributes": Attributes(ints={"x": 2**63})})
     with pytest.raises(OverflowError):
         SingleObjectCodec().encode(span, topic="t")
+
+
+def test_longs_are_fastavros_varints() -> None:
+    from fulmen.schemas._writer import _long
+
+    rng = random.Random(3)
+    edges = [0, -1, 63, 64, -64, -65, 8191, 8192, 16383, 16384, 2**55, -(2**55), 2**56]
+    for value in [
+        *edges,
+        2**63 - 1,
+        -(2**63),
+        *(rng.randrange(-(2**63), 2**63) for _ in range(3000)),
+    ]:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, "long", value)
+        assert _long(value) == buffer.getvalue(), value
