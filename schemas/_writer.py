@@ -65,8 +65,9 @@ def _long(value: int) -> bytes:
     return out + _VARINT[zigzag]
 
 
-def _ints(schema: dict[str, Any]) -> Callable[[list[int]], bytes]:
-    """A non-empty array of ints or longs, block count and terminator included."""
+def _ints(items: Any) -> Callable[[list[int]], bytes]:
+    """A non-empty array of ints or longs (`items`), block count and terminator included."""
+    schema = parse_schema({"type": "array", "items": items})
 
     def write(values: list[int]) -> bytes:
         if len(values) < _FASTAVRO_FROM:
@@ -172,7 +173,7 @@ class _Compiler:
         item_kind = items if isinstance(items, str) else items["type"]
         if item_kind in ("int", "long", "double", "float"):
             numbers = self._constant(
-                _ints(parse_schema({"type": "array", "items": items}))
+                _ints(items)
                 if item_kind in ("int", "long")
                 else _reals("d" if item_kind == "double" else "f")
             )
