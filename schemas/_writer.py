@@ -71,6 +71,8 @@ def _ints(items: Any) -> Callable[[list[int]], bytes]:
     schema = parse_schema({"type": "array", "items": items})
 
     def write(values: list[int]) -> bytes:
+        if min(values) >= 0 and max(values) < _NATURAL_TABLE:  # a C loop of lookups
+            return _long(len(values)) + b"".join(map(_NATURAL.__getitem__, values)) + b"\x00"
         if len(values) < _FASTAVRO_FROM:
             return _long(len(values)) + b"".join(map(_long, values)) + b"\x00"
         buffer = io.BytesIO()

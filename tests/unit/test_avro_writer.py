@@ -36,6 +36,7 @@ def _unusual() -> list[Event]:
     llm = span.llm.model_copy(
         update={
             "prompt_token_ids": list(range(0, 400_000, 7)),  # past the short-array path
+            "response_token_ids": [50_000, 3, 2**32 - 1],  # short, past the lookup table
             "response_logprobs": [-(i / 3) for i in range(100)],
             "temperature": 0.7,
             "max_tokens": 2**40,
