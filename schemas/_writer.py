@@ -93,31 +93,27 @@ def _reals(code: str) -> Callable[[list[float]], bytes]:
 
 
 class _Compiler:
-    """Generates the source of one function per named record, then executes it."""
+    """Generates the source of one function writing a record; nested records are inlined."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
         self.names: dict[str, object] = {
             "_long": _long,
             "_NATURAL": _NATURAL,
             "_double": _DOUBLE,
             "_float": _FLOAT,
         }
-        self._records: dict[str, str] = {}
         self._counter = 0
 
-    def record(self, schema: dict[str, Any]) -> str:
-        """The name of the function writing this record, generated on first use."""
-        existing = self._records.get(schema["name"])
-        if existing is not None:
-            return existing
-        function = f"_record_{len(self._records)}"
-        self._records[schema["name"]] = function
-        body: list[str] = []
+    def function(self, schema: dict[str, Any]) -> str:
+        """The source of `_write(o, out)`, writing a record of `schema`."""
+        body = self._fields(schema, "o", indent=1)
+        return "\n".join(["def _write(o, out):", *(body or ["    pass"])])
+
+    def _fields(self, schema: dict[str, Any], record: str, *, indent: int) -> list[str]:
+        lines: list[str] = []
         for field in schema["fields"]:
-            body += self.value(field["type"], f"o.{field['name']}", indent=1)
-        self.lines += [f"def {function}(o, out):", *(body or ["    pass"]), ""]
-        return function
+            lines += self.value(field["type"], f"{record}.{field['name']}", indent=indent)
+        return lines
 
     def value(self, schema: Any, expression: str, *, indent: int) -> list[str]:
         """Statements appending `expression`, a value of `schema`, to `out`."""
@@ -146,7 +142,8 @@ class _Compiler:
             symbols = self._constant({s: _long(i) for i, s in enumerate(schema["symbols"])})
             return [f"{pad}out += {symbols}[{expression}]"]
         if kind == "record":
-            return [f"{pad}{self.record(schema)}({expression}, out)"]
+            record = self._local()
+            return [f"{pad}{record} = {expression}", *self._fields(schema, record, indent=indent)]
         if kind == "array":
             return self._array(schema, expression, indent=indent)
         if kind == "map":
@@ -229,11 +226,11 @@ def compile_writer(parsed: dict[str, Any]) -> Writer:
     """The writer for a record schema as `fastavro.parse_schema` returns it (named types
     defined where first used)."""
     compiler = _Compiler()
-    function = compiler.record(_expand(parsed, {}))
+    source = compiler.function(_expand(parsed, {}))
     namespace = dict(compiler.names)
     # The source is generated above from the schema; nothing in it comes from outside.
-    exec(compile("\n".join(compiler.lines), f"<avro writer {parsed['name']}>", "exec"), namespace)
-    writer: Writer = namespace[function]  # type: ignore[assignment]  # exec'd functions are untyped
+    exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), namespace)
+    writer: Writer = namespace["_write"]  # type: ignore[assignment]  # exec'd functions are untyped
     return writer
 
 
@@ -244,13 +241,12 @@ def _expand(schema: Any, named: dict[str, Any]) -> Any:
     if isinstance(schema, list):
         return [_expand(branch, named) for branch in schema]
     kind = schema["type"]
-    if kind in ("record", "enum", "fixed"):
-        named[schema["name"]] = schema
     if kind == "record":
-        return {
-            **schema,
-            "fields": [{**f, "type": _expand(f["type"], named)} for f in schema["fields"]],
-        }
+        fields = [{**f, "type": _expand(f["type"], named)} for f in schema["fields"]]
+        named[schema["name"]] = {**schema, "fields": fields}
+        return named[schema["name"]]
+    if kind == "enum":
+        named[schema["name"]] = schema
     if kind == "array":
         return {**schema, "items": _expand(schema["items"], named)}
     if kind == "map":

@@ -91,3 +91,22 @@ def test_longs_are_fastavros_varints() -> None:
         buffer = io.BytesIO()
         schemaless_writer(buffer, "long", value)
         assert _long(value) == buffer.getvalue(), value
+
+
+@pytest.mark.parametrize(
+    "field_type",
+    [
+        ["null", "string", "long"],
+        {"type": "fixed", "name": "F", "size": 4},
+        {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]},
+    ],
+    ids=["three-branch union", "fixed", "recursive record"],
+)
+def test_schemas_beyond_the_contracts_are_refused(field_type: object) -> None:
+    from fastavro import parse_schema
+
+    from fulmen.schemas._writer import compile_writer
+
+    schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": field_type}]}
+    with pytest.raises(NotImplementedError):
+        compile_writer(parse_schema(schema))
