@@ -15,9 +15,6 @@ and hot-swapped: `resources()`, `prompt()`, `on_version()`, `wait_for_version()`
 from fulmen.producers._context import NoActiveRollout
 from fulmen.producers._control import (
     CONTROL_KEY,
-    ControlReader,
-    InProcessControlReader,
-    KafkaControlReader,
     VersionFollower,
     VersionNotPublished,
     on_version,
@@ -28,7 +25,13 @@ from fulmen.producers._control import (
     version_meta,
     wait_for_version,
 )
-from fulmen.producers._emitter import Emitter, EmitterStats
+from fulmen.producers._control_readers import (
+    ControlReader,
+    InProcessControlReader,
+    KafkaControlReader,
+)
+from fulmen.producers._emitter import Emitter
+from fulmen.producers._emitter_stats import EmitterStats
 from fulmen.producers._global import configure, get_producer, shutdown
 from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer, codec_for, transport_for

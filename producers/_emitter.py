@@ -7,11 +7,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from fulmen.kafka import TopicSettings
+from fulmen.producers._emitter_stats import EmitterStats
+from fulmen.producers._resend import SegmentDrain
 from fulmen.producers._settings import Durability
 from fulmen.producers._spill import Spill, SpilledMessage, SpillFull
 from fulmen.producers.transport import Transport, TransportFull
@@ -28,40 +28,6 @@ _QUIET_WAIT_S = 1.0
 _WARNING_EVERY_S = 10.0
 # Segments are read whole when re-sent; rotating bounds that memory.
 _SEGMENT_BYTES = 64 << 20
-
-
-@dataclass(frozen=True)
-class EmitterStats:
-    """Counters since the emitter started; every event `emit` was given ends up in exactly
-    one of `delivered`, `pending`, `queued`, the spill, `oversize`, `failed` or `dropped`.
-
-    `emitted` counts events `emit` accepted. `delivered` excludes what is still `pending` in
-    the transport; `queued` is what the sender has not taken yet. `spilled` counts appends
-    to the spill (with `write_ahead`, every event) and `resent` what was sent from it;
-    `retried` counts delivery failures that were spilled to be sent again (a broker outage,
-    a timeout). Lost events, each with a warning in the `fulmen.producers` log: `oversize`,
-    refused because encoded they exceed `max_event_bytes`; `failed`, which could not be
-    encoded, which the transport refused, or which the broker refused for good (too large,
-    invalid, not authorized); `dropped`, for which there was no room (queue full, emitter
-    closed, spill over budget or not writable).
-    """
-
-    emitted: int
-    delivered: int
-    pending: int
-    queued: int
-    spilled: int
-    resent: int
-    retried: int
-    failed: int
-    oversize: int
-    dropped: int
-    spill_bytes: int
-
-    @property
-    def lost(self) -> int:
-        """Events that will never be delivered: `oversize + failed + dropped`."""
-        return self.oversize + self.failed + self.dropped
 
 
 class Emitter:
@@ -121,7 +87,7 @@ class Emitter:
         self._next_index = 0
         self._active: Path | None = None
         self._failures: Path | None = None
-        self._draining: _SegmentDrain | None = None
+        self._draining: SegmentDrain | None = None
         self._next_drain_at = 0.0
         transport.listen(self._on_failure)
         if spill.segments():
@@ -337,17 +303,11 @@ class Emitter:
             return False
         drain = self._draining
         assert drain is not None
-        while (message := drain.next_message()) is not None:
-            try:
-                self._transport.produce(message.topic, message.key, message.value)
-            except TransportFull:
-                drain.push_back(message)
-                return True
-            except Exception as exc:  # the transport refused this one message
-                self._fail(f"the transport refused a spilled message for {message.topic}: {exc}")
-                continue
-            drain.sent += 1
-            self._handed += 1
+        sent_before = drain.sent
+        finished = drain.send(self._transport, self._fail)
+        self._handed += drain.sent - sent_before
+        if not finished:
+            return True
         if self._transport.pending() > 0:
             return False
         self._draining = None
@@ -375,7 +335,7 @@ class Emitter:
             self._active = self._spill.segment_for(self._next_index, "b")
             self._failures = self._spill.segment_for(self._next_index, "a")
         self._spill.seal(oldest)  # synced to disk before any of it is produced
-        self._draining = _SegmentDrain(oldest, self._spill.read(oldest))
+        self._draining = SegmentDrain(oldest, self._spill.read(oldest))
         return True
 
     def _settled(self) -> bool:
@@ -421,23 +381,3 @@ class Emitter:
 
 def _describe(event: Event) -> str:
     return f"a {event.event_type} event of rollout {event.meta.rollout_id!r}"
-
-
-class _SegmentDrain:
-    """A spill segment being re-sent; `failed` is set when any of it was not delivered."""
-
-    def __init__(self, segment: Path, records: Iterator[SpilledMessage]) -> None:
-        self.segment = segment
-        self._records = records
-        self._pushed_back: SpilledMessage | None = None
-        self.sent = 0
-        self.failed: str | None = None
-
-    def next_message(self) -> SpilledMessage | None:
-        if self._pushed_back is not None:
-            message, self._pushed_back = self._pushed_back, None
-            return message
-        return next(self._records, None)
-
-    def push_back(self, message: SpilledMessage) -> None:
-        self._pushed_back = message

@@ -15,7 +15,8 @@ from typing import IO
 
 import uuid_utils
 
-from fulmen.producers._emitter import Emitter, EmitterStats
+from fulmen.producers._emitter import Emitter
+from fulmen.producers._emitter_stats import EmitterStats
 from fulmen.producers._resources import Resources, VersionListeners, VersionState
 from fulmen.producers._served import served_resources
 from fulmen.producers._settings import FulmenSettings

@@ -1,10 +1,11 @@
-"""Event models as the plain dicts fastavro writes, fast.
+"""Event models as the plain dicts fastavro writes, fast: for the Confluent wire format, whose
+serializer takes dicts (the single-object codec writes models directly, `_writer.py`).
 
-`BaseModel.model_dump` costs ~25 µs for a span on this hardware, half the price of a whole
-emit; a per-class converter that copies `__dict__` and recurses only into the fields that
-hold models does the same in a few µs. A model in a `["null", record]` union is passed as
-fastavro's `(record name, dict)` tuple, which names the branch: otherwise fastavro validates
-the whole record against each branch before writing it, doubling the cost of an LLM span.
+`BaseModel.model_dump` costs ~25 µs for a span on this hardware; a per-class converter that
+copies `__dict__` and recurses only into the fields that hold models does the same in a few
+µs. A model in a `["null", record]` union is passed as fastavro's `(record name, dict)`
+tuple, which names the branch: otherwise fastavro validates the whole record against each
+branch before writing it, doubling the cost of an LLM span.
 tests/unit/test_codec.py keeps the result equal to `model_dump`.
 """
 

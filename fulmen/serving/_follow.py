@@ -17,7 +17,8 @@ import threading
 import httpx
 
 from fulmen.producers import FulmenSettings, KafkaControlReader
-from fulmen.producers._control import ControlReader, decode_version
+from fulmen.producers._control import decode_version
+from fulmen.producers._control_readers import ControlReader
 from fulmen.producers._producer import codec_for
 from fulmen.schemas import VersionEvent
 

@@ -1,0 +1,112 @@
+"""The compiled writers write exactly fastavro's bytes, for every event type and for the
+values that take other paths through them (big and negative ints, long arrays, non-ASCII)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from fastavro import schemaless_writer
+
+from fulmen.schemas import (
+    Attributes,
+    Event,
+    Reward,
+    SingleObjectCodec,
+    SpanEvent,
+    VersionEvent,
+    current_schemas,
+)
+from fulmen.schemas._records import avro_record
+from tests.support.events import all_events, llm_span, meta
+
+
+def _fastavro(event: Event) -> bytes:
+    schema = current_schemas()[event.event_type]
+    buffer = io.BytesIO()
+    buffer.write(b"\xc3\x01" + schema.fingerprint)
+    schemaless_writer(buffer, schema.parsed, avro_record(event))
+    return buffer.getvalue()
+
+
+def _unusual() -> list[Event]:
+    span = llm_span(payload=20_000)
+    assert span.llm is not None
+    llm = span.llm.model_copy(
+        update={
+            "prompt_token_ids": list(range(0, 400_000, 7)),  # past the short-array path
+            "response_token_ids": [50_000, 3, 2**32 - 1],  # short, past the lookup table
+            "response_logprobs": [-(i / 3) for i in range(100)],
+            "temperature": 0.7,
+            "max_tokens": 2**40,
+            "input_messages": "ünïcødé ✓ 日本語",
+        }
+    )
+    ints = {"zero": 0, "neg": -1, "neg64": -64, "neg65": -65, "big": 2**63 - 1, "low": -(2**63)}
+    return [
+        span.model_copy(
+            update={
+                "llm": llm,
+                "attributes": Attributes(ints=ints, doubles={"x": -0.0}, bools={"b": True}),
+                "events": [
+                    SpanEvent(name="e", time_unix_nano=1),
+                    SpanEvent(name="é", time_unix_nano=2),
+                ],
+            }
+        ),
+        Reward(meta=meta("ŕ", 9), value=-3.5, comment=""),
+        VersionEvent(
+            meta=meta(),
+            version_id="v",
+            kind="prompt",
+            prompt_templates={"a": "b" * 9000},
+            metrics={"m": 1e300},
+        ),
+    ]
+
+
+@pytest.mark.parametrize("event", [*all_events(), *_unusual()], ids=lambda e: e.event_type)
+def test_compiled_writers_write_fastavros_bytes(event: Event) -> None:
+    assert SingleObjectCodec().encode(event, topic="t") == _fastavro(event)
+
+
+def test_an_int_beyond_a_long_is_refused() -> None:
+    span = llm_span().model_copy(update={"attributes": Attributes(ints={"x": 2**63})})
+    with pytest.raises(OverflowError):
+        SingleObjectCodec().encode(span, topic="t")
+
+
+def test_longs_are_fastavros_varints() -> None:
+    from fulmen.schemas._writer import _long
+
+    rng = random.Random(3)
+    edges = [0, -1, 63, 64, -64, -65, 8191, 8192, 16383, 16384, 2**55, -(2**55), 2**56]
+    for value in [
+        *edges,
+        2**63 - 1,
+        -(2**63),
+        *(rng.randrange(-(2**63), 2**63) for _ in range(3000)),
+    ]:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, "long", value)
+        assert _long(value) == buffer.getvalue(), value
+
+
+@pytest.mark.parametrize(
+    "field_type",
+    [
+        ["null", "string", "long"],
+        {"type": "fixed", "name": "F", "size": 4},
+        {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]},
+    ],
+    ids=["three-branch union", "fixed", "recursive record"],
+)
+def test_schemas_beyond_the_contracts_are_refused(field_type: object) -> None:
+    from fastavro import parse_schema
+
+    from fulmen.schemas._writer import compile_writer
+
+    schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": field_type}]}
+    with pytest.raises(NotImplementedError):
+        compile_writer(parse_schema(schema))
