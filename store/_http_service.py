@@ -18,7 +18,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -176,9 +176,7 @@ class Service:
             raise ClickHouseError(
                 48, "NOT_IMPLEMENTED", "ClickHouse block compression (compress/decompress=1)"
             )
-        query_param = params.get("query", "").encode()
-        sql = query_param + b"\n" + body if query_param and body else query_param or body
-        statement = parse_statement(sql)
+        statement = _statement(params.get("query", "").encode(), body)
         if statement.forbidden:
             raise ClickHouseError(48, "NOT_IMPLEMENTED", statement.forbidden)
         if user.readonly and (calls := host_access_calls(statement.head)):
@@ -243,3 +241,15 @@ class Service:
             return run(sql)
         finally:
             spooled.unlink(missing_ok=True)
+
+
+def _statement(query: bytes, body: bytes) -> Statement:
+    """The request's statement: its SQL is the ``query`` parameter, a newline and the body
+    (ClickHouse's rule). When the parameter holds a whole ``INSERT … FORMAT <fmt>``, the
+    body is its data as sent: it is not copied into the SQL, scanned, or decoded."""
+    if not (query and body):
+        return parse_statement(query or body)
+    insert = parse_statement(query + b"\n")
+    if insert.data is not None:
+        return replace(insert, data=insert.data + body if insert.data else body)
+    return parse_statement(query + b"\n" + body)
