@@ -184,16 +184,18 @@ def main() -> None:
     triplet_rows = int(os.environ.get("BENCH_TRIPLET_ROWS", "2000000"))
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        store = LightningStore(StoreSettings(path=Path(tmp) / "embedded"))
+        store = LightningStore(StoreSettings(path=Path(tmp)))
         insert_rows_per_s = _insert_spans(store, span_rows, "chDB")
         analyst_s, raw_s = _analyst_questions(store)
         window_rows, window_s = _read_window(store, triplet_rows, "chDB")
-        store.close()
-        with StoreServer(Path(tmp) / "served") as server:
-            served = LightningStore(StoreSettings(url=server.url))
+        # chDB hosts one data directory per process: the server shares it, and the served
+        # run writes its own database there.
+        with StoreServer(Path(tmp)) as server:
+            served = LightningStore(StoreSettings(url=server.url, database="served"))
             served_insert_rows_per_s = _insert_spans(served, span_rows, "served")
             _, served_window_s = _read_window(served, triplet_rows, "served")
             served.close()
+        store.close()
 
     write_result(
         "store",
