@@ -24,9 +24,12 @@ Contract, as far as a client can tell it apart from a ClickHouse server:
 * Errors answer ClickHouse's HTTP status for the error code, the body
   ``Code: <n>. DB::Exception: <message> (version …)`` and ``X-ClickHouse-Exception-Code``.
 
-How the engine runs queries, and which errors it answers with, is
-:mod:`fulmen.store._http_engine`; how the SQL is split, :mod:`fulmen.store._sql_lexer`.
-HTTP sessions (``session_id``) are accepted but keep no state between requests.
+This module is the socket side. A request's meaning (authentication, settings, the
+statement, the reply) is :mod:`fulmen.store._http_service`; its body encodings, form fields
+and content types, :mod:`fulmen.store._http_request`; how the engine runs queries, and which
+errors it answers with, :mod:`fulmen.store._http_engine`; how the SQL is split,
+:mod:`fulmen.store._sql_lexer`. HTTP sessions (``session_id``) are accepted but keep no
+state between requests.
 """
 
 from __future__ import annotations
