@@ -1,6 +1,7 @@
-"""`make bench-store`: the LightningStore on embedded chDB — span inserts in Arrow batches of
-10k rows, a trainer window read into Arrow, and the hourly reward-per-version question over
-10M span rows. Writes bench/results/store.json.
+"""`make bench-store`: the LightningStore on embedded chDB and through `fulmen store serve`
+(a StoreServer on loopback) — span inserts in Arrow batches of 10k rows and a trainer window
+read into Arrow on each, and the hourly reward-per-version question over 10M span rows
+(embedded). Writes bench/results/store.json, with the load average at start and end.
 
 Sizes: BENCH_SPAN_ROWS (default 10M), BENCH_TRIPLET_ROWS (default 2M).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.progress import track
 
 from bench._results import write_result
-from fulmen.store import TABLES, LightningStore, StoreSettings, WindowQuery
+from fulmen.store import TABLES, LightningStore, StoreServer, StoreSettings, WindowQuery
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 10_000
@@ -180,48 +182,19 @@ def _training_rows(episodes: int, now_ns: int) -> tuple[pa.Table, pa.Table]:
 def main() -> None:
     span_rows = int(os.environ.get("BENCH_SPAN_ROWS", "10000000"))
     triplet_rows = int(os.environ.get("BENCH_TRIPLET_ROWS", "2000000"))
-    rng = np.random.default_rng(0)
-    now = time.time_ns() - 12 * HOUR_NS
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         store = LightningStore(StoreSettings(path=Path(tmp)))
-        batches = span_rows // BATCH
-        spent = 0.0
-        for b in track(
-            range(batches), description="span inserts (10k-row Arrow batches)", console=console
-        ):
-            batch = _span_batch(b, now, rng)
-            rewards = _rewards(batch)
-            t0 = time.perf_counter()
-            store.insert("spans", batch, dedup_token=f"spans/{b}")
-            spent += time.perf_counter() - t0
-            store.insert("rewards", rewards, dedup_token=f"rewards/{b}")
-        insert_rows_per_s = batches * BATCH / spent
-
-        question = (
-            "SELECT hour, agent_name, model_version, countMerge(rewards) AS reward_count, "
-            "sum(reward_sum) / reward_count AS mean_reward "
-            f"FROM {store.settings.database}.reward_hourly WHERE reward_name = 'reward' "
-            "GROUP BY hour, agent_name, model_version "
-            "ORDER BY hour, agent_name, model_version"
-        )
-        raw = (
-            "SELECT toStartOfHour(start_time) AS hour, model_version, count() AS calls, "
-            "avg(dateDiff('microsecond', start_time, end_time)) / 1000 AS mean_ms "
-            f"FROM {store.settings.database}.spans WHERE llm_request_model != '' "
-            "GROUP BY hour, model_version ORDER BY hour, model_version"
-        )
-        analyst_s = _best_of(3, lambda: store.sql(question))
-        raw_s = _best_of(3, lambda: store.sql(raw))
-
-        episodes, triplets = _training_rows(triplet_rows // 10, time.time_ns())
-        store.insert("episodes", episodes)
-        for start in track(
-            range(0, triplets.num_rows, 100_000), description="triplets", console=console
-        ):
-            store.insert("triplets", triplets.slice(start, 100_000))
-        query = WindowQuery(agent_name="calc", model_versions=("v1",), min_group_size=8)
-        window_rows = store.window(query).num_rows
-        window_s = _best_of(3, lambda: store.window(query))
+        insert_rows_per_s = _insert_spans(store, span_rows, "chDB")
+        analyst_s, raw_s = _analyst_questions(store)
+        window_rows, window_s = _read_window(store, triplet_rows, "chDB")
+        # chDB hosts one data directory per process: the server shares it, and the served
+        # run writes its own database there.
+        with StoreServer(Path(tmp)) as server:
+            served = LightningStore(StoreSettings(url=server.url, database="served"))
+            served_insert_rows_per_s = _insert_spans(served, span_rows, "served")
+            _, served_window_s = _read_window(served, triplet_rows, "served")
+            served.close()
         store.close()
 
     write_result(
@@ -229,23 +202,77 @@ def main() -> None:
         {
             "insert_rows_per_s": round(insert_rows_per_s),
             "window_read_rows_per_s": round(window_rows / window_s),
+            "insert_rows_per_s_served": round(served_insert_rows_per_s),
+            "window_read_rows_per_s_served": round(window_rows / served_window_s),
             "analyst_query_s": round(analyst_s, 4),
             "raw_span_group_by_s": round(raw_s, 4),
-            "span_rows": batches * BATCH,
-            "reward_rows": batches * BATCH // 20,
+            "span_rows": span_rows // BATCH * BATCH,
+            "reward_rows": span_rows // BATCH * BATCH // 20,
             "window_rows": window_rows,
             "triplet_tokens_per_row": 256 + 32,
-            "engine": "chDB (embedded ClickHouse) via clickhouse-connect",
+            "engine": "chDB (embedded ClickHouse) via clickhouse-connect; *_served: the same "
+            "through `fulmen store serve` (StoreServer) on loopback",
+            "load_average_1m_start": round(load_at_start, 2),
+            "load_average_1m_end": round(os.getloadavg()[0], 2),
         },
         console=console,
     )
 
 
-def _best_of(times: int, run: object) -> float:
+def _insert_spans(store: LightningStore, span_rows: int, label: str) -> float:
+    """Span rows/s of `span_rows` spans inserted in 10k-row batches (each batch's rewards
+    are inserted too, untimed)."""
+    rng = np.random.default_rng(0)
+    now = time.time_ns() - 12 * HOUR_NS
+    batches = span_rows // BATCH
+    spent = 0.0
+    for b in track(range(batches), description=f"{label}: span inserts", console=console):
+        batch = _span_batch(b, now, rng)
+        rewards = _rewards(batch)
+        t0 = time.perf_counter()
+        store.insert("spans", batch, dedup_token=f"spans/{b}")
+        spent += time.perf_counter() - t0
+        store.insert("rewards", rewards, dedup_token=f"rewards/{b}")
+    return batches * BATCH / spent
+
+
+def _analyst_questions(store: LightningStore) -> tuple[float, float]:
+    """Best-of-3 seconds of the hourly reward-per-version question and of a raw span GROUP BY."""
+    question = (
+        "SELECT hour, agent_name, model_version, countMerge(rewards) AS reward_count, "
+        "sum(reward_sum) / reward_count AS mean_reward "
+        f"FROM {store.settings.database}.reward_hourly WHERE reward_name = 'reward' "
+        "GROUP BY hour, agent_name, model_version "
+        "ORDER BY hour, agent_name, model_version"
+    )
+    raw = (
+        "SELECT toStartOfHour(start_time) AS hour, model_version, count() AS calls, "
+        "avg(dateDiff('microsecond', start_time, end_time)) / 1000 AS mean_ms "
+        f"FROM {store.settings.database}.spans WHERE llm_request_model != '' "
+        "GROUP BY hour, model_version ORDER BY hour, model_version"
+    )
+    return _best_of(3, lambda: store.sql(question)), _best_of(3, lambda: store.sql(raw))
+
+
+def _read_window(store: LightningStore, triplet_rows: int, label: str) -> tuple[int, float]:
+    """Write `triplet_rows` triplets (and their episodes), then the window's rows and its
+    best-of-3 read seconds."""
+    episodes, triplets = _training_rows(triplet_rows // 10, time.time_ns())
+    store.insert("episodes", episodes)
+    for start in track(
+        range(0, triplets.num_rows, 100_000), description=f"{label}: triplets", console=console
+    ):
+        store.insert("triplets", triplets.slice(start, 100_000))
+    query = WindowQuery(agent_name="calc", model_versions=("v1",), min_group_size=8)
+    window_rows = store.window(query).num_rows
+    return window_rows, _best_of(3, lambda: store.window(query))
+
+
+def _best_of(times: int, run: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(times):
         t0 = time.perf_counter()
-        run()  # type: ignore[operator]
+        run()
         best = min(best, time.perf_counter() - t0)
     return best
 

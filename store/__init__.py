@@ -4,7 +4,8 @@ snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse 
 from fulmen.store._arrow import EVENT_TABLES, TABLES, Source
 from fulmen.store._client import StoreUnavailable, connect
 from fulmen.store._conform import BatchRejected
-from fulmen.store._http_server import StoreServer, StoreServerError, StoreUser, serve
+from fulmen.store._http_server import StoreServer, StoreServerError, serve
+from fulmen.store._http_service import StoreUser
 from fulmen.store._migrations import MigrationError, migrate
 from fulmen.store._settings import StoreSettings, TableTtl
 from fulmen.store._shared import shared_store

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from fulmen.store._http_server import StoreServer, StoreUser
+from fulmen.store._http_server import StoreServer
+from fulmen.store._http_service import StoreUser
 from fulmen.store._settings import StoreSettings
 
 

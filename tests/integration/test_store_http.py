@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from fulmen.store._http_server import StoreServer, StoreUser
+from fulmen.store import StoreServer, StoreUser
 
 USERS = {
     "writer": StoreUser(password="w-secret"),
