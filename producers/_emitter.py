@@ -314,8 +314,10 @@ class Emitter:
         if drain.failed is not None:
             self._next_drain_at = max(self._next_drain_at, time.monotonic() + self._drain_retry_s)
             return False
-        self._spill.remove(drain.segment)
+        # Counted before the segment goes: `flush` returns once no segment is left, and its
+        # caller's `stats()` must already show the resend.
         self._resent += drain.sent
+        self._spill.remove(drain.segment)
         if not self._spill.segments():
             self._active = self._failures = None
             if self._durability != "write_ahead":

@@ -373,3 +373,29 @@ def test_a_spill_that_cannot_be_written_drops_and_counts_without_losing_the_batc
     emitter.close(1)
     assert _sequences(bus) == list(range(10, 20))
     assert (emitter.stats().dropped, emitter.stats().lost) == (10, 10)
+
+
+class SlowRemoval(Spill):
+    """A spill whose sender thread is descheduled right after a drained segment goes."""
+
+    def remove(self, segment: Path) -> None:
+        super().remove(segment)
+        time.sleep(0.3)
+
+
+def test_the_counters_after_a_flush_include_every_resent_event(tmp_path: Path) -> None:
+    transport = SwitchableTransport(InProcessBus())
+    transport.down = True
+    first = _emitter(tmp_path, transport, run=1)
+    for i in range(50):
+        first.emit(llm_span(sequence=i))
+    first.close(0.5)
+    assert first.stats().spilled == 50
+
+    spill = SlowRemoval(tmp_path / "spill", max_bytes=1 << 24, run_id=2)
+    second = Emitter(
+        InProcessTransport(InProcessBus()), SingleObjectCodec(), TopicSettings(), spill
+    )
+    assert second.flush(5)
+    assert second.stats().resent == 50  # counted before the spill looked empty to `flush`
+    second.close(1)
