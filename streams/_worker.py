@@ -93,6 +93,8 @@ class StreamWorker:
             # Input topics created while the worker runs are subscribed to within seconds.
             consumer_metadata_max_age_ms=5_000,
             broker_session_timeout=worker.session_timeout_s,
+            broker_heartbeat_interval=worker.session_timeout_s / 3,
+            consumer_group_instance_id=worker.instance_id,
         )
         codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": StateCodec()}
         changelog = self.app.topic(
@@ -244,7 +246,7 @@ class StreamWorker:
         return {
             key: state
             for key, state in candidates
-            if _partition(key, self.worker.partitions) in assigned
+            if _partition(key, self.partitions) in assigned
         }
 
     def _states(self, keys: set[bytes]) -> list[tuple[bytes, RolloutState]]:

@@ -112,6 +112,8 @@ class Stack:
             "FULMEN_WORKER_APP_ID": app_id,
             "FULMEN_WORKER_WEB_PORT": str(port),
             "FULMEN_WORKER_DATA_DIR": str(self.root / f"{app_id}-{port}"),
+            # Static membership: a restarted `Worker` takes its partitions back at once.
+            "FULMEN_WORKER_INSTANCE_ID": f"{app_id}-{port}",
             "FULMEN_WORKER_GRACE_S": "2",
             "FULMEN_WORKER_RETRY_MAX_S": "2",
         } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
