@@ -51,6 +51,12 @@ class Process:
             command, env={**os.environ, **self.env}, stdout=self._out, stderr=subprocess.STDOUT
         )
 
+    @property
+    def pid(self) -> int:
+        """The running process's id."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
@@ -89,6 +95,12 @@ class Stack:
             kafka = KafkaSettings(bootstrap_servers=bootstrap)
             names = [*self.topics.stream_inputs(), *self.topics.stream_outputs()]
             make_topics(kafka, names, partitions=partitions)
+
+    def with_topics(self, prefix: str, *, partitions: int = 4) -> Stack:
+        """Topics of another prefix on the same broker, served by this stack's store."""
+        other = Stack(self.root, self.bootstrap, prefix, partitions=partitions)
+        other.store, other.store_port = self.store, self.store_port
+        return other
 
     def start_store(self) -> None:
         """Start the store server and wait until it answers."""
