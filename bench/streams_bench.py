@@ -1,15 +1,20 @@
-"""`make bench-streams`: producer → Kafka → one `fulmen worker` → store, on this machine.
+"""`make bench-streams`: producer → Kafka → `fulmen worker` processes → store, on this machine.
 
 Starts a Kafka broker, a store server (`fulmen store serve`, chDB) and one worker process,
 then measures:
 - `events_per_s`: a backlog of BENCH_EVENTS events (rollouts of 9: started, 3 LLM calls, 3
   tool calls, a reward, finished) produced as fast as possible, from the first produce until
   every raw row is queryable in the store and every rollout has its episode;
+- `worker_cpu_us_per_event`: the worker processes' CPU time (user + system) over that drain,
+  divided by the events drained;
 - `latency_p50_s` / `latency_p99_s`: events produced at BENCH_LATENCY_RATE events/s for
   BENCH_LATENCY_S seconds; each span's latency runs from its `produce()` call until the
   store shows its (partition, offset) written (the store is polled every 50 ms);
+- `events_per_s_2_workers` (and its CPU per event): the same backlog drained by two workers
+  of another consumer group, on topics of their own, with the same broker and store server;
 - Agent Lightning 0.3.0's store on the same machine in the same run (../shared/peers).
-Writes bench/results/streams.json.
+`load_average_at_start` is the machine's 1, 5 and 15 minute load when the run began: a
+benchmark needs a quiet machine. Writes bench/results/streams.json.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Producer
+import psutil
+from confluent_kafka import ConsumerGroupState, Producer
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import Progress
 
@@ -32,13 +39,12 @@ from fulmen.local import KafkaBroker
 from fulmen.schemas import SingleObjectCodec
 from fulmen.store import LightningStore
 from tests.support.events import rollout
-from tests.support.stack import Stack
+from tests.support.stack import Stack, Worker, wait_for
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "150000"))
 LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "1000"))
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "20"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
-WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 console = Console()
 
 
@@ -74,10 +80,12 @@ def _raw_rows(store: LightningStore) -> int:
         return 0
 
 
-def _throughput(stack: Stack, store: LightningStore) -> float:
+def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> tuple[float, float]:
+    """Events/s draining a backlog, and the workers' CPU µs per event meanwhile."""
     messages = _encoded("t", EVENTS, stack)
     producer = _producer(stack.bootstrap)
     before = _raw_rows(store)
+    cpu_before = _cpu_s(workers)
     started = time.perf_counter()
     for topic, key, value in messages:
         while True:
@@ -90,7 +98,7 @@ def _throughput(stack: Stack, store: LightningStore) -> float:
     producer.flush(60)
     rollouts = _episodes(store) + len(messages) // 9
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("worker draining the backlog", total=len(messages))
+        task = progress.add_task(f"{len(workers)} worker(s) draining", total=len(messages))
         while (done := _raw_rows(store) - before) < len(messages):
             progress.update(task, completed=done)
             time.sleep(0.1)
@@ -98,7 +106,15 @@ def _throughput(stack: Stack, store: LightningStore) -> float:
         while (done := _episodes(store)) < rollouts:
             progress.update(task, completed=done)
             time.sleep(0.1)
-    return len(messages) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu_s = _cpu_s(workers) - cpu_before
+    return len(messages) / elapsed, cpu_s / len(messages) * 1e6
+
+
+def _cpu_s(workers: list[Worker]) -> float:
+    """CPU seconds (user + system) the worker processes used so far."""
+    times = [psutil.Process(worker.pid).cpu_times() for worker in workers]
+    return sum(t.user + t.system for t in times)
 
 
 def _episodes(store: LightningStore) -> int:
@@ -164,7 +180,40 @@ def _poll(store: LightningStore, sql: str, seen: dict[int, list[tuple[float, int
             history.append((now, row["o"]))
 
 
+def _started(stack: Stack, app_id: str, count: int) -> list[Worker]:
+    workers = [
+        stack.worker(app_id, app_id, partitions=str(PARTITIONS), grace_s="1") for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        wait_for(worker.answers, timeout_s=120, what="a worker's web server")
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    wait_for(
+        lambda: _group_settled(admin, app_id, count),
+        timeout_s=120,
+        what=f"{count} worker(s) holding partitions",
+    )
+    return workers
+
+
+def _group_settled(admin: AdminClient, group: str, members: int) -> bool:
+    """Whether `group` is stable (its partitions assigned) with `members` members."""
+    (future,) = admin.describe_consumer_groups([group], request_timeout=5).values()
+    try:
+        found = future.result(timeout=10)
+    except Exception:  # the group does not exist yet
+        return False
+    return bool(found.state == ConsumerGroupState.STABLE and len(found.members) == members)
+
+
+def _stop(workers: list[Worker]) -> None:
+    for worker in workers:
+        worker.stop()
+
+
 def main() -> None:
+    load_at_start = [round(load, 2) for load in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="fulmen-bench-streams-") as tmp:
         root = Path(tmp)
         broker = KafkaBroker(data_dir=root / "kafka")
@@ -172,21 +221,26 @@ def main() -> None:
         try:
             stack = Stack(root, broker.bootstrap_servers, "bench.", partitions=PARTITIONS)
             stack.start_store()
-            workers = [
-                stack.worker("bench", "bench", partitions=str(PARTITIONS), grace_s="1")
-                for _ in range(WORKERS)
-            ]
-            for worker in workers:
-                worker.start()
             try:
-                store = stack.client("bench")
-                events_per_s = _throughput(stack, store)
-                console.print(f"sustained: {events_per_s:,.0f} events/s")
-                latencies = _latencies(stack, store)
-                metrics = workers[0].metrics()
+                workers = _started(stack, "bench", 1)
+                try:
+                    store = stack.client("bench")
+                    events_per_s, cpu_us = _throughput(stack, store, workers)
+                    console.print(
+                        f"1 worker: {events_per_s:,.0f} events/s, {cpu_us:.0f} µs CPU each"
+                    )
+                    latencies = _latencies(stack, store)
+                    metrics = workers[0].metrics()
+                finally:
+                    _stop(workers)
+                pair = stack.with_topics("bench2.", partitions=PARTITIONS)
+                workers = _started(pair, "bench2", 2)
+                try:
+                    events_per_s_2, cpu_us_2 = _throughput(pair, pair.client("bench2"), workers)
+                    console.print(f"2 workers: {events_per_s_2:,.0f} events/s")
+                finally:
+                    _stop(workers)
             finally:
-                for worker in workers:
-                    worker.stop()
                 stack.store.stop()
         finally:
             broker.stop()
@@ -196,14 +250,17 @@ def main() -> None:
         "streams",
         {
             "events_per_s": round(events_per_s),
+            "worker_cpu_us_per_event": round(cpu_us, 1),
             "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
             "latency_p99_s": round(float(np.percentile(latencies, 99)), 3),
             "latency_rate_events_per_s": LATENCY_RATE,
             "latency_samples": int(latencies.size),
+            "events_per_s_2_workers": round(events_per_s_2),
+            "worker_cpu_us_per_event_2_workers": round(cpu_us_2, 1),
             **{k: round(v) for k, v in peers.items()},
             "events": EVENTS,
             "partitions": PARTITIONS,
-            "workers": WORKERS,
+            "load_average_at_start": load_at_start,
             "worker_batch_max": 5000,
             "sink_mean_s_per_batch": _histogram_mean(metrics, "raw"),
             "events_per_batch": round(

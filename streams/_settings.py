@@ -45,9 +45,17 @@ class WorkerSettings(BaseSettings):
         description="Events a rollout may buffer (all attempts); more → `rollout_too_large`.",
     )
     session_timeout_s: float = Field(
-        default=45.0,
-        gt=0,
-        description="A worker silent this long (killed, hung) loses its partitions to the others.",
+        default=10.0,
+        ge=6,  # the broker's default `group.min.session.timeout.ms`
+        description="A worker silent this long (killed, hung) loses its partitions to the "
+        "others; it heartbeats every third of it.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (Kafka's `group.instance.id`): a worker restarted "
+        "with the same id takes its partitions back at once, without a rebalance, and one "
+        "that stops keeps them for `session_timeout_s`. Unique per live worker (e.g. the pod "
+        "name); unset: dynamic membership.",
     )
     retry_initial_s: float = Field(default=0.25, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)

@@ -93,6 +93,8 @@ class StreamWorker:
             # Input topics created while the worker runs are subscribed to within seconds.
             consumer_metadata_max_age_ms=5_000,
             broker_session_timeout=worker.session_timeout_s,
+            broker_heartbeat_interval=worker.session_timeout_s / 3,
+            consumer_group_instance_id=worker.instance_id,
         )
         codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": StateCodec()}
         changelog = self.app.topic(
@@ -242,9 +244,7 @@ class StreamWorker:
         }
         candidates = self.buffers.items() if keys is None else self._states(keys)
         return {
-            key: state
-            for key, state in candidates
-            if _partition(key, self.worker.partitions) in assigned
+            key: state for key, state in candidates if _partition(key, self.partitions) in assigned
         }
 
     def _states(self, keys: set[bytes]) -> list[tuple[bytes, RolloutState]]:
@@ -313,13 +313,15 @@ class StreamWorker:
                 self.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))
 
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Unacked messages of a revoked partition are read again by its next owner. No
-        lock here: Faust waits for this handler, and a batch in flight may be waiting on the
-        rebalance."""
+        """Unacked messages of a revoked partition are read again by its next owner. Faust
+        calls this once every message taken was acked (`stream_wait_empty`), so no batch is
+        pending; waiting for the lock lets a tick's episode write land before the next owner
+        asks the store which revisions it holds."""
         revoked: set[TP] = set(args[0])
-        self._pending = [e for e in self._pending if e.message.tp not in revoked]
-        if self._sink is not None:
-            self._sink.forget_offsets()
+        async with self._lock:
+            self._pending = [e for e in self._pending if e.message.tp not in revoked]
+            if self._sink is not None:
+                self._sink.forget_offsets()
 
     def run(self) -> None:
         """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""

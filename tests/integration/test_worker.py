@@ -7,71 +7,26 @@ import random
 import signal
 import time
 import uuid
-from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
-from fulmen.schemas import Event, Reward
-from fulmen.store import LightningStore
-from tests.support.events import meta, rollout
+from fulmen.schemas import Reward
+from tests.support.events import meta
 from tests.support.stack import Stack, wait_for
+from tests.support.store_state import (
+    episodes_written,
+    raw_counts,
+    rollout_events,
+    scalar,
+    store_state,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def _scalar(store: LightningStore, sql: str) -> Any:
-    try:
-        return store.sql(sql).to_pylist()[0]["v"]
-    except Exception:
-        return None
-
-
-def _episodes(store: LightningStore) -> int:
-    db = store.settings.database
-    return int(_scalar(store, f"SELECT count() AS v FROM {db}.episodes") or 0)
-
-
-def _events(prefix: str, rollouts: int) -> list[Event]:
-    return [event for i in range(rollouts) for event in rollout(f"{prefix}{i}")]
-
-
-def _state(store: LightningStore) -> dict[str, Any]:
-    """What a run leaves in the store, independent of when revisions happened."""
-    db = store.settings.database
-    queries = {
-        "raw": " UNION ALL ".join(
-            f"SELECT '{t}' AS t, count() AS rows, uniqExact(event_id) AS events FROM {db}.{t}"
-            for t in ("spans", "rewards", "rollouts")
-        ),
-        "latest": f"""SELECT rollout_id, attempt, argMax(reward, revision) AS reward,
-                             argMax(num_events, revision) AS n, argMax(status, revision) AS st
-                      FROM {db}.episodes GROUP BY rollout_id, attempt ORDER BY rollout_id""",
-        "episode_dupes": f"""SELECT count() AS v FROM (SELECT rollout_id, attempt, revision
-                             FROM {db}.episodes GROUP BY ALL HAVING count() > 1)""",
-        "triplet_dupes": f"""SELECT count() AS v FROM (SELECT rollout_id, attempt, revision, step
-                             FROM {db}.triplets GROUP BY ALL HAVING count() > 1)""",
-        "triplets": f"""SELECT rollout_id, step, reward, prompt FROM {db}.triplets
-                        WHERE (rollout_id, attempt, revision) IN (SELECT rollout_id, attempt,
-                              max(revision) FROM {db}.episodes GROUP BY rollout_id, attempt)
-                        ORDER BY rollout_id, step""",
-    }
-    state = {name: store.sql(sql).to_pylist() for name, sql in queries.items()}
-    state["raw"] = {row["t"]: (row["rows"], row["events"]) for row in state["raw"]}
-    return state
-
-
-def _raw(spans: int, rewards: int, rollouts: int) -> dict[str, tuple[int, int]]:
-    """Row counts of the raw tables, each row a distinct event."""
-    return {
-        "spans": (spans, spans),
-        "rewards": (rewards, rewards),
-        "rollouts": (rollouts, rollouts),
-    }
-
-
 def test_duplicated_out_of_order_and_late_events_and_garbage(stack: Stack) -> None:
-    events = _events("a", 20)
+    events = rollout_events("a", 20)
     replay = events + events[::3]
     random.Random(7).shuffle(replay)
     garbage = [b"garbage", b"\xc3\x01" + bytes(8) + b"unknown schema"]
@@ -80,15 +35,15 @@ def test_duplicated_out_of_order_and_late_events_and_garbage(stack: Stack) -> No
     worker.start()
     try:
         store = stack.client("order")
-        wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="20 episodes")
+        wait_for(lambda: episodes_written(store) >= 20, timeout_s=120, what="20 episodes")
         stack.produce([Reward(meta=meta(f"a{i}", 100), value=5.0) for i in range(5)])
-        wait_for(lambda: _episodes(store) >= 25, timeout_s=60, what="5 revised episodes")
+        wait_for(lambda: episodes_written(store) >= 25, timeout_s=60, what="5 revised episodes")
         metrics = worker.metrics()
     finally:
         worker.stop()
 
-    state = _state(store)
-    assert state["raw"] == _raw(120, 25, 40)
+    state = store_state(store)
+    assert state["raw"] == raw_counts(120, 25, 40)
     assert state["episode_dupes"] == [{"v": 0}]
     assert state["triplet_dupes"] == [{"v": 0}]
     latest = {row["rollout_id"]: row for row in state["latest"]}
@@ -112,19 +67,19 @@ def test_duplicated_out_of_order_and_late_events_and_garbage(stack: Stack) -> No
 
 
 def test_sigkill_mid_stream_then_restart_leaves_what_a_clean_run_leaves(stack: Stack) -> None:
-    events = _events("k", 300)
+    events = rollout_events("k", 300)
     crashed = stack.worker("crash", "crash")
     crashed.start()
     store = stack.client("crash")
     stack.produce(events[: len(events) // 2])
-    wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="the first episodes")
+    wait_for(lambda: episodes_written(store) >= 20, timeout_s=120, what="the first episodes")
     stack.produce(events[len(events) // 2 :])
     time.sleep(0.5)
     crashed.stop(signal.SIGKILL)
-    assert _episodes(store) < 300, "the kill came too late to be mid-stream"
+    assert episodes_written(store) < 300, "the kill came too late to be mid-stream"
     crashed.start()
     try:
-        wait_for(lambda: _episodes(store) >= 300, timeout_s=180, what="300 episodes")
+        wait_for(lambda: episodes_written(store) >= 300, timeout_s=180, what="300 episodes")
         time.sleep(3)  # a grace period: anything written twice would show now
     finally:
         crashed.stop()
@@ -133,15 +88,15 @@ def test_sigkill_mid_stream_then_restart_leaves_what_a_clean_run_leaves(stack: S
     clean.start()
     try:
         clean_store = stack.client("clean")
-        wait_for(lambda: _episodes(clean_store) >= 300, timeout_s=180, what="a clean run")
+        wait_for(lambda: episodes_written(clean_store) >= 300, timeout_s=180, what="a clean run")
         time.sleep(3)
     finally:
         clean.stop()
-    after_crash, clean_run = _state(store), _state(clean_store)
+    after_crash, clean_run = store_state(store), store_state(clean_store)
     assert after_crash["episode_dupes"] == [{"v": 0}]
     assert after_crash["triplet_dupes"] == [{"v": 0}]
     assert after_crash == clean_run
-    assert clean_run["raw"] == _raw(1800, 300, 600)
+    assert clean_run["raw"] == raw_counts(1800, 300, 600)
 
 
 def test_a_store_away_for_20_s_is_caught_up_with(stack: Stack) -> None:
@@ -149,21 +104,21 @@ def test_a_store_away_for_20_s_is_caught_up_with(stack: Stack) -> None:
     worker.start()
     try:
         store = stack.client("outage")
-        stack.produce(_events("before", 30))
-        wait_for(lambda: _episodes(store) >= 30, timeout_s=120, what="episodes before")
+        stack.produce(rollout_events("before", 30))
+        wait_for(lambda: episodes_written(store) >= 30, timeout_s=120, what="episodes before")
         stack.store.stop()
-        stack.produce(_events("during", 60))
+        stack.produce(rollout_events("during", 60))
         time.sleep(20)
         away = worker.metrics()
         stack.start_store()
-        wait_for(lambda: _episodes(store) >= 90, timeout_s=120, what="the catch-up")
+        wait_for(lambda: episodes_written(store) >= 90, timeout_s=120, what="the catch-up")
         time.sleep(3)
     finally:
         worker.stop()
     assert away["fulmen_worker_store_available"] == 0
     assert away["fulmen_worker_store_retries_total"] > 0
-    state = _state(store)
-    assert state["raw"] == _raw(540, 90, 180)
+    state = store_state(store)
+    assert state["raw"] == raw_counts(540, 90, 180)
     assert state["episode_dupes"] == [{"v": 0}]
     assert state["triplet_dupes"] == [{"v": 0}]
     assert len(state["latest"]) == 90
@@ -191,20 +146,20 @@ def _read_all(stack: Stack, topic: str, *, expected: int) -> list[tuple[bytes, d
     return found
 
 
-def test_a_restart_with_nothing_left_to_read_still_writes_due_episodes(stack: Stack) -> None:
-    events = _events("t", 20)
+def test_a_restart_with_nothing_left_to_read_still_writes_dueepisodes_written(stack: Stack) -> None:
+    events = rollout_events("t", 20)
     stack.produce(events)
     worker = stack.worker("tail", "tail", grace_s="10")
     worker.start()
     store = stack.client("tail")
     raw = f"SELECT count() AS v FROM {store.settings.database}.spans"
-    wait_for(lambda: _scalar(store, raw) == 120, timeout_s=120, what="the raw rows")
+    wait_for(lambda: scalar(store, raw) == 120, timeout_s=120, what="the raw rows")
     time.sleep(4)  # past Faust's commit interval: every input offset is committed
-    assert _episodes(store) == 0, "the kill came after the grace period"
+    assert episodes_written(store) == 0, "the kill came after the grace period"
     worker.stop(signal.SIGKILL)
     worker.start()
     try:
-        wait_for(lambda: _episodes(store) >= 20, timeout_s=120, what="the buffered episodes")
+        wait_for(lambda: episodes_written(store) >= 20, timeout_s=120, what="the buffered episodes")
     finally:
         worker.stop()
-    assert len(_state(store)["latest"]) == 20
+    assert len(store_state(store)["latest"]) == 20

@@ -53,6 +53,7 @@ class Process:
 
     @property
     def pid(self) -> int:
+        """The running process's id."""
         assert self._proc is not None, "not started"
         return self._proc.pid
 
@@ -95,6 +96,12 @@ class Stack:
             names = [*self.topics.stream_inputs(), *self.topics.stream_outputs()]
             make_topics(kafka, names, partitions=partitions)
 
+    def with_topics(self, prefix: str, *, partitions: int = 4) -> Stack:
+        """Topics of another prefix on the same broker, served by this stack's store."""
+        other = Stack(self.root, self.bootstrap, prefix, partitions=partitions)
+        other.store, other.store_port = self.store, self.store_port
+        return other
+
     def start_store(self) -> None:
         """Start the store server and wait until it answers."""
         self.store.start()
@@ -117,6 +124,8 @@ class Stack:
             "FULMEN_WORKER_APP_ID": app_id,
             "FULMEN_WORKER_WEB_PORT": str(port),
             "FULMEN_WORKER_DATA_DIR": str(self.root / f"{app_id}-{port}"),
+            # Static membership: a restarted `Worker` takes its partitions back at once.
+            "FULMEN_WORKER_INSTANCE_ID": f"{app_id}-{port}",
             "FULMEN_WORKER_GRACE_S": "2",
             "FULMEN_WORKER_RETRY_MAX_S": "2",
         } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
