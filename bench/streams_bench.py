@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import Progress
 
+from bench._cpu import process_cpu_s
 from bench._peers import agl_figures
 from bench._results import write_result
 from fulmen.local import KafkaBroker
@@ -113,8 +113,7 @@ def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> t
 
 def _cpu_s(workers: list[Worker]) -> float:
     """CPU seconds (user + system) the worker processes used so far."""
-    times = [psutil.Process(worker.pid).cpu_times() for worker in workers]
-    return sum(t.user + t.system for t in times)
+    return sum(process_cpu_s(worker.pid) for worker in workers)
 
 
 def _episodes(store: LightningStore) -> int:
