@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import ConsumerGroupState, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import Progress
 
@@ -187,23 +186,8 @@ def _started(stack: Stack, app_id: str, count: int) -> list[Worker]:
         worker.start()
     for worker in workers:
         wait_for(worker.answers, timeout_s=120, what="a worker's web server")
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-    wait_for(
-        lambda: _group_settled(admin, app_id, count),
-        timeout_s=120,
-        what=f"{count} worker(s) holding partitions",
-    )
+    stack.wait_for_group(app_id, count)
     return workers
-
-
-def _group_settled(admin: AdminClient, group: str, members: int) -> bool:
-    """Whether `group` is stable (its partitions assigned) with `members` members."""
-    (future,) = admin.describe_consumer_groups([group], request_timeout=5).values()
-    try:
-        found = future.result(timeout=10)
-    except Exception:  # the group does not exist yet
-        return False
-    return bool(found.state == ConsumerGroupState.STABLE and len(found.members) == members)
 
 
 def _stop(workers: list[Worker]) -> None:

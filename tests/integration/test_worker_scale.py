@@ -30,6 +30,7 @@ def test_two_workers_one_killed_and_a_third_joining_leave_what_a_clean_run_leave
     events = rollout_events("s", ROLLOUTS)
     first, second = stack.worker("scale", "scale"), stack.worker("scale", "scale")
     _start(first, second)
+    stack.wait_for_group("scale", 2)  # both hold partitions before any event is sent
     store = stack.client("scale")
     stack.produce(events[: len(events) // 2])
     wait_for(lambda: episodes_written(store) >= 20, timeout_s=120, what="the first episodes")

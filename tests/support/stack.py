@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from confluent_kafka import Producer
+from confluent_kafka import ConsumerGroupState, Producer
+from confluent_kafka.admin import AdminClient
 
 from fulmen.kafka import KafkaSettings, TopicSettings
 from fulmen.kafka import create_topics as make_topics
@@ -130,6 +131,22 @@ class Stack:
             "FULMEN_WORKER_RETRY_MAX_S": "2",
         } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
         return Worker(["worker"], env, self.root / f"{app_id}-{port}.log", port)
+
+    def wait_for_group(self, group: str, members: int, timeout_s: float = 120) -> None:
+        """Until the consumer group `group` (a worker's app id) is stable with `members`
+        members: every partition assigned, none about to move."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+
+        def settled() -> bool:
+            (future,) = admin.describe_consumer_groups([group], request_timeout=5).values()
+            try:
+                found = future.result(timeout=10)
+            except Exception:  # the group does not exist yet
+                return False
+            stable = found.state == ConsumerGroupState.STABLE
+            return bool(stable and len(found.members) == members)
+
+        wait_for(settled, timeout_s=timeout_s, what=f"{members} worker(s) holding partitions")
 
     def client(self, database: str) -> LightningStore:
         url = f"http://127.0.0.1:{self.store_port}"
