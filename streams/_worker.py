@@ -32,7 +32,6 @@ from typing import Any, TypeVar, cast
 import faust
 from aiokafka.partitioner import murmur2
 from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
-from faust.transport.consumer import Consumer
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
@@ -126,7 +125,6 @@ class StreamWorker:
         self.app.timer(worker.tick_s, name="collect")(self._tick)
         self.app.page("/metrics")(_metrics_view(self.metrics))
         self.app.on_partitions_revoked.connect(self._on_revoked)
-        self.app.on_partitions_assigned.connect(self._on_assigned)
 
         self._sink: StoreSink | None = None
         self._stream: StreamT[Any] | None = None
@@ -325,30 +323,9 @@ class StreamWorker:
             if self._sink is not None:
                 self._sink.forget_offsets()
 
-    async def _on_assigned(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        """An input partition no offset was ever committed for is read from its beginning.
-        Faust seeks only partitions that have a committed offset; the others would resume at
-        the consumer's fetch position, past the messages a rebalance just dropped from the
-        stream's buffers, unread. Reading again is safe: the sink skips what the store
-        holds."""
-        inputs = {tp for tp in args[0] if tp.topic in self.inputs}
-        if not inputs:
-            return
-        consumer = cast("Consumer", self.app.consumer)
-        committed = await consumer.seek_to_committed()
-        unread = [tp for tp in inputs if _never_committed(committed.get(tp))]
-        if unread:
-            earliest = await consumer.earliest_offsets(*unread)
-            for tp in unread:
-                await consumer.seek(tp, earliest[tp])
-
     def run(self) -> None:
         """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""
         faust.Worker(self.app, loglevel="INFO", quiet=True).execute_from_commandline()
-
-
-def _never_committed(offset: int | None) -> bool:
-    return offset is None or offset < 0  # Faust reports a partition never committed as either
 
 
 def _has_news(state: RolloutState) -> bool:
