@@ -45,7 +45,9 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 from selenium import webdriver  # noqa: E402  (only once the browser is known to be there)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 INJECTED = "<script>document.title='pwned'</script><b>bold?</b>"
 ROLLOUTS_PER_VERSION = 8
@@ -188,6 +190,14 @@ def _screenshot(driver: webdriver.Chrome, name: str, tmp_path: Path) -> None:
         shutil.copy(path, Path(keep) / name)
 
 
+def _follow(browser: webdriver.Chrome, element: WebElement) -> None:
+    """Click `element` and wait until the page it leads to replaced this one: read before
+    that, an element of the old page goes stale under the test."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+
+
 def _texts(driver: webdriver.Chrome, css: str) -> list[str]:
     return [element.text for element in driver.find_elements(By.CSS_SELECTOR, css)]
 
@@ -210,7 +220,7 @@ def test_rollouts_page_lists_and_filters(
 
     Select(browser.find_element(By.ID, "f-status")).select_by_value("failed")
     browser.find_element(By.ID, "f-version").send_keys("calc-v2")
-    browser.find_element(By.ID, "apply").click()
+    _follow(browser, browser.find_element(By.ID, "apply"))
     assert browser.find_element(By.ID, "total").text == "2 rollouts (2 unscored)"
     assert set(_texts(browser, "#rollouts tbody td:nth-child(7)")) == {"failed"}
     assert "status=failed" in browser.current_url
@@ -251,7 +261,7 @@ def test_span_tree_shows_prompts_responses_tools_and_rewards_as_text(
     filled: Filled, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     browser.get(f"{filled.url}/rollouts")
-    browser.find_element(By.LINK_TEXT, filled.injected_rollout).click()
+    _follow(browser, browser.find_element(By.LINK_TEXT, filled.injected_rollout))
     assert browser.find_element(By.ID, "rollout-id").text == filled.injected_rollout
     tree = browser.find_element(By.ID, "span-tree-1")
     root = tree.find_element(By.CSS_SELECTOR, ":scope > li.span")
