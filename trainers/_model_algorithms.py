@@ -5,6 +5,7 @@ subclass writes; `Rl` and `Sft` are Fulmen's own."""
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from pathlib import Path
 
@@ -79,7 +80,9 @@ class ModelAlgorithm(Algorithm):
 
             fingerprint = heldout_fingerprint(settings.task, settings.gate)
             known = known_score(self.parent.metrics, fingerprint) if self.parent else None
+            started = time.monotonic()
             before = evaluate("held-out reward, parent") if known is None else known
+            parent_seconds = time.monotonic() - started if known is None else 0.0
             metrics = self.train_policy(model, tokenizer, progress)
             after = evaluate("held-out reward, candidate")
         metrics |= {
@@ -87,6 +90,7 @@ class ModelAlgorithm(Algorithm):
             "heldout_reward": after,
             "heldout_fingerprint": fingerprint,
             "heldout_parent_reused": float(known is not None),
+            "heldout_parent_seconds": parent_seconds,
         }
         decision = decide(before, after, min_gain=settings.gate.min_gain)
         return GatedCandidate(metrics, decision, lambda: self._version(model, metrics))

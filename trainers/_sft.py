@@ -4,6 +4,7 @@ prompt → completion examples, trained with TRL's SFTTrainer on the policy's Lo
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class SftSettings:
     learning_rate: float = 2e-4
     epochs: int = 2
     batch_size: int = 8
+    min_steps: int = 8
+    """At least this many optimizer steps, cycling the examples past `epochs` where a
+    window holds few of them (a handful of successes otherwise moves the adapter too
+    little to show)."""
     max_length: int = 1024
     seed: int = 0
 
@@ -56,6 +61,11 @@ def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
     )
 
 
+def _steps(examples: int, settings: SftSettings) -> int:
+    per_epoch = math.ceil(examples / settings.batch_size)
+    return max(settings.min_steps, settings.epochs * per_epoch)
+
+
 def train_sft(
     model: PeftModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -71,6 +81,7 @@ def train_sft(
             output_dir=scratch,
             learning_rate=settings.learning_rate,
             num_train_epochs=settings.epochs,
+            max_steps=_steps(len(dataset), settings),
             per_device_train_batch_size=settings.batch_size,
             max_length=settings.max_length,
             completion_only_loss=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import shutil
 import sys
 import time
@@ -36,6 +37,8 @@ from fulmen.demo._plan import (
     Pace,
     first_pace,
     heldout_tasks,
+    measured_pace,
+    window_seconds,
     window_tasks,
 )
 from fulmen.demo._settings import DemoSettings
@@ -171,12 +174,13 @@ class DemoLoop:
                 if self.record.jobs:  # a round ended: its window and its job
                     longest = max(longest, now - round_start)
                     pace = self._measured(pace)
-                tasks = self._next_window(deadline - now, longest, pace)
-                if tasks is None:
+                planned = self._next_window(deadline - now, longest, pace)
+                if planned is None:
                     self.console.print("[yellow]another round would overrun the budget[/]")
                     break
                 round_start = now
-                self._agent_window(client, progress, tasks)
+                tasks, share_s = planned
+                self._agent_window(client, progress, tasks, until=now + share_s)
                 self._await_job(scheduler)
         self.jobs.close()
         self.runner.finish()
@@ -202,15 +206,25 @@ class DemoLoop:
         if pace is None or not self._rollout_seconds:
             return pace
         recent = self._rollout_seconds[-_PACE_ROLLOUTS:]
-        return Pace(sum(recent) / len(recent), self.record.jobs[-1].seconds)
+        job = self.record.jobs[-1]
+        return measured_pace(
+            sum(recent) / len(recent),
+            job.seconds,
+            job.metrics.get("heldout_parent_seconds", 0.0),
+            published=job.outcome == "published",
+            before=pace,
+        )
 
-    def _next_window(self, remaining_s: float, longest: float, pace: Pace | None) -> int | None:
-        """Tasks in the next window (those already run for it included), or None when no
-        round fits: with a pace, sized by `window_tasks`; without, the settings' window if
-        the longest round so far still fits."""
+    def _next_window(
+        self, remaining_s: float, longest: float, pace: Pace | None
+    ) -> tuple[int, float] | None:
+        """Tasks in the next window (those already run for it included) and the seconds it
+        may take, or None when no round fits: with a pace, sized by `window_tasks` within
+        its `window_seconds`; without, the settings' window, untimed, if the longest round
+        so far still fits."""
         settings = self.settings
         if pace is None:
-            return settings.tasks_per_window if longest <= remaining_s else None
+            return (settings.tasks_per_window, math.inf) if longest <= remaining_s else None
         rounds_left = max(1, MIN_VERSIONS - len(self.record.jobs))
         tasks = window_tasks(
             remaining_s, pace, rounds_left=rounds_left, attempts=settings.attempts_per_task,
@@ -218,14 +232,19 @@ class DemoLoop:
         )  # fmt: skip
         if tasks < min(MIN_TASKS, settings.tasks_per_window):
             return None
-        self.scheduler_settings.window = self.scheduler_settings.window.model_copy(
-            update={"every_episodes": tasks * settings.attempts_per_task}
-        )
+        self._window_episodes(tasks * settings.attempts_per_task)
+        job_s = pace.job_s + pace.parent_eval_s
         self.console.print(
             f"next window: {tasks} tasks x {settings.attempts_per_task} attempts "
-            f"({remaining_s / 60:.1f} min left, a job ≈ {pace.job_s:.0f} s)"
+            f"({remaining_s / 60:.1f} min left, a job ≈ {job_s:.0f} s)"
         )
-        return tasks
+        return tasks, window_seconds(remaining_s, pace, rounds_left=rounds_left)
+
+    def _window_episodes(self, episodes: int) -> None:
+        """The scheduler starts a job once the window holds `episodes`."""
+        self.scheduler_settings.window = self.scheduler_settings.window.model_copy(
+            update={"every_episodes": episodes}
+        )
 
     def _await_job(self, scheduler: Scheduler) -> None:
         """Tick until the window just sent has its job, for up to `_WINDOW_SEEN_S`: more
@@ -242,10 +261,17 @@ class DemoLoop:
         return any(status.phase == "active" for status in self.jobs.jobs())
 
     def _agent_window(
-        self, client: openai.OpenAI, progress: Progress, tasks: int, *, ends_window: bool = True
+        self,
+        client: openai.OpenAI,
+        progress: Progress,
+        tasks: int,
+        *,
+        until: float = math.inf,
+        ends_window: bool = True,
     ) -> None:
         """The window's traffic up to its `tasks`-th task, each tried `attempts_per_task`
-        times (a window the calibration began resumes where it stopped)."""
+        times (a window the calibration began resumes where it stopped). Once `MIN_TASKS`
+        ran, no task starts after `until` (monotonic seconds): the window ends there."""
         settings = self.settings
         cases = self.task.training(tasks, seed=self._batch)
         version = fulmen.resources().model_name or self.agent.DEFAULT_MODEL
@@ -253,6 +279,16 @@ class DemoLoop:
         done = self._window_done
         bar = progress.add_task(f"agent on {version}", total=len(runs), completed=done)
         for i, case in enumerate(runs[done:], start=done):
+            task_boundary = i % settings.attempts_per_task == 0
+            enough = i >= MIN_TASKS * settings.attempts_per_task
+            if task_boundary and enough and time.monotonic() >= until:
+                self.console.print(
+                    f"[yellow]the window's time is up after {i // settings.attempts_per_task} "
+                    f"of {tasks} tasks[/]"
+                )
+                runs = runs[:i]
+                self._window_episodes(len(runs))
+                break
             started = time.monotonic()
             self.agent.solve(client, self.task, case, temperature=settings.temperature,
                   max_tokens=settings.max_tokens, seed=self._batch * 100_000 + i)  # fmt: skip

@@ -6,17 +6,21 @@ from fulmen.demo._plan import (
     MIN_HELDOUT,
     MIN_TASKS,
     REFERENCE_ROLLOUT_S,
+    REPORT_S,
     Pace,
     first_pace,
     heldout_tasks,
+    measured_pace,
+    window_seconds,
     window_tasks,
 )
 
 BUDGET_S = 14 * 60
 
 
-def _rounds_fit(rollout_s: float, job_s: float, tasks: int, attempts: int = 4) -> float:
-    return 2 * (tasks * attempts * rollout_s + job_s)
+def _two_rounds_s(pace: Pace, tasks: int, attempts: int = 4) -> float:
+    """Both rounds at the estimated pace, the first job scoring its parent as well."""
+    return 2 * (tasks * attempts * pace.rollout_s + pace.job_s) + pace.parent_eval_s
 
 
 def test_the_reference_machine_gets_the_defaults() -> None:
@@ -25,7 +29,7 @@ def test_the_reference_machine_gets_the_defaults() -> None:
     assert heldout == 50
     tasks = window_tasks(BUDGET_S, pace, rounds_left=2, attempts=4, most=24)
     assert MIN_TASKS <= tasks <= 24
-    assert _rounds_fit(pace.rollout_s, pace.job_s, tasks) <= BUDGET_S
+    assert _two_rounds_s(pace, tasks) + REPORT_S <= BUDGET_S
 
 
 def test_a_machine_twice_as_slow_gets_smaller_rounds_that_still_fit_twice() -> None:
@@ -38,7 +42,7 @@ def test_a_machine_twice_as_slow_gets_smaller_rounds_that_still_fit_twice() -> N
         BUDGET_S, first_pace(REFERENCE_ROLLOUT_S, 50), rounds_left=2, attempts=4, most=24
     )
     assert MIN_TASKS <= tasks < reference
-    assert _rounds_fit(pace.rollout_s, pace.job_s, tasks) <= BUDGET_S
+    assert _two_rounds_s(pace, tasks) + REPORT_S <= BUDGET_S
 
 
 def test_a_fast_machine_is_capped_at_the_settings() -> None:
@@ -58,3 +62,33 @@ def test_the_last_round_may_use_what_remains() -> None:
     one = window_tasks(600.0, pace, rounds_left=1, attempts=4, most=100)
     two = window_tasks(600.0, pace, rounds_left=2, attempts=4, most=100)
     assert one > two
+
+
+def test_the_first_job_is_estimated_to_score_the_base_as_well() -> None:
+    pace = first_pace(REFERENCE_ROLLOUT_S, 50)
+    assert pace.parent_eval_s > 0
+    cheaper = Pace(pace.rollout_s, pace.job_s, 0.0)
+    assert window_tasks(BUDGET_S, cheaper, rounds_left=2, attempts=4, most=100) > window_tasks(
+        BUDGET_S, pace, rounds_left=2, attempts=4, most=100
+    )
+
+
+def test_after_a_published_job_the_next_one_reuses_the_parent_score() -> None:
+    before = first_pace(REFERENCE_ROLLOUT_S, 50)
+    after = measured_pace(4.0, 200.0, 80.0, published=True, before=before)
+    assert after == Pace(4.0, 120.0, 0.0)
+
+
+def test_after_a_gate_failure_the_next_job_scores_the_same_parent_again() -> None:
+    before = first_pace(REFERENCE_ROLLOUT_S, 50)
+    assert measured_pace(4.0, 200.0, 80.0, published=False, before=before) == Pace(4.0, 120.0, 80.0)
+    reused = measured_pace(4.0, 120.0, 0.0, published=False, before=Pace(4.0, 120.0, 0.0))
+    assert reused == Pace(4.0, 120.0, 0.0)
+
+
+def test_a_window_share_holds_its_tasks_at_the_pace() -> None:
+    pace = Pace(rollout_s=3.0, job_s=100.0, parent_eval_s=40.0)
+    share = window_seconds(600.0, pace, rounds_left=2)
+    tasks = window_tasks(600.0, pace, rounds_left=2, attempts=4, most=100)
+    assert tasks * 4 * pace.rollout_s <= share < (tasks + 1) * 4 * pace.rollout_s
+    assert 2 * share + 2 * pace.job_s + pace.parent_eval_s + REPORT_S == 600.0
