@@ -48,7 +48,7 @@ def demo(
     heldout_tasks: int = typer.Option(50, min=1, help="Held-out tasks the gate scores on."),
     model: str = typer.Option("smollm2", help='"smollm2" or a Hugging Face model directory.'),
     budget_minutes: float = typer.Option(
-        14.0, min=0.1, help="The run's time; no round starts that would not fit."
+        13.0, min=0.1, help="The run's time; no round starts that would not fit."
     ),
     adapt: bool = typer.Option(
         True, help="Size windows and the held-out set to this machine's measured pace."

@@ -19,9 +19,10 @@ JOB_FIXED_S = 70.0
 JOB_PER_HELDOUT_S = 0.8
 """The gate's seconds per held-out task and evaluation on the reference machine."""
 MARGIN = 1.2
-"""The first job's estimate is inflated by this much: a busy machine slows trainer jobs
-more than the rollouts that timed it. Later estimates are measured jobs."""
-MIN_TASKS = 6
+"""Job estimates are inflated by this much: a busy machine slows trainer jobs more than the
+rollouts that timed it, and a better version's window gives more examples to train on than
+the last one did."""
+MIN_TASKS = 4
 """Fewer tasks than this in a window teach too little to be worth a round."""
 MIN_HELDOUT = 20
 """Fewer held-out tasks than this make the gate's comparison a coin toss."""
@@ -49,8 +50,8 @@ class Pace:
 
 def first_pace(rollout_s: float, heldout: int) -> Pace:
     """The pace before any job ran: the job estimated from the reference, scaled by how
-    much slower the rollouts are here, with `MARGIN`; the first job scores the base too."""
-    scale = MARGIN * max(1.0, rollout_s / REFERENCE_ROLLOUT_S)
+    much slower the rollouts are here; the first job scores the base as well."""
+    scale = max(1.0, rollout_s / REFERENCE_ROLLOUT_S)
     evaluation = scale * JOB_PER_HELDOUT_S * heldout
     return Pace(rollout_s, scale * JOB_FIXED_S + evaluation, evaluation)
 
@@ -76,11 +77,12 @@ def heldout_tasks(wanted: int, rollout_s: float) -> int:
 
 def window_seconds(remaining_s: float, pace: Pace, *, rounds_left: int) -> float:
     """The next window's share of `remaining_s`: what is left once the jobs of
-    `rounds_left` rounds and the report are set aside, split among their windows. A window
+    `rounds_left` rounds (with `MARGIN`) and the report are set aside, split among their
+    windows. A window
     whose rollouts turn out slower than the pace (a trained version answers in more calls)
     stops at its share, so no round overruns its part of the budget."""
     rounds = max(1, rounds_left)
-    jobs_s = rounds * pace.job_s + pace.parent_eval_s
+    jobs_s = MARGIN * (rounds * pace.job_s + pace.parent_eval_s)
     return (remaining_s - REPORT_S - jobs_s) / rounds
 
 

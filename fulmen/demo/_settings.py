@@ -40,7 +40,7 @@ class DemoSettings(BaseModel):
     max_tokens: int = Field(default=40, ge=1)
     heldout_tasks: int = Field(default=50, ge=1)
     """Held-out cases the gate scores each version on (greedy decoding)."""
-    budget_minutes: float = Field(default=14.0, gt=0)
+    budget_minutes: float = Field(default=13.0, gt=0)
     """The whole run's time. No round (a window of traffic, then its job) starts that would
     not fit: judged by the measured pace with `adapt`, else by the longest round so far."""
     adapt: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fulmen.demo._plan import (
+    MARGIN,
     MIN_HELDOUT,
     MIN_TASKS,
     REFERENCE_ROLLOUT_S,
@@ -15,12 +16,14 @@ from fulmen.demo._plan import (
     window_tasks,
 )
 
-BUDGET_S = 14 * 60
+BUDGET_S = 13 * 60
 
 
 def _two_rounds_s(pace: Pace, tasks: int, attempts: int = 4) -> float:
-    """Both rounds at the estimated pace, the first job scoring its parent as well."""
-    return 2 * (tasks * attempts * pace.rollout_s + pace.job_s) + pace.parent_eval_s
+    """Both rounds at the estimated pace (jobs with the margin), the first job scoring its
+    parent as well."""
+    jobs_s = MARGIN * (2 * pace.job_s + pace.parent_eval_s)
+    return 2 * tasks * attempts * pace.rollout_s + jobs_s
 
 
 def test_the_reference_machine_gets_the_defaults() -> None:
@@ -91,4 +94,4 @@ def test_a_window_share_holds_its_tasks_at_the_pace() -> None:
     share = window_seconds(600.0, pace, rounds_left=2)
     tasks = window_tasks(600.0, pace, rounds_left=2, attempts=4, most=100)
     assert tasks * 4 * pace.rollout_s <= share < (tasks + 1) * 4 * pace.rollout_s
-    assert 2 * share + 2 * pace.job_s + pace.parent_eval_s + REPORT_S == 600.0
+    assert 2 * share + MARGIN * (2 * pace.job_s + pace.parent_eval_s) + REPORT_S == 600.0
