@@ -40,7 +40,8 @@ def not_forgotten(database: str) -> str:
     return (
         f"rollout_id NOT IN (SELECT rollout_id FROM {database}.forgotten_rollouts) "
         f"AND rollout_id NOT IN (SELECT rollout_id FROM {database}.rollouts "
-        f"WHERE lower(hex(SHA256(metadata['{USER_ID_LABEL}']))) IN "
+        f"WHERE metadata['{USER_ID_LABEL}'] != '' "
+        f"AND lower(hex(SHA256(metadata['{USER_ID_LABEL}']))) IN "
         f"(SELECT user_sha256 FROM {database}.forgotten_users))"
     )
 
