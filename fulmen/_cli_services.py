@@ -75,6 +75,27 @@ def store_migrate() -> None:
     typer.echo(f"{settings.database}: {len(applied)} migration(s) applied, schema up to date")
 
 
+@store_app.command("forget")
+def store_forget(
+    user: str = typer.Option(..., "--user", help="The user id (`fulmen.rollout(user_id=…)`)."),
+) -> None:
+    """Delete a user's rollouts from the store and keep them out of every later window
+    (docs/store.md#forgetting-a-user). Run it again to delete what arrived since."""
+    from fulmen.producers import FulmenSettings
+    from fulmen.store import LightningStore
+
+    store = LightningStore(FulmenSettings().store)
+    try:
+        forgotten = store.forget_user(user)
+    finally:
+        store.close()
+    deleted = ", ".join(f"{table} {rows}" for table, rows in forgotten.rows.items() if rows)
+    typer.echo(
+        f"forgot {len(forgotten.rollout_ids)} rollout(s) of the user; rows deleted: "
+        f"{deleted or 'none'}"
+    )
+
+
 @store_app.command("serve")
 def store_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),

@@ -46,6 +46,7 @@ from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._rollout import Rollout, rollout
 from fulmen.producers._settings import FulmenSettings, ProducerSettings, RegistrySettings
 from fulmen.producers._steps import step, tool
+from fulmen.producers.redaction import Redactor, RedactorLoadError, redact_pii
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport, TransportFull
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "Producer",
     "ProducerCollector",
     "ProducerSettings",
+    "Redactor",
+    "RedactorLoadError",
     "RegistrySettings",
     "Resources",
     "RewardError",
@@ -81,6 +84,7 @@ __all__ = [
     "on_version",
     "prompt",
     "publish_version",
+    "redact_pii",
     "resources",
     "rollout",
     "shutdown",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fulmen.kafka import TopicSettings
 from fulmen.producers._emitter_stats import EmitterStats
+from fulmen.producers._event_redaction import EventRedactor
 from fulmen.producers._resend import SegmentDrain
 from fulmen.producers._settings import Durability
 from fulmen.producers._spill import Spill, SpilledMessage, SpillFull
@@ -41,6 +42,10 @@ class Emitter:
     `outage_spill_after_s` without delivery progress) or always (`write_ahead`). A failure
     with one event (encoding, size, the transport refusing it) loses that event only, and
     is counted; nothing raises into the caller.
+
+    With a `redactor`, the sender redacts each event before it encodes it: no unredacted
+    text reaches the transport or the spill. An event whose redaction raises is lost
+    (counted in `failed`, logged without its content): fail closed.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class Emitter:
         max_event_bytes: int = 1_000_000,
         durability: Durability = "spill_on_outage",
         outage_spill_after_s: float = 5.0,
+        redactor: EventRedactor | None = None,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -66,6 +72,7 @@ class Emitter:
         self._max_event_bytes = max_event_bytes
         self._durability = durability
         self._outage_after_s = outage_spill_after_s
+        self._redactor = redactor
         self._wake = threading.Event()
         self._idle = False
         self._closing = False
@@ -152,6 +159,7 @@ class Emitter:
             oversize=self._oversize,
             dropped=self._dropped,
             spill_bytes=self._spill.size_bytes,
+            redacted={} if self._redactor is None else self._redactor.counts(),
         )
 
     # -- sender thread -------------------------------------------------------------------
@@ -204,6 +212,12 @@ class Emitter:
         self._next_index += 1
         topic = self._topic_of[event.event_type]
         key = event.meta.rollout_id.encode()
+        if self._redactor is not None:
+            try:
+                event = self._redactor.redact(event)
+            except Exception as exc:  # fail closed: this event only is lost, never sent raw
+                self._fail(f"the redactor failed on {_describe(event)}: {type(exc).__name__}")
+                return
         try:
             value = self._codec.encode(event, topic=topic)
         except Exception as exc:  # e.g. an int beyond Avro's long: this event only is lost

@@ -18,7 +18,7 @@ class EmitterStats:
     refused because encoded they exceed `max_event_bytes`; `failed`, which could not be
     encoded, which the transport refused, or which the broker refused for good (too large,
     invalid, not authorized); `dropped`, for which there was no room (queue full, emitter
-    closed, spill over budget or not writable).
+    closed, spill over budget or not writable). An event the redactor failed on is `failed`.
     """
 
     emitted: int
@@ -32,6 +32,9 @@ class EmitterStats:
     oversize: int
     dropped: int
     spill_bytes: int
+    redacted: dict[str, int]
+    """Texts the redactor changed, by kind (`email`, `card` …), and LLM calls whose token
+    ids it dropped (`token_ids`); empty without a redactor (docs/producers.md#redaction)."""
 
     @property
     def lost(self) -> int:

@@ -30,6 +30,8 @@ class ProducerCollector(Collector):
     `dropped` are lost: alert on their rate); `fulmen_producer_pending`, `_queued` and
     `_spill_bytes` are what waits now. `fulmen_producer_version_mismatches_total` counts LLM
     calls answered by another model version than the one in force (`Producer.served`).
+    `fulmen_producer_redactions_total{kind}` counts what the redactor masked
+    (`EmitterStats.redacted`).
     """
 
     def __init__(self, producer: Producer) -> None:
@@ -52,6 +54,12 @@ class ProducerCollector(Collector):
         yield GaugeMetricFamily(
             "fulmen_producer_spill_bytes", "Bytes waiting in the disk spill", stats.spill_bytes
         )
+        redactions = CounterMetricFamily(
+            "fulmen_producer_redactions", "Texts redacted, by kind, since start", labels=["kind"]
+        )
+        for kind, count in sorted(stats.redacted.items()):
+            redactions.add_metric([kind], count)
+        yield redactions
         yield CounterMetricFamily(
             "fulmen_producer_version_mismatches",
             "LLM calls another model version answered than the one in force",

@@ -17,10 +17,12 @@ import uuid_utils
 
 from fulmen.producers._emitter import Emitter
 from fulmen.producers._emitter_stats import EmitterStats
+from fulmen.producers._event_redaction import EventRedactor
 from fulmen.producers._resources import Resources, VersionListeners, VersionState
 from fulmen.producers._served import served_resources
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers._spill import Spill
+from fulmen.producers.redaction import load_redactor
 from fulmen.producers.transport import InProcessBus, InProcessTransport, Transport
 from fulmen.schemas import (
     Codec,
@@ -44,6 +46,9 @@ class Producer:
     resources in force, starting from the settings' `model_version` and `resources_version`;
     a hot-swap replaces them (see `fulmen.producers.VersionFollower`), and every event
     stamped afterwards carries the new ids. `listeners` are told of those swaps.
+
+    Raises:
+        RedactorLoadError: `producer.redact` names no importable callable.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Producer:
         self._mismatch_lock = threading.Lock()
         self._version_mismatches = 0
         self._mismatch_warned_at = -_MISMATCH_WARNING_EVERY_S
+        redactor = None if config.redact is None else EventRedactor(load_redactor(config.redact))
         self._slot_lock, spill_dir = _claim_spill_slot(config.spill_dir)
         self.emitter = Emitter(
             transport,
@@ -81,6 +87,7 @@ class Producer:
             max_event_bytes=config.max_event_bytes,
             durability=config.durability,
             outage_spill_after_s=config.outage_spill_after_s,
+            redactor=redactor,
         )
 
     def meta(

@@ -28,7 +28,7 @@ from fulmen.producers._global import get_producer
 from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._served import rollout_meta
 from fulmen.producers._spans import emit_span
-from fulmen.schemas import EventMeta, RolloutEvent, RolloutStatus
+from fulmen.schemas import USER_ID_LABEL, EventMeta, RolloutEvent, RolloutStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,6 +60,10 @@ class RolloutOptions(TypedDict, total=False):
     """The agent this rollout trains; default: the producer's `agent_name`."""
     metadata: dict[str, str]
     """Free-form labels on the lifecycle events."""
+    user_id: str
+    """The end user the rollout acts for, recorded as the `user_id` label of `metadata`:
+    `LightningStore.forget_user` (`fulmen store forget --user`) deletes a user's rollouts by
+    it. Not redacted (it is how the user is found); use a pseudonymous id."""
     reward: RewardFn
     """Decorator only: scores each call from what it returned. Called as
     `reward(result, *args, **kwargs)` — the return value, then the decorated function's
@@ -89,6 +93,8 @@ class Rollout:
         self._input = options.get("input")
         self._agent_name = options.get("agent_name")
         self._metadata = options.get("metadata", {})
+        if "user_id" in options:
+            self._metadata = {**self._metadata, USER_ID_LABEL: options["user_id"]}
         self._active: ActiveRollout | None = None
         self._tokens: tuple[Token[ActiveRollout | None], Token[str | None]] | None = None
         self._start_ns = 0

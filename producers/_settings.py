@@ -70,6 +70,13 @@ class ProducerSettings(BaseModel):
         description="`spill_on_outage`: how long without delivery progress counts as an outage.",
     )
     flush_timeout_s: float = Field(default=10.0, ge=0)
+    redact: str | None = Field(
+        default=None,
+        description="A redactor (`module:attribute`, a `str -> str` callable) run over every "
+        "event's free text before it is encoded; `fulmen.producers.redaction:redact_pii` is "
+        "the built-in one. Token ids of LLM calls whose text changed are dropped, and an event "
+        "the redactor fails on is lost, counted in `failed` (docs/producers.md#redaction).",
+    )
     capture_openai: bool = True
     request_token_ids: bool = Field(
         default=False,

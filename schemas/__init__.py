@@ -12,6 +12,7 @@ from fulmen.schemas._codec import (
 from fulmen.schemas._confluent import ConfluentCodec
 from fulmen.schemas._events import (
     EVENT_MODELS,
+    USER_ID_LABEL,
     VERSION_SEPARATOR,
     Algorithm,
     Attributes,
@@ -40,6 +41,7 @@ from fulmen.schemas._framing import EitherFramingCodec
 __all__ = [
     "EVENT_MODELS",
     "SINGLE_OBJECT_MAGIC",
+    "USER_ID_LABEL",
     "VERSION_SEPARATOR",
     "Algorithm",
     "Attributes",

@@ -34,6 +34,10 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+USER_ID_LABEL = "user_id"
+"""The `RolloutEvent.metadata` label naming the end user a rollout acted for: what forgetting
+a user (`LightningStore.forget_user`) finds the user's rollouts by."""
+
 VERSION_SEPARATOR = "+"
 """Joins the model versions of a rollout whose calls several versions served (`v3+v4`): a
 rollout's end, its rewards and its episode carry them all when it straddled a swap."""

@@ -4,6 +4,7 @@ snapshots, over one clickhouse-connect code path (embedded chDB or a ClickHouse 
 from fulmen.store._arrow import EVENT_TABLES, TABLES, Source
 from fulmen.store._client import StoreUnavailable, connect
 from fulmen.store._conform import BatchRejected
+from fulmen.store._forget import ForgetError, Forgotten
 from fulmen.store._http_server import StoreServer, StoreServerError, serve
 from fulmen.store._http_service import StoreUser
 from fulmen.store._migrations import MigrationError, migrate
@@ -15,6 +16,8 @@ __all__ = [
     "EVENT_TABLES",
     "TABLES",
     "BatchRejected",
+    "ForgetError",
+    "Forgotten",
     "LightningStore",
     "MigrationError",
     "Snapshot",

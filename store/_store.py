@@ -24,6 +24,7 @@ from fulmen.store._arrow import (
 )
 from fulmen.store._client import connect
 from fulmen.store._conform import conform
+from fulmen.store._forget import Forgotten, forget_user, not_forgotten
 from fulmen.store._migrations import migrate
 from fulmen.store._settings import StoreSettings
 
@@ -167,8 +168,10 @@ class LightningStore:
     def window(self, query: WindowQuery) -> pa.Table:
         """The triplets of `query`, ordered by agent, task, rollout, attempt and step; a
         triplet's `reward` is null only when `query.include_unscored` let its unscored
-        episode in."""
+        episode in. Rollouts of forgotten users (`forget_user`) are never in a window, also
+        those whose events arrived after the forget."""
         where, parameters = _episode_filter(query)
+        where = f"{where} AND {not_forgotten(self._db)}"
         sql = f"""
             WITH latest AS (
                 SELECT rollout_id, attempt, max(revision) AS last_revision,
@@ -204,6 +207,12 @@ class LightningStore:
             partial.chmod(0o444)
             partial.replace(path)
         return Snapshot(path=path, sha256=digest, rows=table.num_rows)
+
+    def forget_user(self, user_id: str) -> Forgotten:
+        """Delete every row of the rollouts `user_id` (the `user_id` label of their lifecycle
+        events, `fulmen.rollout(user_id=…)`) acted for, and keep them out of every window
+        exported afterwards (see `fulmen.store._forget.forget_user`; docs/store.md)."""
+        return forget_user(self.client, self._db, user_id)
 
     def sql(self, statement: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         """Run a query and return its result as Arrow."""
