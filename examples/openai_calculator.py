@@ -14,7 +14,8 @@ The model it asks for is the version in force (`fulmen.resources().model_name`),
 version published by a trainer is used from the next call on, without a restart.
 
 Run as a program, it works forever (or `--rollouts` times) against a policy server, its
-events going where the `FULMEN_*` environment says (`fulmen up` runs it so, on Kafka)::
+events going where the `FULMEN_*` environment says, with the policy server's key in
+`OPENAI_API_KEY` (`fulmen up` runs it so, on Kafka)::
 
     FULMEN_TRANSPORT=kafka python -m examples.openai_calculator --base-url http://127.0.0.1:8000/v1
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -95,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
     task = load_task(args.task)
-    client = openai.OpenAI(base_url=args.base_url, api_key="local")
+    # The server's key, as the OpenAI client reads it (`fulmen up` sets it); a policy server
+    # on loopback without keys takes any.
+    client = openai.OpenAI(
+        base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY", "local")
+    )
     done = 0
     for batch in itertools.count():
         cases = task.training(args.tasks, seed=args.seed * 100_000 + batch)

@@ -299,24 +299,31 @@ def serve(
     """Serve a policy model with an OpenAI-compatible API, like vLLM (docs/serving.md).
 
     Chat completions with token ids and logprobs, and vLLM's runtime LoRA API
-    (/v1/load_lora_adapter, /v1/unload_lora_adapter) for published versions.
+    (/v1/load_lora_adapter, /v1/unload_lora_adapter) for published versions. API keys
+    (FULMEN_SERVE_API_KEYS, FULMEN_SERVE_API_KEY_FILE; required beyond loopback) and the
+    directories versions load from (FULMEN_SERVE_MODEL_ROOTS) are settings.
     """
     from pathlib import Path
 
+    from fulmen.auth import check_exposure
     from fulmen.models import base_model_dir
     from fulmen.producers import FulmenSettings
-    from fulmen.serving import AdapterFollower, PolicyServer
+    from fulmen.serving import AdapterFollower, PolicyServer, ServeSettings
     from fulmen.serving import serve as serve_policy
 
+    settings = ServeSettings()
+    keys = settings.load_api_keys()
+    check_exposure(keys, host, service="policy server", env_prefix="FULMEN_SERVE_")
     directory = base_model_dir() if model == "smollm2" else Path(model)
     if not (directory / "config.json").is_file():
         typer.echo(f"{directory} is not a Hugging Face model directory", err=True)
         raise typer.Exit(2)
-    server = PolicyServer(directory, name=name)
+    server = PolicyServer(directory, name=name, model_roots=settings.model_roots)
     typer.echo(f"serving {server.name} ({server.precision}) at http://{host}:{port}/v1")
     if follow_versions:  # it retries until the server below answers
-        AdapterFollower(f"http://{host}:{port}/v1", FulmenSettings()).start()
-    serve_policy(server, host=host, port=port, access_log=access_log)
+        follower = AdapterFollower(f"http://{host}:{port}/v1", FulmenSettings(), api_key=keys.own)
+        follower.start()
+    serve_policy(server, host=host, port=port, access_log=access_log, keys=keys)
 
 
 @app.command()
@@ -331,12 +338,17 @@ def gateway(
 
     Agents in any language point their base URL at
     http://<host>:<port>/rollouts/<rollout id>/v1. Events go where `FULMEN_*` says (set
-    FULMEN_TRANSPORT=kafka); the gateway's own settings are `FULMEN_GATEWAY_*`.
+    FULMEN_TRANSPORT=kafka); the gateway's own settings are `FULMEN_GATEWAY_*`, its API keys
+    among them (FULMEN_GATEWAY_API_KEYS, FULMEN_GATEWAY_API_KEY_FILE; required beyond
+    loopback) and the upstream's (FULMEN_GATEWAY_UPSTREAM_API_KEY).
     """
+    from fulmen.auth import check_exposure
     from fulmen.producers.gateway import GatewaySettings, open_gateway, serve_gateway
 
     given = {"upstream_url": upstream, "host": host, "port": port}
     settings = GatewaySettings.model_validate({k: v for k, v in given.items() if v is not None})
+    keys = settings.load_api_keys()  # before Kafka: a refusal comes at once
+    check_exposure(keys, settings.host, service="gateway", env_prefix="FULMEN_GATEWAY_")
     running = open_gateway(settings)
     typer.echo(
         f"gateway at http://{settings.host}:{settings.port} in front of {settings.upstream_url}"

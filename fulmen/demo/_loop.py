@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import secrets
 import shutil
 import sys
 import time
@@ -30,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import fulmen
 from fulmen._progress import progress_for
+from fulmen.auth import ApiKeys
 from fulmen.demo._plan import (
     MIN_TASKS,
     MIN_VERSIONS,
@@ -100,7 +102,12 @@ class DemoLoop:
         self.task: AgentTask = load_task(settings.task)
         self.agent: ModuleType = importlib.import_module(settings.agent)
         self.model_dir = base_model_dir() if settings.model == "smollm2" else Path(settings.model)
-        self.server = PolicyServer(self.model_dir, name=self.agent.DEFAULT_MODEL)
+        self.server = PolicyServer(
+            self.model_dir,
+            name=self.agent.DEFAULT_MODEL,
+            model_roots=[settings.out_dir / "artifacts"],  # where its jobs write versions
+        )
+        self.api_key = secrets.token_urlsafe(32)  # the server listens on loopback, not open
         self.bus = InProcessBus()
         out = settings.out_dir
         producer = {"agent_name": settings.agent_name, "spill_dir": out / "spill",
@@ -156,8 +163,9 @@ class DemoLoop:
         so that at least two fit (`_plan.py`)."""
         start = time.monotonic()
         deadline = start + self.settings.budget_minutes * 60
-        with serve_in_thread(self.server) as url, self._progress() as progress:
-            client = openai.OpenAI(base_url=url, api_key="local")
+        keys = ApiKeys([self.api_key])
+        with serve_in_thread(self.server, keys=keys) as url, self._progress() as progress:
+            client = openai.OpenAI(base_url=url, api_key=self.api_key)
             pace = self._calibrate(client, progress) if self.settings.adapt else None
             scheduler = Scheduler(
                 self.scheduler_settings, store=self.store, jobs=self.jobs, on_event=self._on_event

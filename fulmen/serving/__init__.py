@@ -6,18 +6,28 @@ so agents, the gateway and trainers run unchanged against either (docs/serving.m
 
     server = PolicyServer(base_model_dir())
     with serve_in_thread(server) as base_url:   # http://127.0.0.1:<port>/v1
-        client = openai.OpenAI(base_url=base_url, api_key="unused")
+        client = openai.OpenAI(base_url=base_url, api_key="unused")  # open on loopback
+
+    keys = ServeSettings().load_api_keys()      # FULMEN_SERVE_API_KEYS / _API_KEY_FILE
+    serve(server, host="0.0.0.0", port=8000, keys=keys)
 """
 
 from fulmen.serving._app import create_app
-from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, ServingError
+from fulmen.serving._errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PathNotAllowedError,
+    ServingError,
+)
 from fulmen.serving._follow import AdapterFollower
 from fulmen.serving._generation import FinishReason, Generation, TokenStep
 from fulmen.serving._policy import ModelInfo, ModelKind, PolicyServer, Precision
 from fulmen.serving._run import serve, serve_in_thread
 from fulmen.serving._sampling import SamplingParams, TokenLogprobs
+from fulmen.serving._settings import DEFAULT_MODEL_ROOTS, ServeSettings
 
 __all__ = [
+    "DEFAULT_MODEL_ROOTS",
     "AdapterFollower",
     "FinishReason",
     "Generation",
@@ -25,9 +35,11 @@ __all__ = [
     "ModelInfo",
     "ModelKind",
     "ModelNotFoundError",
+    "PathNotAllowedError",
     "PolicyServer",
     "Precision",
     "SamplingParams",
+    "ServeSettings",
     "ServingError",
     "TokenLogprobs",
     "TokenStep",

@@ -14,6 +14,10 @@ Routes (every error is OpenAI's ``{"error": {message, type, param, code}}`` with
   ``{model_name}``: Fulmen's extension for full-weight versions.
 * ``GET /health``: 200 once the server runs.
 
+With API keys (``create_app(server, keys=...)``), every route but ``GET /health`` answers 401
+and OpenAI's ``invalid_api_key`` error without ``Authorization: Bearer <key>``. Loads from
+paths outside the server's model roots are answered 403 (``PathNotAllowedError``).
+
 Blocking work (generation steps, tokenization, loading weights) runs in worker threads;
 the event loop only moves bytes, so loading a model does not stall in-flight streams.
 """
@@ -31,9 +35,11 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from fulmen.auth import ApiKeys, RequireApiKey
 from fulmen.serving._completion import pieces, whole
 from fulmen.serving._errors import ServingError
 from fulmen.serving._requests import (
@@ -75,8 +81,9 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
-def create_app(server: PolicyServer) -> Starlette:
-    """A Starlette app serving ``server`` (run it with uvicorn, or :func:`serve`)."""
+def create_app(server: PolicyServer, *, keys: ApiKeys | None = None) -> Starlette:
+    """A Starlette app serving ``server`` (run it with uvicorn, or :func:`serve`); with
+    ``keys`` that require one, every route but ``GET /health`` needs a key."""
     api = _Api(server)
     routes = [
         Route("/health", api.health, methods=["GET"]),
@@ -88,7 +95,12 @@ def create_app(server: PolicyServer) -> Starlette:
         Route("/v1/load_model", api.load_model, methods=["POST"]),
         Route("/v1/unload_model", api.unload_model, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    middleware: list[Middleware] = []
+    if keys is not None and keys.required:
+        middleware.append(Middleware(RequireApiKey, keys=keys, open_paths={"/health"}))
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
+    )
 
 
 def _openai_errors(

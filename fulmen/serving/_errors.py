@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fulmen.errors import FulmenError
 
-__all__ = ["InvalidRequestError", "ModelNotFoundError", "ServingError"]
+__all__ = ["InvalidRequestError", "ModelNotFoundError", "PathNotAllowedError", "ServingError"]
 
 
 class ServingError(FulmenError):
@@ -41,3 +43,20 @@ class ModelNotFoundError(ServingError):
             f"The {what} `{name}` does not exist.", param="model", code="model_not_found"
         )
         self.name = name
+
+
+class PathNotAllowedError(ServingError):
+    """A load request names a path outside the server's model roots (after resolving
+    symlinks and `..`); HTTP 403."""
+
+    status = 403
+    error_type = "permission_error"
+
+    def __init__(self, path: str, roots: list[Path], *, param: str) -> None:
+        listed = ", ".join(str(root) for root in roots)
+        super().__init__(
+            f"{path} is outside the directories this server loads from ({listed}); "
+            "FULMEN_SERVE_MODEL_ROOTS lists them",
+            param=param,
+            code="path_not_allowed",
+        )

@@ -32,15 +32,22 @@ class AdapterFollower:
     """Follows the control topic of `settings` (Kafka) from its beginning and loads each
     model version that has an artifact into the server at `base_url` (`…/v1`). A version
     the server already holds (HTTP 400 on a taken name) counts as loaded; a server that is
-    down is retried with the same version."""
+    down is retried with the same version. `api_key` is sent as `Authorization: Bearer
+    <key>` (the server's own key; vLLM's `--api-key`)."""
 
     def __init__(
-        self, base_url: str, settings: FulmenSettings, *, reader: ControlReader | None = None
+        self,
+        base_url: str,
+        settings: FulmenSettings,
+        *,
+        reader: ControlReader | None = None,
+        api_key: str | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + "/load_lora_adapter"
         self._topic = settings.topics.for_event("version")
         self._reader = reader or KafkaControlReader(settings.kafka, self._topic)
         self._codec = codec_for(settings)
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulmen-adapters", daemon=True)
         self.loaded: list[str] = []
@@ -54,7 +61,7 @@ class AdapterFollower:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=60.0) as client:
+        with httpx.Client(timeout=60.0, headers=self._headers) as client:
             try:
                 while not self._stopping.is_set():
                     for message in self._reader.read(_POLL_S):

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, assert_never
 
-from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError
+from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, PathNotAllowedError
 from fulmen.serving._generation import Generation
 from fulmen.serving._sampling import SamplingParams
+from fulmen.serving._settings import DEFAULT_MODEL_ROOTS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -76,18 +77,26 @@ _UNKNOWN = "<unknown>"  # the adapter layers' state must be set before the next 
 class PolicyServer:
     """A base model (a Hugging Face directory) and the adapters and versions loaded on it.
 
-    ``name`` is the base model's request name (default: the directory's name). See the
-    module docstring for the concurrency contract; :func:`fulmen.serving.create_app` puts an
-    OpenAI-compatible HTTP API in front of it.
+    ``name`` is the base model's request name (default: the directory's name). Adapters and
+    full-weight models load only from within ``model_roots`` (default: the trainers'
+    ``.fulmen/artifacts``, relative to the working directory), symlinks and ``..`` resolved
+    when a load is asked for. See the module docstring for the concurrency contract;
+    :func:`fulmen.serving.create_app` puts an OpenAI-compatible HTTP API in front of it.
     """
 
     def __init__(
-        self, model: Path, *, name: str | None = None, precision: Precision = "auto"
+        self,
+        model: Path,
+        *,
+        name: str | None = None,
+        precision: Precision = "auto",
+        model_roots: Sequence[Path] = DEFAULT_MODEL_ROOTS,
     ) -> None:
         from fulmen.models import load_policy
 
         base, tokenizer = load_policy(model)
         self.name = name or model.name
+        self.model_roots = [root.absolute() for root in model_roots]
         self.precision: Literal["float32", "bfloat16"] = _resolve(precision)
         self._base = base
         self._peft: PeftModel | None = None
@@ -111,9 +120,11 @@ class PolicyServer:
         """Load the PEFT LoRA adapter at ``path`` onto the base model, servable as ``name``.
 
         Raises:
+            PathNotAllowedError: ``path`` is outside the model roots.
             InvalidRequestError: the name is taken, or ``path`` is not an adapter for this
                 base model.
         """
+        path = self._within_roots(path, "lora_path")
         if not (path / "adapter_config.json").is_file():
             raise InvalidRequestError(f"{path} is not a PEFT adapter (no adapter_config.json)")
         self._reserve(name)
@@ -135,10 +146,12 @@ class PolicyServer:
         own tokenizer is used when the directory has one, else the base model's.
 
         Raises:
+            PathNotAllowedError: ``path`` is outside the model roots.
             InvalidRequestError: the name is taken, or ``path`` holds no loadable model.
         """
         from fulmen.models import ModelsError, load_policy
 
+        path = self._within_roots(path, "model_path")
         self._reserve(name)
         try:
             try:
@@ -167,15 +180,22 @@ class PolicyServer:
         """
         with self._registry_lock:
             variant = self._variants.get(name)
+            if variant is not None and variant.info.kind == "base":
+                raise InvalidRequestError(f"the base model `{name}` cannot be unloaded")
             if variant is None or (kind is not None and variant.info.kind != kind):
                 raise ModelNotFoundError(name, what="adapter" if kind == "adapter" else "model")
-            if variant.info.kind == "base":
-                raise InvalidRequestError(f"the base model `{name}` cannot be unloaded")
             del self._variants[name]
             variant.retired = True
             idle = variant.leases == 0
         if idle:
             self._free(variant)
+
+    def _within_roots(self, path: Path, param: str) -> Path:
+        """``path`` resolved (symlinks, ``..``), when it is within a model root."""
+        resolved = path.resolve()
+        if any(resolved.is_relative_to(root.resolve()) for root in self.model_roots):
+            return resolved
+        raise PathNotAllowedError(str(path), self.model_roots, param=param)
 
     def _reserve(self, name: str) -> None:
         if not name or name != name.strip():

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from fulmen.auth import ApiKeys, guard_listening
 from fulmen.serving._app import create_app
 from fulmen.serving._errors import ServingError
 
@@ -24,14 +25,25 @@ _GRACEFUL_SHUTDOWN_S = 5
 
 
 def serve(
-    server: PolicyServer, *, host: str = "127.0.0.1", port: int = 8000, access_log: bool = True
+    server: PolicyServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    access_log: bool = True,
+    keys: ApiKeys | None = None,
 ) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM), logging like uvicorn does; without
-    `access_log`, no line per request (a tenth of the event loop's CPU on a small model)."""
+    `access_log`, no line per request (a tenth of the event loop's CPU on a small model).
+    With `keys`, requests need one (see :func:`create_app`).
+
+    Raises:
+        AuthError: `host` is not loopback and no key is required.
+    """
     import uvicorn
 
+    keys = _exposed(keys, host)
     config = uvicorn.Config(
-        create_app(server),
+        create_app(server, keys=keys),
         host=host,
         port=port,
         access_log=access_log,
@@ -43,16 +55,23 @@ def serve(
 
 @contextlib.contextmanager
 def serve_in_thread(
-    server: PolicyServer, *, host: str = "127.0.0.1", port: int = 0
+    server: PolicyServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    keys: ApiKeys | None = None,
 ) -> Iterator[str]:
     """Serve in a daemon thread while the block runs; yield the OpenAI base URL,
     ``http://<host>:<port>/v1``. ``port`` 0 picks a free one. On exit the server stops
-    (open streams get a few seconds to finish).
+    (open streams get a few seconds to finish). With `keys`, requests need one.
 
     Raises:
+        AuthError: `host` is not loopback and no key is required.
         ServingError: the server did not start within 30 s.
     """
     import uvicorn
+
+    keys = _exposed(keys, host)
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -60,7 +79,7 @@ def serve_in_thread(
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(server),
+        create_app(server, keys=keys),
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
@@ -82,3 +101,9 @@ def serve_in_thread(
         uv_server.should_exit = True
         thread.join(_GRACEFUL_SHUTDOWN_S + 5)
         sock.close()
+
+
+def _exposed(keys: ApiKeys | None, host: str) -> ApiKeys:
+    keys = keys or ApiKeys()
+    guard_listening(keys, host, service="policy server", env_prefix="FULMEN_SERVE_")
+    return keys

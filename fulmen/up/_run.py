@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import json
 import os
+import secrets
 import shutil
 import threading
 from pathlib import Path
@@ -22,7 +23,7 @@ from fulmen.up._supervisor import Interrupted, Supervisor
 
 STATE_FILE = "state.json"
 """In the stack's directory while it is up: `{"services": [{"name", "pid", "address",
-"log"}], "kafka", "store_url", "policy_url", "worker_metrics_url"}`."""
+"log"}], "kafka", "store_url", "policy_url", "worker_metrics_url", "api_key_file"}`."""
 
 
 def run_up(settings: UpSettings, stop: threading.Event, *, console: Console, fresh: bool) -> int:
@@ -39,7 +40,9 @@ def run_up(settings: UpSettings, stop: threading.Event, *, console: Console, fre
         shutil.rmtree(root, ignore_errors=True)
     (root / "logs").mkdir(parents=True, exist_ok=True)
     default_model = str(importlib.import_module(settings.agent).DEFAULT_MODEL)
-    stack = plan_stack(settings, environ=os.environ, default_model=default_model)
+    api_key = secrets.token_urlsafe(32)
+    stack = plan_stack(settings, environ=os.environ, default_model=default_model, api_key=api_key)
+    _write_key(stack.api_key_file, api_key)
 
     def stopping(service: Service) -> None:
         console.print(f"[dim]stopping {service.name}[/]")
@@ -100,10 +103,19 @@ def _write_state(path: Path, stack: Stack, services: list[Service]) -> None:
         "store_url": stack.store_url,
         "policy_url": stack.policy_url,
         "worker_metrics_url": stack.worker_metrics_url,
+        "api_key_file": str(stack.api_key_file),
     }
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(document, indent=2) + "\n")
     partial.replace(path)  # whoever sees the file sees all of it
+
+
+def _write_key(path: Path, key: str) -> None:
+    """The policy server's key for this run, readable by this user only."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
 
 
 def _refuse_if_up(state: Path) -> None:

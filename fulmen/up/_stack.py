@@ -5,7 +5,8 @@ environment, its address and how it says it is ready.
 
 Every process gets the environment of `fulmen up` with the stack's own choices on top:
 the Kafka transport on the stack's broker, and the store server's URL (the store process
-alone gets the chDB directory instead).
+alone gets the chDB directory instead). The policy server requires the stack's API key
+(from its key file); the agents and the trainer jobs send it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from fulmen.up._broker import BrokerService
 from fulmen.up._process import ProcessService, http_probe
 from fulmen.up._settings import UpSettings
 
-_DECIDED_HERE = ("FULMEN_TRANSPORT", "FULMEN_KAFKA__", "FULMEN_STORE__URL", "FULMEN_STORE__PATH")
+_DECIDED_HERE = (
+    "FULMEN_TRANSPORT",
+    "FULMEN_KAFKA__",
+    "FULMEN_STORE__URL",
+    "FULMEN_STORE__PATH",
+    "FULMEN_SERVE_",
+)
 """Inherited settings that would point a service elsewhere than the stack: dropped."""
 _FULMEN = (sys.executable, "-m", "fulmen.cli")
 
@@ -36,6 +43,8 @@ class Stack:
     store_url: str
     policy_url: str
     worker_metrics_url: str
+    api_key_file: Path
+    """The policy server's API key (written by `fulmen up`, readable by its user only)."""
 
 
 def _port(wanted: int) -> int:
@@ -46,11 +55,15 @@ def _port(wanted: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def plan_stack(settings: UpSettings, *, environ: Mapping[str, str], default_model: str) -> Stack:
+def plan_stack(
+    settings: UpSettings, *, environ: Mapping[str, str], default_model: str, api_key: str
+) -> Stack:
     """The stack `settings` describe under `settings.dir` (absolute paths throughout, so
     what a job writes a server can read). Ports of 0 are replaced by free ones here.
-    `default_model` is the name the agent asks the policy server for before any version."""
+    `default_model` is the name the agent asks the policy server for before any version;
+    `api_key` is the policy server's key, which `fulmen up` writes to `api_key_file`."""
     root = settings.dir.resolve()
+    key_file = root / "api-key"
     logs = root / "logs"
     kafka_port, store_port = _port(settings.kafka_port), _port(settings.store_port)
     worker_port, policy_port = _port(settings.worker_port), _port(settings.policy_port)
@@ -86,10 +99,15 @@ def plan_stack(settings: UpSettings, *, environ: Mapping[str, str], default_mode
     policy = ProcessService(
         "policy", [*_FULMEN, "serve", "--model", settings.model, "--port", str(policy_port),
                    "--name", default_model, "--follow-versions"],
-        env=env, log=logs / "policy.log", address=policy_url,
-        probe=http_probe(f"{policy_url}/models"),
+        env=env | {"FULMEN_SERVE_API_KEY_FILE": str(key_file),
+                   "FULMEN_SERVE_MODEL_ROOTS": json.dumps([str(root / "artifacts")])},
+        log=logs / "policy.log", address=policy_url,
+        probe=http_probe(f"{policy_url.removesuffix('/v1')}/health"),
     )  # fmt: skip
-    train_defaults = {k: v for k, v in settings.train_env.items() if k not in environ}
+    # APO scores prompts on the policy server (and, unless told otherwise, asks it for edits).
+    apo_keys = {"FULMEN_TRAIN_APO__TARGET_API_KEY": api_key,
+                "FULMEN_TRAIN_APO__OPTIMIZER_API_KEY": api_key}  # fmt: skip
+    train_defaults = {k: v for k, v in (settings.train_env | apo_keys).items() if k not in environ}
     scheduler = ProcessService(
         "scheduler", [*_FULMEN, "scheduler", "--executor", "local"],
         env=env | train_defaults | {
@@ -107,9 +125,12 @@ def plan_stack(settings: UpSettings, *, environ: Mapping[str, str], default_mode
         },
         log=logs / "scheduler.log",
     )  # fmt: skip
-    agents = [_agent(settings, i, env, root, policy_url) for i in range(1, settings.agents + 1)]
+    agent_env = env | {"OPENAI_API_KEY": api_key}  # the OpenAI client's own variable
+    agents = [
+        _agent(settings, i, agent_env, root, policy_url) for i in range(1, settings.agents + 1)
+    ]
     return Stack(broker, [store, worker, policy, scheduler, *agents], store_url, policy_url,
-                 metrics_url)  # fmt: skip
+                 metrics_url, key_file)  # fmt: skip
 
 
 def _agent(

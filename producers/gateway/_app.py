@@ -12,6 +12,9 @@ Routes (every path may start with the identity prefix of `_identity`):
 * `GET /health`, `GET /fulmen/stats` (counters, the producer's delivery figures, the
   versions in force).
 
+With API keys configured (`GatewaySettings.api_keys`, `api_key_file`), every route but
+`GET /health` answers 401 without `Authorization: Bearer <key>` (`fulmen.auth`).
+
 Upstream answers pass through unchanged (status, headers, body), errors included; those
 and unreachable upstreams (502/504) are counted and recorded as error spans.
 """
@@ -31,10 +34,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
+from fulmen.auth import RequireApiKey
 from fulmen.producers._control import VersionFollower, start_following
 from fulmen.producers._llm_calls import Operation
 from fulmen.producers._metrics import ProducerCollector
@@ -73,10 +78,14 @@ class Gateway:
 
     `producer` is the gateway's own (not the process-wide SDK producer); the gateway follows
     the control topic on its transport and closes both in `close`.
+
+    Raises:
+        AuthError: the settings' key file cannot be read, or a key is malformed.
     """
 
     def __init__(self, settings: GatewaySettings, producer: Producer) -> None:
         self.settings = settings
+        self.keys = settings.load_api_keys()
         self.producer = producer
         self.stats = GatewayStats()
         self._registry = CollectorRegistry()
@@ -102,7 +111,8 @@ class Gateway:
 
     def app(self) -> Starlette:
         """The ASGI app (one per gateway). Its lifespan opens and closes the upstream
-        client; run it with lifespan on (`serve_gateway` and `gateway_in_thread` do)."""
+        client; run it with lifespan on (`serve_gateway` and `gateway_in_thread` do). With
+        keys, requests other than `GET /health` need one of them."""
         routes = [
             StarletteRoute("/health", self._health, methods=["GET"]),
             StarletteRoute("/fulmen/stats", self._stats, methods=["GET"]),
@@ -111,7 +121,10 @@ class Gateway:
                 "/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        middleware: list[Middleware] = []
+        if self.keys.required:
+            middleware.append(Middleware(RequireApiKey, keys=self.keys, open_paths={"/health"}))
+        return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop following versions; deliver or spill the events emitted so far."""
@@ -248,7 +261,9 @@ class Gateway:
                 request.method,
                 path,
                 request.scope["query_string"].decode("latin-1"),
-                forwarded_headers(request.headers.items()),
+                forwarded_headers(
+                    request.headers.items(), client_key=self.settings.forward_client_key
+                ),
                 call.content,
             )
         except UpstreamError as exc:

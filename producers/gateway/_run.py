@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from fulmen.auth import AuthError, guard_listening
 from fulmen.errors import FulmenError
 from fulmen.producers._producer import Producer, transport_for
 from fulmen.producers._settings import FulmenSettings
@@ -42,7 +43,11 @@ def open_gateway(
     `producer.follow_startup_timeout_s` (with a warning)."""
     fulmen_settings = fulmen_settings or FulmenSettings()
     producer = Producer(fulmen_settings, transport=transport_for(fulmen_settings, bus=bus))
-    gateway = Gateway(settings or GatewaySettings(), producer)
+    try:
+        gateway = Gateway(settings or GatewaySettings(), producer)
+    except AuthError:
+        producer.close()
+        raise
     config = fulmen_settings.producer
     if config.follow_versions and not gateway.follow_versions(config.follow_startup_timeout_s):
         logger.warning(
@@ -51,6 +56,10 @@ def open_gateway(
             config.follow_startup_timeout_s,
         )
     return gateway
+
+
+def _guard_listening(gateway: Gateway, host: str) -> None:
+    guard_listening(gateway.keys, host, service="gateway", env_prefix="FULMEN_GATEWAY_")
 
 
 def _config(
@@ -76,8 +85,13 @@ def _config(
 
 
 def serve_gateway(gateway: Gateway, *, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM); then deliver or spill what was recorded."""
+    """Serve until interrupted (Ctrl-C / SIGTERM); then deliver or spill what was recorded.
+
+    Raises:
+        AuthError: `host` is not loopback and the gateway has no API key.
+    """
     try:
+        _guard_listening(gateway, host)
         uvicorn.Server(_config(gateway, host=host, port=port)).run()
     finally:
         gateway.close()
@@ -90,8 +104,10 @@ def gateway_in_thread(gateway: Gateway, *, host: str = "127.0.0.1", port: int = 
     picks a free one. On exit the server stops; the gateway itself is not closed.
 
     Raises:
+        AuthError: `host` is not loopback and the gateway has no API key.
         GatewayError: the server did not start within 30 s.
     """
+    _guard_listening(gateway, host)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -3,18 +3,37 @@ spill come from `FulmenSettings` like every other Fulmen process."""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from fulmen.auth import ApiKeySettings
 
 
-class GatewaySettings(BaseSettings):
-    """Where the gateway listens, what it forwards to, and the bounds it keeps."""
+class GatewaySettings(ApiKeySettings):
+    """Where the gateway listens, what it forwards to, and the bounds it keeps.
+
+    Agents send one of `api_keys` (or of the keys in `api_key_file`) as `Authorization:
+    Bearer <key>`; without any key the gateway listens on loopback only. The upstream gets
+    the gateway's own `upstream_api_key`, never the agent's key unless `forward_client_key`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FULMEN_GATEWAY_", extra="ignore")
 
     upstream_url: str = Field(
         default="http://127.0.0.1:8000/v1",
         description="The OpenAI base URL of the model server (vLLM, the policy server).",
+    )
+    upstream_api_key: SecretStr | None = Field(
+        default=None,
+        description="Sent to the upstream as `Authorization: Bearer <key>` (the policy "
+        "server's or vLLM's `--api-key`, or an OpenAI key); None sends none.",
+    )
+    forward_client_key: bool = Field(
+        default=False,
+        description="Forward the agent's own `Authorization` header to the upstream instead "
+        "(each agent with its own upstream key); excludes `upstream_api_key`.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8100, ge=0, le=65535)
@@ -66,3 +85,11 @@ class GatewaySettings(BaseSettings):
     max_agents: int = Field(
         default=1_024, ge=1, description="Agent names whose versions are cached at once."
     )
+
+    @model_validator(mode="after")
+    def _one_upstream_key(self) -> Self:
+        if self.forward_client_key and self.upstream_api_key is not None:
+            raise ValueError(
+                "set FULMEN_GATEWAY_UPSTREAM_API_KEY or FULMEN_GATEWAY_FORWARD_CLIENT_KEY, not both"
+            )
+        return self

@@ -39,6 +39,8 @@ _NOT_FORWARDED = (
         "expect",
     }
 )
+# The agent's key is the gateway's; the upstream gets its own (`upstream_api_key`).
+_NOT_FORWARDED_WITH_KEY = _NOT_FORWARDED | {"authorization"}
 _NOT_RETURNED = frozenset(
     name.encode() for name in _HOP_BY_HOP | {"content-length", "content-encoding"}
 )
@@ -105,9 +107,12 @@ class UpstreamClient:
     """A pool of at most `upstream_connections` kept-alive connections, used on the serving
     event loop (the gateway app's lifespan closes it). Responses are asked for uncompressed
     (the gateway reads them, and relays them to the agent as they were); redirects and
-    cookies are the agent's business, so neither is followed nor kept."""
+    cookies are the agent's business, so neither is followed nor kept. Every request
+    carries `upstream_api_key` as `Authorization: Bearer <key>` when it is set."""
 
     def __init__(self, settings: GatewaySettings) -> None:
+        key = settings.upstream_api_key
+        self._auth = [("authorization", f"Bearer {key.get_secret_value()}")] if key else []
         self._pool = Pool(
             settings.upstream_url,
             limit=settings.upstream_connections,
@@ -127,7 +132,7 @@ class UpstreamClient:
         target = self._pool.base_path + path + (f"?{query}" if query else "")
         try:
             response = await self._pool.request(
-                method, target, [*headers, ("accept-encoding", "identity")], body
+                method, target, [*headers, *self._auth, ("accept-encoding", "identity")], body
             )
         except HttpError as exc:
             raise _failure("the upstream cannot be reached", exc) from exc
@@ -151,9 +156,13 @@ def upstream_path(rest: str) -> str | None:
     return rest[3:] if rest.startswith("v1/") else None
 
 
-def forwarded_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The agent's request headers to send upstream (lower-case names)."""
-    return [(name, value) for name, value in headers if name.lower() not in _NOT_FORWARDED]
+def forwarded_headers(
+    headers: Iterable[tuple[str, str]], *, client_key: bool = False
+) -> list[tuple[str, str]]:
+    """The agent's request headers to send upstream (lower-case names); its `Authorization`
+    header only with `client_key` (`GatewaySettings.forward_client_key`)."""
+    dropped = _NOT_FORWARDED if client_key else _NOT_FORWARDED_WITH_KEY
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
 def gateway_error(

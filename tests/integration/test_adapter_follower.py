@@ -45,7 +45,7 @@ def test_published_versions_are_loaded_into_the_server(
     before = version_event("v1").model_copy(update={"artifact_uri": adapter})
     after = version_event("v2").model_copy(update={"artifact_uri": adapter})
     publish_version(before, settings)
-    server = PolicyServer(base, name="base")
+    server = PolicyServer(base, name="base", model_roots=[tmp_path])
     with serve_in_thread(server) as url:
         follower = AdapterFollower(url, settings)
         follower.start()

@@ -69,7 +69,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: tiny matmuls only contend
     root = tmp_path_factory.mktemp("gateway-models")
-    server = PolicyServer(tiny_model_dir(root / MODEL, seed=0), name=MODEL, precision="float32")
+    base = tiny_model_dir(root / MODEL, seed=0)
+    server = PolicyServer(base, name=MODEL, precision="float32", model_roots=[root])
     try:
         with serve_in_thread(server) as url:
             yield Upstream(url, server, root)

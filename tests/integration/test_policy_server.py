@@ -20,10 +20,10 @@ import openai
 import pytest
 import torch
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
-from peft import LoraConfig, get_peft_model
 
 from fulmen.models import load_policy, tiny_model_dir
 from fulmen.serving import PolicyServer, Precision, SamplingParams, serve_in_thread
+from tests.support.adapters import make_adapter
 
 BASE = "tiny"
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 3+4?"}]
@@ -54,24 +54,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     adapter_dir = make_adapter(base_dir, root / "adapter")
     # fp32 whatever the CPU, so that logprobs match a fresh forward pass to 1e-4 everywhere;
     # test_bf16_autocast covers the other precision.
-    server = PolicyServer(base_dir, name=BASE, precision="float32")
+    server = PolicyServer(base_dir, name=BASE, precision="float32", model_roots=[root])
     try:
         with serve_in_thread(server) as url:
             yield Stack(url, server, base_dir, adapter_dir, other_dir)
     finally:
         torch.set_num_threads(threads)
-
-
-def make_adapter(base_dir: Path, out: Path) -> Path:
-    """A LoRA adapter with non-zero B, so that it changes the model's outputs."""
-    model, _ = load_policy(base_dir)
-    config = LoraConfig(
-        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        get_peft_model(model, config).save_pretrained(out)
-    return out
 
 
 def complete(stack: Stack, model: str = BASE, **kwargs: object) -> ChatCompletion:
@@ -469,13 +457,17 @@ def test_malformed_bodies_and_routes(stack: Stack) -> None:
     assert http.get("/no/such/route").status_code == 404
     assert set(http.get("/no/such/route").json()["error"]) == {"message", "type", "param", "code"}
     assert http.get("/chat/completions").status_code == 405
-    missing = http.post("/load_lora_adapter", json={"lora_name": "x", "lora_path": "/nonexistent"})
+    nowhere = str(stack.adapter_dir.parent / "nonexistent")
+    missing = http.post("/load_lora_adapter", json={"lora_name": "x", "lora_path": nowhere})
     assert missing.status_code == 400
     assert "not a PEFT adapter" in missing.json()["error"]["message"]
-    not_a_model = http.post("/load_model", json={"model_name": "x", "model_path": "/nonexistent"})
+    not_a_model = http.post("/load_model", json={"model_name": "x", "model_path": nowhere})
     assert not_a_model.status_code == 400
-    base = http.post("/unload_model", json={"model_name": BASE})
-    assert base.status_code == 404
+    for route in ("/unload_model", "/unload_lora_adapter"):
+        field = "model_name" if route == "/unload_model" else "lora_name"
+        base = http.post(route, json={field: BASE})
+        assert base.status_code == 400
+        assert "cannot be unloaded" in base.json()["error"]["message"]
     with pytest.raises(Exception, match="cannot be unloaded"):
         stack.server.unload(BASE)
     assert [m.name for m in stack.server.models()] == [BASE]

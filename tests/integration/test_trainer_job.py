@@ -76,7 +76,7 @@ def _answer(
 @pytest.fixture
 def loop(tmp_path: Path, new_store: Callable[[], LightningStore]) -> Iterator[Loop]:
     base = tiny_model_dir(tmp_path / "tiny", seed=3)
-    server = PolicyServer(base)
+    server = PolicyServer(base, model_roots=[tmp_path / "artifacts"])
     bus = InProcessBus()
     store = new_store()
     settings = FulmenSettings(

@@ -122,9 +122,14 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
         jobs = list((up_dir / "logs" / "jobs").glob("*.log"))
         assert "heldout_reward" in jobs[0].read_text()
 
-        # The policy server loaded the adapter; the agent's later calls ask for it.
+        # The policy server loaded the adapter; the agent's later calls ask for it. It takes
+        # the stack's key only.
+        key = Path(state["api_key_file"]).read_text().strip()
+        auth = {"authorization": f"Bearer {key}"}
+        assert httpx.get(f"{state['policy_url']}/models", timeout=5).status_code == 401
+
         def served() -> list[str]:
-            reply = httpx.get(f"{state['policy_url']}/models", timeout=5)
+            reply = httpx.get(f"{state['policy_url']}/models", headers=auth, timeout=5)
             return [model["id"] for model in reply.json()["data"]]
 
         wait_for(lambda: version.model_name in served(), timeout_s=60, what="the adapter")
