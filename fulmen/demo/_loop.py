@@ -46,7 +46,7 @@ from fulmen.models import base_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
-from fulmen.store import LightningStore, StoreSettings, shared_store
+from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import AgentTask, load_task
 from fulmen.trainers.scheduler import (
@@ -136,7 +136,7 @@ class DemoLoop:
     def _job_env(self, heldout: int) -> dict[str, str]:
         out = self.settings.out_dir.resolve()
         return {
-            "FULMEN_STORE__URL": self.store_url,
+            **client_env(self.store.settings),
             "FULMEN_STORE__DATABASE": self.store.settings.database,
             "FULMEN_TRANSPORT": "inprocess",
             "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
