@@ -91,9 +91,7 @@ class LoopRecord:
 class DemoLoop:
     """The parts of the loop, wired; `run()` drives them until enough jobs have ended."""
 
-    def __init__(
-        self, settings: DemoSettings, store: LightningStore, store_url: str, console: Console
-    ) -> None:
+    def __init__(self, settings: DemoSettings, store: LightningStore, console: Console) -> None:
         self.settings = settings
         self.store = store
         self.console = console
@@ -117,7 +115,6 @@ class DemoLoop:
             local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
                                    work_dir=out / "jobs"),
         )  # fmt: skip
-        self.store_url = store_url
         self.jobs = self._local_jobs(settings.heldout_tasks)
         self.record = LoopRecord()
         self._started: dict[str, float] = {}
@@ -382,12 +379,12 @@ def fresh_out_dir(out_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def served_store(settings: StoreSettings) -> Iterator[tuple[LightningStore, str]]:
-    """The demo's chDB store, served to the trainer jobs."""
+def served_store(settings: StoreSettings) -> Iterator[LightningStore]:
+    """The demo's chDB store, served to the trainer jobs (with a password of its own)."""
     with shared_store(settings) as reachable:
         assert reachable.url is not None
         store = LightningStore(reachable)
         try:
-            yield store, reachable.url
+            yield store
         finally:
             store.close()
