@@ -20,7 +20,13 @@ from rich.console import Console
 from rich.progress import track
 
 from bench._results import write_result
-from fulmen.store import TABLES, LightningStore, StoreServer, StoreSettings, WindowQuery
+from fulmen.store import (
+    TABLES,
+    LightningStore,
+    StoreSettings,
+    WindowQuery,
+    shared_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 10_000
@@ -190,8 +196,8 @@ def main() -> None:
         window_rows, window_s = _read_window(store, triplet_rows, "chDB")
         # chDB hosts one data directory per process: the server shares it, and the served
         # run writes its own database there.
-        with StoreServer(Path(tmp)) as server:
-            served = LightningStore(StoreSettings(url=server.url, database="served"))
+        with shared_store(StoreSettings(path=Path(tmp), database="served")) as reachable:
+            served = LightningStore(reachable)
             served_insert_rows_per_s = _insert_spans(served, span_rows, "served")
             _, served_window_s = _read_window(served, triplet_rows, "served")
             served.close()

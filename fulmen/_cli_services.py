@@ -98,13 +98,26 @@ def store_forget(
 
 @store_app.command("serve")
 def store_serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on; a non-loopback one needs a password."
+    ),
     port: int = typer.Option(8123, help="Port of the ClickHouse HTTP interface."),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="DEVELOPMENT ONLY: serve without a password (FULMEN_STORE__PASSWORD empty); "
+        "any local process may then read, write and drop the store as the writing user. "
+        "Refused on a non-loopback --host.",
+    ),
 ) -> None:
     """Serve the embedded store over ClickHouse's HTTP protocol.
 
     The store-owning process: other processes, clickhouse-connect, curl and any ClickHouse
     client use the store through it (chDB opens a data directory in one process only).
+    Clients authenticate as the writing user (FULMEN_STORE__USERNAME/PASSWORD) or a
+    read-only reader (FULMEN_STORE__READERS); it does not start without a password unless
+    --insecure-no-auth is given. No user may call table functions, engines or settings that
+    reach this host's files, programs or network.
     """
     from fulmen.producers import FulmenSettings
     from fulmen.store import LightningStore, StoreServer, StoreUser, serve
@@ -113,8 +126,11 @@ def store_serve(
     if settings.url is not None:
         typer.echo(f"the store is the server at {settings.url}; nothing to serve", err=True)
         raise typer.Exit(2)
-    LightningStore(settings).close()  # migrated before anyone connects
-    users = {settings.username: StoreUser(password=settings.password.get_secret_value())}
+    password = settings.password.get_secret_value()
+    if insecure_no_auth and password:
+        typer.echo("--insecure-no-auth with FULMEN_STORE__PASSWORD set: drop one", err=True)
+        raise typer.Exit(2)
+    users = {settings.username: StoreUser(password=password)}
     users |= {
         name: StoreUser(password=secret.get_secret_value(), readonly=True)
         for name, secret in settings.readers.items()
@@ -123,4 +139,7 @@ def store_serve(
     def ready(server: StoreServer) -> None:
         typer.echo(f"LightningStore {settings.path} at {server.url} (database {settings.database})")
 
-    serve(settings.path, host, port, users, on_ready=ready)
+    server = StoreServer(settings.path, host=host, port=port, users=users,
+                         insecure_no_auth=insecure_no_auth)  # fmt: skip
+    LightningStore(settings).close()  # migrated before anyone connects
+    serve(server, on_ready=ready)

@@ -222,7 +222,7 @@ def scheduler(
     from rich.console import Console
 
     from fulmen.producers import FulmenSettings
-    from fulmen.store import LightningStore, StoreSettings, shared_store
+    from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
     from fulmen.trainers.scheduler import (
         JobExecutor,
         LocalJobs,
@@ -270,7 +270,7 @@ def scheduler(
             jobs = kubernetes_jobs(options)
         else:
             retry = RetryPolicy(options.retries, options.retry_backoff_seconds)
-            env = {"FULMEN_STORE__URL": reachable.url} if reachable.url else {}
+            env = client_env(reachable) if reachable.url else {}
             jobs = LocalJobs(options.local, retry=retry, env=env)
         loop = Scheduler(options, store=store, jobs=jobs, on_event=show)
         try:

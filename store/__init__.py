@@ -9,7 +9,7 @@ from fulmen.store._http_server import StoreServer, StoreServerError, serve
 from fulmen.store._http_service import StoreUser
 from fulmen.store._migrations import MigrationError, migrate
 from fulmen.store._settings import StoreSettings, TableTtl
-from fulmen.store._shared import shared_store
+from fulmen.store._shared import client_env, shared_store
 from fulmen.store._store import LightningStore, Snapshot, WindowQuery, content_hash
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "StoreUser",
     "TableTtl",
     "WindowQuery",
+    "client_env",
     "connect",
     "content_hash",
     "migrate",

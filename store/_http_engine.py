@@ -206,6 +206,9 @@ class Engine:
         version, timezone = raw.decode().rstrip("\n").split("\t")
         self.version = version
         self.timezone = timezone
+        names = self._anchor.query("SELECT name FROM system.table_functions", "TabSeparated")
+        self.table_functions = frozenset(names.bytes().decode().upper().split())
+        """Every table function the engine knows, upper-cased (for the server's allow-list)."""
 
     def run(
         self,

@@ -14,8 +14,12 @@ Contract, as far as a client can tell it apart from a ClickHouse server:
 * URL parameters other than the protocol's own (:data:`_PROTOCOL_PARAMS`, ``param_*``
   query parameters) are ClickHouse settings of that one query.
 * Authentication: ``X-ClickHouse-User``/``X-ClickHouse-Key`` headers, HTTP Basic, or the
-  ``user``/``password`` URL parameters. A readonly user runs every query with
-  ``readonly=1``; a ``GET`` request runs with ``readonly=2``, as on a server.
+  ``user``/``password`` URL parameters. A request without credentials is refused (401,
+  REQUIRED_PASSWORD) unless the server was started with ``insecure_no_auth``. A readonly
+  user runs only reading statements, each with ``readonly=1``; a ``GET`` request runs with
+  ``readonly=2``, as on a server.
+* No user reaches the host's files, programs or network: table functions, engines,
+  statements and host-file settings are allow-listed (:mod:`fulmen.store._sql_guard`).
 * The output is the FORMAT the client asks for (a ``FORMAT`` clause, else
   ``default_format``, else ``TabSeparated``), exactly as the engine produced it.
   ``client_protocol_version`` is accepted and not honoured: chDB's Native output has no
@@ -28,7 +32,8 @@ This module is the socket side. A request's meaning (authentication, settings, t
 statement, the reply) is :mod:`fulmen.store._http_service`; its body encodings, form fields
 and content types, :mod:`fulmen.store._http_request`; how the engine runs queries, and which
 errors it answers with, :mod:`fulmen.store._http_engine`; how the SQL is split,
-:mod:`fulmen.store._sql_lexer`. HTTP sessions (``session_id``) are accepted but keep no
+:mod:`fulmen.store._sql_lexer`; who may connect, :mod:`fulmen.store._http_access`. HTTP
+sessions (``session_id``) are accepted but keep no
 state between requests.
 """
 
@@ -46,17 +51,13 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
-from fulmen.errors import FulmenError
+from fulmen.store._http_access import StoreServerError, accounts
 from fulmen.store._http_engine import Engine
 from fulmen.store._http_service import Service, StoreUser
 
 __all__ = ["StoreServer", "StoreServerError", "serve"]
 
 logger = logging.getLogger(__name__)
-
-
-class StoreServerError(FulmenError):
-    """The store server could not start or was used outside its contract."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -101,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.send_error(400, "Malformed request body")
             return
-        headers = {key: value for key, value in self.headers.items()}
+        headers = {key.lower(): value for key, value in self.headers.items()}
         reply = self.server.service.handle(method, self.path, headers, body)
         self.send_response(reply.status)
         for key, value in reply.headers.items():
@@ -129,8 +130,11 @@ class StoreServer:
 
     ``data_dir`` is opened by this server's engine; no other process may open it.
     ``port=0`` binds a free port, readable from :attr:`port` once the server exists.
-    ``users`` maps user names to :class:`StoreUser`; empty means one user ``default``
-    with an empty password that can write.
+    ``users`` maps user names to :class:`StoreUser`, each with a password; a request without
+    credentials is refused. ``insecure_no_auth`` (local development only, loopback ``host``
+    only) admits requests without credentials as the writing user without a password (one
+    user ``default`` when ``users`` is empty). Bad combinations raise
+    :class:`StoreServerError` here.
 
     Use :meth:`start` (a background thread) or :meth:`serve_forever` (this thread), and
     :meth:`stop` once; or use the server as a context manager, which starts and stops it.
@@ -142,12 +146,20 @@ class StoreServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        users: Mapping[str, StoreUser] | None = None,
+        users: Mapping[str, StoreUser],
+        insecure_no_auth: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_port = port
-        self._users = dict(users or {})
+        self._users, self._anonymous = accounts(users, host=host, insecure_no_auth=insecure_no_auth)
+        if self._anonymous is not None:
+            logger.warning(
+                "the store server on %s admits requests without credentials as the writing "
+                "user %r (insecure_no_auth): for local development only",
+                host,
+                self._anonymous,
+            )
         self._engine: Engine | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -172,7 +184,7 @@ class StoreServer:
         self._spool = Path(tempfile.mkdtemp(prefix="fulmen-store-spool-"))
         try:
             self._engine = Engine(self.data_dir)
-            service = Service(self._engine, self._users, self._spool)
+            service = Service(self._engine, self._users, self._spool, anonymous=self._anonymous)
             self._httpd = _HTTPServer((self.host, self._requested_port), service)
         except BaseException:
             self._release()
@@ -224,15 +236,8 @@ class StoreServer:
         self.stop()
 
 
-def serve(
-    data_dir: Path,
-    host: str = "127.0.0.1",
-    port: int = 8123,
-    users: Mapping[str, StoreUser] | None = None,
-    *,
-    on_ready: Callable[[StoreServer], None] | None = None,
-) -> None:
-    """Serve ``data_dir`` until SIGINT or SIGTERM; call from the main thread.
+def serve(server: StoreServer, *, on_ready: Callable[[StoreServer], None] | None = None) -> None:
+    """Run `server` until SIGINT or SIGTERM, then stop it; call from the main thread.
 
     ``on_ready`` is called with the started server (e.g. to print its URL).
     """
@@ -243,7 +248,7 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with StoreServer(data_dir, host=host, port=port, users=users) as server:
+        with server:
             if on_ready is not None:
                 on_ready(server)
             while not stopping.wait(0.5):

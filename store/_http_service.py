@@ -24,10 +24,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fulmen.store._http_engine import ClickHouseError, Engine, Outcome, ReadonlyLevel, sql_string
 from fulmen.store._http_request import content_type, decode_body, form_fields
-from fulmen.store._sql_lexer import Statement, host_access_calls, parse_statement, sql_text
+from fulmen.store._sql_guard import check_setting, check_statement
+from fulmen.store._sql_lexer import Statement, parse_statement, sql_text
 
 DEFAULT_USER = "default"
-"""The user a request names when it names none; it exists when ``users`` is empty."""
+"""The user a request names when it names a password but no user."""
 
 _PROTOCOL_PARAMS = frozenset(
     {
@@ -61,9 +62,10 @@ _DEFAULT_FORMAT = "TabSeparated"
 class StoreUser:
     """One account of the store server.
 
-    ``password`` is compared in constant time; ``readonly`` users run every query with
-    ClickHouse's ``readonly=1``, so writes, DDL and setting changes fail with the engine's
-    own READONLY error.
+    ``password`` is compared in constant time. ``readonly`` users may run only reading
+    statements (:data:`fulmen.store._sql_guard.READER_STATEMENTS`), and the engine runs
+    them with ClickHouse's ``readonly=1``, so writes, DDL and setting changes also fail with
+    the engine's own READONLY error.
     """
 
     password: str
@@ -80,11 +82,26 @@ class Reply:
 
 
 class Service:
-    """The HTTP interface's semantics, apart from the socket: a request in, a reply out."""
+    """The HTTP interface's semantics, apart from the socket: a request in, a reply out.
 
-    def __init__(self, engine: Engine, users: Mapping[str, StoreUser], spool: Path) -> None:
+    ``users`` are the accounts. A request that names no user and no password runs as
+    ``anonymous`` when that is set (development only), else it is refused with
+    REQUIRED_PASSWORD (HTTP 401).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        users: Mapping[str, StoreUser],
+        spool: Path,
+        *,
+        anonymous: str | None = None,
+    ) -> None:
+        if anonymous is not None and anonymous not in users:
+            raise ValueError(f"the anonymous user {anonymous!r} is not one of the users")
         self._engine = engine
-        self._users = dict(users) if users else {DEFAULT_USER: StoreUser(password="")}
+        self._users = dict(users)
+        self._anonymous = anonymous
         self._spool = spool
         self._display_name = socket.gethostname()
 
@@ -105,10 +122,12 @@ class Service:
     def authenticate(
         self, params: Mapping[str, str], request_headers: Mapping[str, str]
     ) -> StoreUser:
-        """The user the request names, or a 403 AUTHENTICATION_FAILED error."""
-        name: str | None = request_headers.get("X-ClickHouse-User")
-        password = request_headers.get("X-ClickHouse-Key", "")
-        authorization = request_headers.get("Authorization", "")
+        """The user the request names; a 401 REQUIRED_PASSWORD error when it names neither
+        user nor password (and no anonymous user is set); else a 403 AUTHENTICATION_FAILED
+        error."""
+        name: str | None = request_headers.get("x-clickhouse-user")
+        password = request_headers.get("x-clickhouse-key", "")
+        authorization = request_headers.get("authorization", "")
         if name is None and authorization[:6].lower() == "basic ":
             try:
                 decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
@@ -118,8 +137,17 @@ class Service:
                 ) from exc
             name, _, password = decoded.partition(":")
         if name is None:
-            name = params.get("user", DEFAULT_USER)
+            name = params.get("user")
             password = params.get("password", "")
+        if not name and not password:
+            if self._anonymous is None:
+                raise ClickHouseError(
+                    194,
+                    "REQUIRED_PASSWORD",
+                    "Authentication required: name a user and its password (X-ClickHouse-User "
+                    "and X-ClickHouse-Key, HTTP Basic, or the user and password parameters)",
+                )
+            name = self._anonymous
         name = name or DEFAULT_USER
         user = self._users.get(name)
         if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
@@ -138,7 +166,7 @@ class Service:
         request_headers: Mapping[str, str],
         body: bytes,
     ) -> Reply:
-        """Answer one request; never raises for a client's mistake."""
+        """Answer one request (header names lower-cased); never raises for a client's mistake."""
         url = urlsplit(target)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         query_id = params.get("query_id") or str(uuid.uuid4())
@@ -152,8 +180,8 @@ class Service:
             reply = self.error(error, query_id)
             return Reply(404, reply.body, reply.headers)
         try:
-            body = decode_body(body, request_headers.get("Content-Encoding", ""))
-            body_type = request_headers.get("Content-Type", "")
+            body = decode_body(body, request_headers.get("content-encoding", ""))
+            body_type = request_headers.get("content-type", "")
             if body_type.lower().startswith("multipart/form-data"):
                 params.update(form_fields(body, body_type))
                 body = b""
@@ -179,13 +207,11 @@ class Service:
         statement = _statement(params.get("query", "").encode(), body)
         if statement.forbidden:
             raise ClickHouseError(48, "NOT_IMPLEMENTED", statement.forbidden)
-        if user.readonly and (calls := host_access_calls(statement.head)):
-            raise ClickHouseError(
-                497,
-                "ACCESS_DENIED",
-                f"{calls[0]}() reaches the store host's files, programs or network; "
-                "read-only users may not call it",
-            )
+        check_statement(
+            statement.head + b"\n" + statement.tail,
+            readonly=user.readonly,
+            table_functions=self._engine.table_functions,
+        )
         settings: dict[str, str] = {}
         bound: dict[str, str] = {}
         for key, value in params.items():
@@ -194,6 +220,7 @@ class Service:
             elif key not in _PROTOCOL_PARAMS:
                 if not _SETTING_NAME.match(key):
                     raise ClickHouseError(115, "UNKNOWN_SETTING", f"Unknown setting '{key}'")
+                check_setting(key)
                 settings[key] = value
         readonly: ReadonlyLevel = 1 if user.readonly else 2 if method in ("GET", "HEAD") else 0
         default_format = params.get("default_format") or _DEFAULT_FORMAT

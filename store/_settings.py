@@ -21,7 +21,8 @@ class TableTtl(BaseModel):
 class StoreSettings(BaseModel):
     """The store: embedded chDB at `path` unless `url` names a ClickHouse server.
 
-    `username`/`password` is the pipeline's writing user; `fulmen store serve` also admits
+    `username`/`password` is the pipeline's writing user (`fulmen store serve` needs a
+    password unless started with `--insecure-no-auth`); `fulmen store serve` also admits
     the read-only `readers`. `replicated` makes every table a ReplicatedMergeTree (the
     `{shard}`/`{replica}` macros must be defined on the cluster); otherwise MergeTree with a
     deduplication window, so replayed batches with the same insert token are dropped too.

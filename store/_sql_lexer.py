@@ -12,25 +12,46 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Literal
 
 from fulmen.store._http_engine import ClickHouseError
 
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_$]*")
+_HEREDOC = re.compile(rb"\$([A-Za-z0-9_]*)\$")
+
+TokenKind = Literal["word", "quoted", "open", "close", "other"]
 
 
 @dataclass(frozen=True)
-class _Token:
-    kind: Literal["word", "quoted", "open", "close", "other"]
-    text: bytes  # upper-cased for words
+class Token:
+    """One lexeme: ``word`` (upper-cased), ``quoted`` (a string, a quoted name or a heredoc,
+    quotes included), an ``open``/``close`` bracket, or one ``other`` byte."""
+
+    kind: TokenKind
+    text: bytes
     start: int
     end: int
     depth: int
 
 
-def _tokens(sql: bytes) -> Iterator[_Token]:
-    """ClickHouse-ish lexing, enough to find clauses: strings, quoted names, comments."""
+def _comment_end(sql: bytes, i: int) -> int:
+    """Where the ``/* … */`` comment at ``i`` ends; ClickHouse nests them."""
+    depth, j, n = 0, i, len(sql)
+    while j < n:
+        if sql.startswith(b"/*", j):
+            depth, j = depth + 1, j + 2
+        elif sql.startswith(b"*/", j):
+            depth, j = depth - 1, j + 2
+            if depth == 0:
+                return j
+        else:
+            j += 1
+    return n
+
+
+def tokens(sql: bytes) -> Iterator[Token]:
+    """ClickHouse's lexing, as far as it matters to find clauses and calls: strings, quoted
+    names, heredocs (``$tag$ … $tag$``), comments (``--``, ``#``, nested ``/* */``)."""
     i, n, depth = 0, len(sql), 0
     while i < n:
         c = sql[i : i + 1]
@@ -40,8 +61,12 @@ def _tokens(sql: bytes) -> Iterator[_Token]:
             newline = sql.find(b"\n", i)
             i = n if newline < 0 else newline + 1
         elif sql.startswith(b"/*", i):
-            close = sql.find(b"*/", i + 2)
-            i = n if close < 0 else close + 2
+            i = _comment_end(sql, i)
+        elif c == b"$" and (heredoc := _HEREDOC.match(sql, i)) is not None:
+            close = sql.find(heredoc.group(), heredoc.end())
+            end = n if close < 0 else close + len(heredoc.group())
+            yield Token("quoted", sql[i:end], i, end, depth)
+            i = end
         elif c in (b"'", b'"', b"`"):
             j = i + 1
             while j < n:
@@ -54,22 +79,21 @@ def _tokens(sql: bytes) -> Iterator[_Token]:
                         break
                 else:
                     j += 1
-            kind: Literal["word", "quoted", "open", "close", "other"] = "quoted"
-            yield _Token(kind, sql[i : j + 1], i, min(j + 1, n), depth)
+            yield Token("quoted", sql[i : j + 1], i, min(j + 1, n), depth)
             i = j + 1
         elif c in (b"(", b"["):
-            yield _Token("open", c, i, i + 1, depth)
+            yield Token("open", c, i, i + 1, depth)
             depth += 1
             i += 1
         elif c in (b")", b"]"):
             depth = max(depth - 1, 0)
-            yield _Token("close", c, i, i + 1, depth)
+            yield Token("close", c, i, i + 1, depth)
             i += 1
         elif (word := _WORD.match(sql, i)) is not None:
-            yield _Token("word", word.group().upper(), i, word.end(), depth)
+            yield Token("word", word.group().upper(), i, word.end(), depth)
             i = word.end()
         else:
-            yield _Token("other", c, i, i + 1, depth)
+            yield Token("other", c, i, i + 1, depth)
             i += 1
 
 
@@ -89,7 +113,7 @@ class Statement:
     forbidden: str | None = field(default=None)
 
 
-def _format_name(token: _Token) -> str:
+def _format_name(token: Token) -> str:
     text = token.text
     if token.kind == "quoted":
         text = text[1:-1]
@@ -98,15 +122,15 @@ def _format_name(token: _Token) -> str:
 
 def parse_statement(sql: bytes) -> Statement:
     """Find the FORMAT clause (and an INSERT's data) without a full SQL parser."""
-    tokens = _tokens(sql)
-    first = next(tokens, None)
+    stream = tokens(sql)
+    first = next(stream, None)
     if first is None:
         raise ClickHouseError(62, "SYNTAX_ERROR", "Empty query")
-    seen: list[_Token] = [first]
+    seen: list[Token] = [first]
     is_insert = first.kind == "word" and first.text == b"INSERT"
     forbidden: str | None = None
     settings_at: int | None = None
-    for token in tokens:
+    for token in stream:
         previous = seen[-1]
         seen.append(token)
         if token.depth or token.kind != "word":
@@ -124,7 +148,7 @@ def parse_statement(sql: bytes) -> Statement:
         if token.text == b"SETTINGS" and settings_at is None:
             settings_at = token.start
         if token.text == b"FORMAT":
-            name = next(tokens, None)
+            name = next(stream, None)
             if name is None or name.kind not in ("word", "quoted"):
                 break
             data_at = name.end
@@ -147,7 +171,7 @@ def parse_statement(sql: bytes) -> Statement:
     return Statement(head=sql, fmt=_output_format(seen), forbidden=forbidden)
 
 
-def _output_format(tokens: list[_Token]) -> str | None:
+def _output_format(tokens: list[Token]) -> str | None:
     """The last top-level ``FORMAT <name>`` that ends the query or precedes SETTINGS."""
     fmt: str | None = None
     for i, token in enumerate(tokens[:-1]):
@@ -160,30 +184,6 @@ def _output_format(tokens: list[_Token]) -> str | None:
         if after is None or after.text in (b";", b"SETTINGS"):
             fmt = _format_name(name)
     return fmt
-
-
-# Table and scalar functions that reach the store host's files, processes or network.
-_HOST_ACCESS = frozenset(
-    name.upper().encode()
-    for name in (
-        "file", "fileCluster", "url", "urlCluster", "s3", "s3Cluster", "gcs", "oss", "cosn",
-        "hdfs", "hdfsCluster", "azureBlobStorage", "azureBlobStorageCluster", "remote",
-        "remoteSecure", "cluster", "clusterAllReplicas", "mysql", "postgresql", "sqlite",
-        "mongodb", "redis", "jdbc", "odbc", "executable", "executablePool", "input", "iceberg",
-        "icebergS3", "icebergAzure", "icebergHDFS", "icebergLocal", "deltaLake", "hudi",
-        "python", "loop",
-    )
-)  # fmt: skip
-
-
-def host_access_calls(sql: bytes) -> list[str]:
-    """Names of calls in `sql` to functions that read the host's files, run programs or open
-    connections (`file(...)`, `url(...)`, `remote(...)`, …), anywhere in the statement."""
-    return [
-        name.text.decode().lower()
-        for name, bracket in pairwise(_tokens(sql))
-        if name.kind == "word" and name.text in _HOST_ACCESS and bracket.text == b"("
-    ]
 
 
 def sql_text(sql: bytes) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fulmen._net import is_loopback
 from fulmen.streams._assembly import AssemblyPolicy
 from fulmen.streams._credit_loading import CreditLoadError, load_credit_assigner
 
@@ -59,8 +60,18 @@ class WorkerSettings(BaseSettings):
     )
     retry_initial_s: float = Field(default=0.25, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
-    web_host: str = "127.0.0.1"
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Address the web server (`/metrics`, Faust's `/router/`, `/table/`) binds. "
+        "A non-loopback address needs `web_token`.",
+    )
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every web request must carry (`Authorization: Bearer "
+        "<token>`, else 401); required when `web_host` is not a loopback address.",
+        validate_default=True,
+    )
     data_dir: Path = Path(".fulmen/worker")
 
     @field_validator("credit")
@@ -85,3 +96,14 @@ class WorkerSettings(BaseSettings):
             retention_s=self.retention_s,
             credit=credit,
         )
+
+    @field_validator("web_token")
+    @classmethod
+    def _web_is_guarded(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        host = info.data.get("web_host", "127.0.0.1")
+        if token is None and not is_loopback(host):
+            raise ValueError(
+                f"web_host {host!r} is not a loopback address: set FULMEN_WORKER_WEB_TOKEN (a "
+                "bearer token for /metrics and Faust's pages), or bind 127.0.0.1"
+            )
+        return token

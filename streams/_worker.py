@@ -47,6 +47,7 @@ from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
 from fulmen.streams._state import RolloutState, StateCodec
 from fulmen.streams._topics import prepare_topics
+from fulmen.streams._web_auth import bearer_token_guard
 
 log = logging.getLogger("fulmen.worker")
 _SWEEP_S = 5.0
@@ -81,7 +82,9 @@ class StreamWorker:
             consumer_auto_offset_reset="earliest",
             web_enabled=True,
             web_host=worker.web_host,
+            web_bind=worker.web_host,  # Faust binds web_bind (0.0.0.0 unless set), not web_host
             web_port=worker.web_port,
+            web_application_options=_web_options(worker),
             datadir=str(worker.data_dir),
             # Changelog and episode-completed messages go out in batches, not one request each.
             producer_linger=0.02,
@@ -353,3 +356,11 @@ def _partition(key: bytes, partitions: int) -> int:
 
 def _broker_urls(kafka: KafkaSettings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")]
+
+
+def _web_options(worker: WorkerSettings) -> dict[str, Any]:
+    """aiohttp Application options of the web server: the bearer token guard when a token
+    is set."""
+    if worker.web_token is None:
+        return {}
+    return {"middlewares": [bearer_token_guard(worker.web_token.get_secret_value())]}

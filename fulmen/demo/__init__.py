@@ -55,8 +55,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoResu
     out = settings.out_dir
     fresh_out_dir(out)
     store_settings = settings.store or StoreSettings(path=out / "store")
-    with served_store(store_settings) as (store, url):
-        record = DemoLoop(settings, store, url, console).run()
+    with served_store(store_settings) as store:
+        record = DemoLoop(settings, store, console).run()
         versions = summarize(record, store, agent=settings.agent_name, algo=settings.algo)
         summary, plot = out / "summary.json", out / "reward.png"
         write_summary(summary, versions, record)

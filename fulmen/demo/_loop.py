@@ -48,7 +48,7 @@ from fulmen.models import base_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
-from fulmen.store import LightningStore, StoreSettings, shared_store
+from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import AgentTask, load_task
 from fulmen.trainers.scheduler import (
@@ -93,9 +93,7 @@ class LoopRecord:
 class DemoLoop:
     """The parts of the loop, wired; `run()` drives them until enough jobs have ended."""
 
-    def __init__(
-        self, settings: DemoSettings, store: LightningStore, store_url: str, console: Console
-    ) -> None:
+    def __init__(self, settings: DemoSettings, store: LightningStore, console: Console) -> None:
         self.settings = settings
         self.store = store
         self.console = console
@@ -124,7 +122,6 @@ class DemoLoop:
             local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
                                    work_dir=out / "jobs"),
         )  # fmt: skip
-        self.store_url = store_url
         self.jobs = self._local_jobs(settings.heldout_tasks)
         self.record = LoopRecord()
         self._started: dict[str, float] = {}
@@ -143,7 +140,7 @@ class DemoLoop:
     def _job_env(self, heldout: int) -> dict[str, str]:
         out = self.settings.out_dir.resolve()
         return {
-            "FULMEN_STORE__URL": self.store_url,
+            **client_env(self.store.settings),
             "FULMEN_STORE__DATABASE": self.store.settings.database,
             "FULMEN_TRANSPORT": "inprocess",
             "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
@@ -390,12 +387,12 @@ def fresh_out_dir(out_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def served_store(settings: StoreSettings) -> Iterator[tuple[LightningStore, str]]:
-    """The demo's chDB store, served to the trainer jobs."""
+def served_store(settings: StoreSettings) -> Iterator[LightningStore]:
+    """The demo's chDB store, served to the trainer jobs (with a password of its own)."""
     with shared_store(settings) as reachable:
         assert reachable.url is not None
         store = LightningStore(reachable)
         try:
-            yield store, reachable.url
+            yield store
         finally:
             store.close()

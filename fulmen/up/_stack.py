@@ -4,14 +4,17 @@ environment, its address and how it says it is ready.
     kafka ─▶ store ─▶ worker ─▶ policy ─▶ scheduler ─▶ agent-1 … agent-N
 
 Every process gets the environment of `fulmen up` with the stack's own choices on top:
-the Kafka transport on the stack's broker, and the store server's URL (the store process
-alone gets the chDB directory instead). The policy server requires the stack's API key
-(from its key file); the agents and the trainer jobs send it.
+the Kafka transport on the stack's broker, the store server's URL and its password
+(FULMEN_STORE__PASSWORD when it is set, else a fresh random one: the store server never
+runs without one; the store process alone gets the chDB directory instead). The policy
+server requires the stack's API key (from its key file); the agents and the trainer jobs
+send it.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import sys
 from collections.abc import Mapping
@@ -68,6 +71,7 @@ def plan_stack(
     kafka_port, store_port = _port(settings.kafka_port), _port(settings.store_port)
     worker_port, policy_port = _port(settings.worker_port), _port(settings.policy_port)
     store_url = f"http://127.0.0.1:{store_port}"
+    store_password = environ.get("FULMEN_STORE__PASSWORD") or secrets.token_urlsafe(32)
     policy_url = f"http://127.0.0.1:{policy_port}/v1"
     metrics_url = f"http://127.0.0.1:{worker_port}/metrics"
     broker = BrokerService(
@@ -82,11 +86,13 @@ def plan_stack(
         "FULMEN_TRANSPORT": "kafka",
         "FULMEN_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "FULMEN_STORE__URL": store_url,
+        "FULMEN_STORE__PASSWORD": store_password,
     }
 
     store = ProcessService(
         "store", [*_FULMEN, "store", "serve", "--port", str(store_port)],
-        env=inherited | {"FULMEN_STORE__PATH": str(root / "store")}, log=logs / "store.log",
+        env=inherited | {"FULMEN_STORE__PATH": str(root / "store"),
+                         "FULMEN_STORE__PASSWORD": store_password}, log=logs / "store.log",
         address=store_url, probe=http_probe(f"{store_url}/ping"),
     )  # fmt: skip
     worker = ProcessService(

@@ -67,7 +67,9 @@ def test_a_command_on_a_served_store_path_says_where_it_is_served(
     served: tuple[Path, str], command: list[str]
 ) -> None:
     path, _ = served
-    done = _fulmen({"FULMEN_STORE__PATH": str(path)}, *command)
+    done = _fulmen(
+        {"FULMEN_STORE__PATH": str(path), "FULMEN_STORE__PASSWORD": "w-secret"}, *command
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (
         f"error: the store at {path} is open in another process (`fulmen store serve`, or "

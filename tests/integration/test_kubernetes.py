@@ -199,6 +199,65 @@ def test_every_manifest_passes_a_server_side_dry_run(kube_cluster: KubeCluster) 
         assert applied.returncode == 0, applied.stderr
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        present = expression["key"] in labels
+        value = labels.get(expression["key"])
+        holds = {
+            "In": present and value in expression.get("values", []),
+            "NotIn": not present or value not in expression.get("values", []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[expression["operator"]]
+        if not holds:
+            return False
+    return True
+
+
+def test_network_policies_admit_only_their_clients(namespace: Namespace) -> None:
+    docs = kustomize(KUSTOMIZE / "overlays" / "dev")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        policy["metadata"]["namespace"] = namespace.name
+    namespace.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(policies))
+    stored = json.loads(
+        namespace.cluster.kubectl(
+            "get", "networkpolicies", "-n", namespace.name, "-o", "json"
+        ).stdout
+    )["items"]
+    by_name = {p["metadata"]["name"]: p["spec"] for p in stored}
+    assert set(by_name) == {"fulmen-store", "fulmen-policy"}
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
+    trainer = yaml.safe_load((KUSTOMIZE / "base" / "trainer" / "job-template.yaml").read_text())
+    pods["trainer"] = trainer["spec"]["template"]["metadata"]["labels"]
+    pods["agent"] = {"fulmen.dev/agent": "true"}
+    pods["analyst"] = {"fulmen.dev/store-reader": "true"}
+    pods["stranger"] = {"app": "other"}
+
+    def admitted(policy: dict[str, Any], port: int) -> set[str]:
+        (rule,) = policy["ingress"]
+        assert [p["port"] for p in rule["ports"]] == [port]
+        return {
+            name
+            for name, labels in pods.items()
+            if any(_selects(peer["podSelector"], labels) for peer in rule["from"])
+        }
+
+    store, policy = by_name["fulmen-store"], by_name["fulmen-policy"]
+    assert _selects(store["podSelector"], pods["fulmen-store"])
+    assert not _selects(store["podSelector"], pods["fulmen-policy"])
+    assert admitted(store, 8123) == {"fulmen-worker", "trainer", "fulmen-scheduler", "analyst"}
+    assert _selects(policy["podSelector"], pods["fulmen-policy"])
+    assert admitted(policy, 8000) == {"agent"}
+
+
 def _stub_crd(kind: str) -> dict[str, Any]:
     """A stand-in for Strimzi's CRD of `kind` (any spec accepted), as a cluster with
     Strimzi has it."""

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from fulmen.store import StoreServer, StoreUser
+from fulmen.store import StoreServer, StoreServerError, StoreUser
+from fulmen.store._http_engine import ClickHouseError, Engine
 
 USERS = {
     "writer": StoreUser(password="w-secret"),
@@ -228,10 +229,24 @@ def test_readonly_user_reads_but_cannot_write(server: Target) -> None:
     )
     assert out["select"] == [[2]]
     for name in ("insert", "drop"):
-        assert "Code: 164" in out[name], out[name]
-        assert "READONLY" in out[name]
+        assert "Code: 497" in out[name], out[name]
+        assert "may not be run by a read-only user" in out[name]
     assert out["count"] == 2
     assert "AUTHENTICATION_FAILED" in out["wrong_password"]
+
+
+def test_the_engine_runs_readers_readonly_too(chdb_path: Path) -> None:
+    """Behind the statement allow-list, the engine itself refuses a reader's writes."""
+    engine = Engine(chdb_path)
+    try:
+        with pytest.raises(ClickHouseError) as refused:
+            engine.run(
+                "CREATE TABLE default.never (a UInt8) ENGINE = Memory",
+                fmt="TabSeparated", readonly=1, settings={}, params={}, database=None,
+            )  # fmt: skip
+        assert (refused.value.code, refused.value.name) == (164, "READONLY")
+    finally:
+        engine.close()
 
 
 def test_curl_style_requests(server: Target) -> None:
@@ -289,11 +304,27 @@ def test_errors_carry_clickhouse_codes(server: Target) -> None:
     assert (status, headers["X-ClickHouse-Exception-Code"]) == (501, "48")
 
 
-def test_default_user_when_no_users_are_configured(chdb_path: Path) -> None:
-    with StoreServer(chdb_path) as running:
-        target = Target(running, "default")
-        status, _, body = http(target, "SELECT 41 + 1", user=("default", ""), database=None)
-        assert (status, body) == (200, b"42\n")
+def test_anonymous_requests_only_with_insecure_no_auth_on_loopback(chdb_path: Path) -> None:
+    with pytest.raises(StoreServerError, match="no password"):
+        StoreServer(chdb_path, users={"writer": StoreUser(password="")})
+    with pytest.raises(StoreServerError, match="at least one user"):
+        StoreServer(chdb_path, users={})
+    with pytest.raises(StoreServerError, match="not a loopback address"):
+        StoreServer(chdb_path, host="0.0.0.0", users={}, insecure_no_auth=True)
+    with StoreServer(chdb_path, users={}, insecure_no_auth=True) as running:
+        request = urllib.request.Request(f"{running.url}/?query=SELECT+41+%2B+1", method="GET")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert (response.status, response.read()) == (200, b"42\n")
+
+
+def test_a_request_without_credentials_is_refused(server: Target) -> None:
+    request = urllib.request.Request(f"{server.url}/?query=SELECT+1", method="GET")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert (refused.value.code, refused.value.headers["X-ClickHouse-Exception-Code"]) == (
+        401,
+        "194",
+    )
 
 
 @pytest.mark.parametrize(
@@ -306,11 +337,12 @@ def test_default_user_when_no_users_are_configured(chdb_path: Path) -> None:
         "select * from FILE('/etc/hostname', 'LineAsString')",
     ],
 )
-def test_readonly_users_cannot_reach_the_host(server: Target, query: str) -> None:
-    status, headers, body = http(server, query, user=("reader", "r-secret"))
+@pytest.mark.parametrize("user", [("reader", "r-secret"), ("writer", "w-secret")])
+def test_no_user_can_reach_the_host(server: Target, query: str, user: tuple[str, str]) -> None:
+    status, headers, body = http(server, query, user=user)
     assert status == 403
     assert headers["X-ClickHouse-Exception-Code"] == "497"
-    assert b"read-only users may not call it" in body
+    assert b"reaches the store host" in body
 
 
 def test_strings_that_name_host_functions_are_fine(server: Target) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from pydantic import SecretStr
 
 from fulmen.models import tiny_model_dir
 from fulmen.schemas import SingleObjectCodec, VersionEvent
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.timeout(900)  # minutes on 2 shared cores: six services
 
 _SERVICES = ["kafka", "store", "worker", "policy", "scheduler", "agent-1"]
 _AGENT = "calculator"
+_STORE_PASSWORD = "up-test-secret"
 
 
 def _up_env(tmp_path: Path) -> dict[str, str]:
@@ -49,6 +51,7 @@ def _up_env(tmp_path: Path) -> dict[str, str]:
         "FULMEN_SCHEDULER_POLL_SECONDS": "1",
         "FULMEN_SCHEDULER_WINDOW__SETTLE_SECONDS": "2",
         "FULMEN_SCHEDULER_RETRIES": "0",
+        "FULMEN_STORE__PASSWORD": _STORE_PASSWORD,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
     return env | {f"FULMEN_UP_{k}": v for k, v in up.items()} | others
@@ -97,7 +100,9 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
         assert state["policy_url"] in text
 
         # The agent's episodes reach the store, through Kafka and the worker.
-        store = LightningStore(StoreSettings(url=state["store_url"]))
+        store = LightningStore(
+            StoreSettings(url=state["store_url"], password=SecretStr(_STORE_PASSWORD))
+        )
         db = store.settings.database
 
         def count(sql: str) -> int:

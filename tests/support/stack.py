@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import IO
 
 from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from fulmen.kafka import KafkaSettings, TopicSettings
 from fulmen.kafka import create_topics as make_topics
@@ -87,9 +89,13 @@ class Stack:
         self.root, self.bootstrap, self.prefix = root, bootstrap, prefix
         self.topics = TopicSettings(prefix=prefix)
         self.store_port = free_port()
+        self.store_password = secrets.token_urlsafe(16)
         self.store = Process(
             ["store", "serve", "--port", str(self.store_port)],
-            {"FULMEN_STORE__PATH": str(root / "store")},
+            {
+                "FULMEN_STORE__PATH": str(root / "store"),
+                "FULMEN_STORE__PASSWORD": self.store_password,
+            },
             root / "store.log",
         )
         if create_topics:
@@ -101,6 +107,7 @@ class Stack:
         """Topics of another prefix on the same broker, served by this stack's store."""
         other = Stack(self.root, self.bootstrap, prefix, partitions=partitions)
         other.store, other.store_port = self.store, self.store_port
+        other.store_password = self.store_password
         return other
 
     def start_store(self) -> None:
@@ -121,6 +128,7 @@ class Stack:
             "FULMEN_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "FULMEN_TOPICS__PREFIX": self.prefix,
             "FULMEN_STORE__URL": f"http://127.0.0.1:{self.store_port}",
+            "FULMEN_STORE__PASSWORD": self.store_password,
             "FULMEN_STORE__DATABASE": database,
             "FULMEN_WORKER_APP_ID": app_id,
             "FULMEN_WORKER_WEB_PORT": str(port),
@@ -130,7 +138,8 @@ class Stack:
             "FULMEN_WORKER_GRACE_S": "2",
             "FULMEN_WORKER_RETRY_MAX_S": "2",
         } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
-        return Worker(["worker"], env, self.root / f"{app_id}-{port}.log", port)
+        log = self.root / f"{app_id}-{port}.log"
+        return Worker(["worker"], env, log, port, token=options.get("web_token"))
 
     def wait_for_group(self, group: str, members: int, timeout_s: float = 120) -> None:
         """Until the consumer group `group` (a worker's app id) is stable with `members`
@@ -150,7 +159,8 @@ class Stack:
 
     def client(self, database: str) -> LightningStore:
         url = f"http://127.0.0.1:{self.store_port}"
-        return LightningStore(StoreSettings(url=url, database=database))
+        password = SecretStr(self.store_password)
+        return LightningStore(StoreSettings(url=url, database=database, password=password))
 
     def produce(
         self,
@@ -183,9 +193,12 @@ class Stack:
 
 
 class Worker(Process):
-    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path, port: int) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str], log: Path, port: int, *, token: str | None
+    ) -> None:
         super().__init__(args, env, log)
         self.port = port
+        self.token = token  # FULMEN_WORKER_WEB_TOKEN, sent as a bearer token
 
     def answers(self) -> bool:
         """Whether the worker's web server (up once Faust started) answers."""
@@ -198,7 +211,10 @@ class Worker(Process):
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples by name (labels folded into the name)."""
         url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=5
+        ) as response:
             text = response.read().decode()
         samples = {}
         for line in text.splitlines():

@@ -72,3 +72,16 @@ def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FULMEN_WORKER_CREDIT", "best")
     with pytest.raises(ValueError, match="credit"):
         WorkerSettings()
+
+
+def test_a_worker_web_port_off_loopback_needs_a_token() -> None:
+    from pydantic import SecretStr
+
+    from fulmen.streams import WorkerSettings
+
+    assert WorkerSettings().web_host == "127.0.0.1"
+    assert WorkerSettings(web_host="::1").web_token is None
+    with pytest.raises(ValueError, match="FULMEN_WORKER_WEB_TOKEN"):
+        WorkerSettings(web_host="0.0.0.0")
+    guarded = WorkerSettings(web_host="0.0.0.0", web_token=SecretStr("t"))
+    assert guarded.web_token is not None
