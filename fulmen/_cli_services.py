@@ -44,6 +44,25 @@ def kafka_topics(
         typer.echo(f"{topic}: {count} partition{'' if count == 1 else 's'}")
 
 
+@kafka_app.command("acls")
+def kafka_acls(
+    principal: str = typer.Argument(help="Who is granted the rights, e.g. User:fulmen."),
+) -> None:
+    """Grant PRINCIPAL what every Fulmen client needs, and nothing more, on the cluster of
+    `FULMEN_KAFKA__*` (whose user may alter ACLs, e.g. a super user): the topics of
+    `FULMEN_TOPICS__PREFIX`, and the worker's (`FULMEN_WORKER_APP_ID`) changelog and
+    consumer group. Prints each ACL."""
+    from fulmen.kafka import describe_acl, fulmen_acls, grant_acls
+    from fulmen.producers import FulmenSettings
+    from fulmen.streams import WorkerSettings
+
+    settings = FulmenSettings()
+    bindings = fulmen_acls(principal, settings.topics, app_id=WorkerSettings().app_id)
+    grant_acls(settings.kafka, bindings)
+    for acl in bindings:
+        typer.echo(describe_acl(acl))
+
+
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the broker started by `fulmen kafka up`."""
