@@ -37,13 +37,15 @@ _REFUSALS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 
 
 class _LastError:
-    """librdkafka's `error_cb`: keeps the latest client-wide error (why brokers are down)."""
+    """librdkafka's `error_cb`: keeps the latest client-wide error that says why brokers are
+    down (not the summary "all brokers are down" that follows it)."""
 
     def __init__(self) -> None:
         self.error: KafkaError | None = None
 
     def __call__(self, error: KafkaError) -> None:
-        self.error = error
+        if self.error is None or error.code() != KafkaError._ALL_BROKERS_DOWN:
+            self.error = error
 
     def refusal(self, settings: KafkaSettings) -> BrokerRefused | None:
         if self.error is None or self.error.code() not in _REFUSALS:

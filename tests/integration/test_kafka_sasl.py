@@ -121,7 +121,10 @@ def test_the_fulmen_user_is_confined_to_its_topics(fulmen_kafka: KafkaSettings) 
 
 def test_a_client_without_credentials_is_refused(secured_broker: KafkaBroker) -> None:
     plaintext = KafkaSettings(bootstrap_servers=secured_broker.bootstrap_servers)
-    with pytest.raises(BrokerUnreachable, match=r"security\.protocol"):
+    with pytest.raises(
+        BrokerUnreachable,
+        match="FULMEN_KAFKA__SECURITY_PROTOCOL when the cluster requires TLS or SASL",
+    ):
         ensure_topics(plaintext, [PREFIX + "spans"], partitions=1, wait_s=5)
 
 
