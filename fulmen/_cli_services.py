@@ -19,11 +19,33 @@ def kafka_jars() -> None:
 
 
 @kafka_app.command("up")
-def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener.")) -> None:
+def kafka_up(
+    port: int = typer.Option(9092, help="Port of the client listener."),
+    secure: bool = typer.Option(
+        False,
+        help="SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT: FULMEN_KAFKA__SASL_USERNAME and "
+        "FULMEN_KAFKA__SASL_PASSWORD become the broker's super user (on a new data directory).",
+    ),
+) -> None:
     """Start a single-node KRaft broker on 127.0.0.1 that outlives this command."""
-    from fulmen.local import up
+    from fulmen.local import BrokerSecurity, up
 
-    typer.echo(f"kafka running at {up(port)}")
+    security = None
+    if secure:
+        from fulmen.producers import FulmenSettings
+
+        kafka = FulmenSettings().kafka
+        if kafka.sasl_username is None or kafka.sasl_password is None:
+            raise typer.BadParameter(
+                "--secure needs FULMEN_KAFKA__SASL_USERNAME and FULMEN_KAFKA__SASL_PASSWORD"
+            )
+        password = kafka.sasl_password.get_secret_value()
+        security = BrokerSecurity(admin_user=kafka.sasl_username, admin_password=password)
+    typer.echo(f"kafka running at {up(port, security=security)}")
+    if security is not None:
+        typer.echo(
+            "clients trust .fulmen/kafka/data-dir/tls/ca.pem (FULMEN_KAFKA__SSL_CA_LOCATION)"
+        )
 
 
 @kafka_app.command("topics")

@@ -24,7 +24,7 @@ from fulmen.kafka import (
 )
 from fulmen.local import BrokerSecurity, KafkaBroker
 from fulmen.producers import FulmenSettings, Producer
-from tests.support.stack import Stack, kafka_env, wait_for
+from tests.support.stack import Stack, free_port, kafka_env, wait_for
 from tests.support.store_state import episodes_written, raw_counts, rollout_events, store_state
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ def _as(broker: KafkaBroker, user: str, password: str) -> KafkaSettings:
 
 
 def _fulmen(args: list[str], kafka: KafkaSettings, tmp: Path) -> subprocess.CompletedProcess[str]:
-    """`fulmen ARGS` with `kafka` as its `FULMEN_KAFKA__*`, Fulmen's topics and worker id."""
+    """`fulmen ARGS` in `tmp` with `kafka` as its `FULMEN_KAFKA__*`, Fulmen's topics and
+    worker id."""
     env = {
         **os.environ,
         **kafka_env(kafka),
@@ -70,7 +71,7 @@ def _fulmen(args: list[str], kafka: KafkaSettings, tmp: Path) -> subprocess.Comp
         "FULMEN_WORKER_DATA_DIR": str(tmp / "worker"),
     }
     command = [sys.executable, "-m", "fulmen.cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +144,24 @@ def test_a_worker_with_a_wrong_password_exits_with_the_reason(
     assert done.returncode == 2, done.stderr
     assert "refused this client" in done.stderr
     assert "not-the-password" not in done.stderr + done.stdout
+
+
+def test_fulmen_kafka_up_secure_starts_a_sasl_ssl_dev_broker(tmp_path: Path) -> None:
+    port = free_port()
+    dev = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{port}",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="dev",
+        sasl_password=FULMEN_PASSWORD,  # type: ignore[arg-type]  # pydantic makes it a SecretStr
+        ssl_ca_location=str(tmp_path / ".fulmen/kafka/data-dir/tls/ca.pem"),
+    )
+    started = _fulmen(["kafka", "up", "--port", str(port), "--secure"], dev, tmp_path)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "clients trust .fulmen/kafka/data-dir/tls/ca.pem" in started.stdout
+        topics = _fulmen(["kafka", "topics", "--partitions", "1"], dev, tmp_path)
+        assert topics.returncode == 0, topics.stderr
+        assert f"{PREFIX}control: 1 partition" in topics.stdout
+    finally:
+        assert _fulmen(["kafka", "down"], dev, tmp_path).returncode == 0
