@@ -19,11 +19,33 @@ def kafka_jars() -> None:
 
 
 @kafka_app.command("up")
-def kafka_up(port: int = typer.Option(9092, help="Port of the PLAINTEXT listener.")) -> None:
+def kafka_up(
+    port: int = typer.Option(9092, help="Port of the client listener."),
+    secure: bool = typer.Option(
+        False,
+        help="SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT: FULMEN_KAFKA__SASL_USERNAME and "
+        "FULMEN_KAFKA__SASL_PASSWORD become the broker's super user (on a new data directory).",
+    ),
+) -> None:
     """Start a single-node KRaft broker on 127.0.0.1 that outlives this command."""
-    from fulmen.local import up
+    from fulmen.local import BrokerSecurity, up
 
-    typer.echo(f"kafka running at {up(port)}")
+    security = None
+    if secure:
+        from fulmen.producers import FulmenSettings
+
+        kafka = FulmenSettings().kafka
+        if kafka.sasl_username is None or kafka.sasl_password is None:
+            raise typer.BadParameter(
+                "--secure needs FULMEN_KAFKA__SASL_USERNAME and FULMEN_KAFKA__SASL_PASSWORD"
+            )
+        password = kafka.sasl_password.get_secret_value()
+        security = BrokerSecurity(admin_user=kafka.sasl_username, admin_password=password)
+    typer.echo(f"kafka running at {up(port, security=security)}")
+    if security is not None:
+        typer.echo(
+            "clients trust .fulmen/kafka/data-dir/tls/ca.pem (FULMEN_KAFKA__SSL_CA_LOCATION)"
+        )
 
 
 @kafka_app.command("topics")
@@ -42,6 +64,25 @@ def kafka_topics(
     found = create_fulmen_topics(settings.kafka, settings.topics, partitions=partitions)
     for topic, count in found.items():
         typer.echo(f"{topic}: {count} partition{'' if count == 1 else 's'}")
+
+
+@kafka_app.command("acls")
+def kafka_acls(
+    principal: str = typer.Argument(help="Who is granted the rights, e.g. User:fulmen."),
+) -> None:
+    """Grant PRINCIPAL what every Fulmen client needs, and nothing more, on the cluster of
+    `FULMEN_KAFKA__*` (whose user may alter ACLs, e.g. a super user): the topics of
+    `FULMEN_TOPICS__PREFIX`, and the worker's (`FULMEN_WORKER_APP_ID`) changelog and
+    consumer group. Prints each ACL."""
+    from fulmen.kafka import describe_acl, fulmen_acls, grant_acls
+    from fulmen.producers import FulmenSettings
+    from fulmen.streams import WorkerSettings
+
+    settings = FulmenSettings()
+    bindings = fulmen_acls(principal, settings.topics, app_id=WorkerSettings().app_id)
+    grant_acls(settings.kafka, bindings)
+    for acl in bindings:
+        typer.echo(describe_acl(acl))
 
 
 @kafka_app.command("down")

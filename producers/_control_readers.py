@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from fulmen.kafka import KafkaSettings
-from fulmen.kafka._settings import LIBRDKAFKA_LOGGER
+from fulmen.kafka._settings import CONTROL_GROUP_PREFIX, LIBRDKAFKA_LOGGER
 from fulmen.producers.transport import InProcessBus
 
 logger = logging.getLogger("fulmen.producers")
@@ -98,7 +98,7 @@ class KafkaControlReader(ControlReader):
         self._consumer = Consumer(
             {
                 **settings.client_config(),
-                "group.id": f"fulmen-control-{uuid.uuid4().hex}",
+                "group.id": f"{CONTROL_GROUP_PREFIX}{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,

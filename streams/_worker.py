@@ -42,6 +42,7 @@ from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_expired
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
+from fulmen.streams._kafka_auth import broker_credentials
 from fulmen.streams._metrics import WorkerMetrics
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
@@ -75,6 +76,7 @@ class StreamWorker:
         self.app = faust.App(
             worker.app_id,
             broker=_broker_urls(settings.kafka),
+            broker_credentials=broker_credentials(settings.kafka),
             store="memory://",
             autodiscover=False,
             topic_partitions=self.partitions,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import ssl
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from fulmen.errors import FulmenError
 from fulmen.schemas import EventType
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -15,11 +17,30 @@ ClientConfig = dict[str, str | int | float | bool]
 # librdkafka's own log lines (broker down, reconnects) go through Python logging, not stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("fulmen.kafka.librdkafka")
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+PASSWORD_MECHANISMS: frozenset[SaslMechanism] = frozenset(
+    {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+)
+"""The mechanisms that authenticate with `sasl_username` and `sasl_password`."""
+CONTROL_GROUP_PREFIX = "fulmen-control-"
+"""Every control topic reader's consumer group starts so (one group per reader)."""
+
+
+class KafkaTlsError(FulmenError):
+    """The TLS files of the Kafka settings cannot be read or do not fit together."""
 
 
 class KafkaSettings(BaseModel):
-    """How to reach the cluster. `options` passes any librdkafka option through and wins over
-    every value Fulmen derives (see librdkafka's CONFIGURATION.md)."""
+    """How every Fulmen client reaches the cluster: the producer SDK, consumers, the admin
+    client and the stream worker alike (`FULMEN_KAFKA__*`).
+
+    `security_protocol` SSL or SASL_SSL: the broker's certificate is verified against
+    `ssl_ca_location` (a PEM file; the system's authorities when unset) and its host name; a
+    client certificate (`ssl_certificate_location`, `ssl_key_location`, PEM) is presented
+    when set. SASL_PLAINTEXT or SASL_SSL: `sasl_mechanism` is required, and PLAIN and SCRAM
+    need `sasl_username` and `sasl_password`. `options` passes any librdkafka option through
+    to the librdkafka clients and wins over every value Fulmen derives (see librdkafka's
+    CONFIGURATION.md); the stream worker (aiokafka) does not read it.
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -31,6 +52,49 @@ class KafkaSettings(BaseModel):
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
     options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if not self.security_protocol.startswith("SASL_"):
+            return self
+        if self.sasl_mechanism is None:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism "
+                "(FULMEN_KAFKA__SASL_MECHANISM, e.g. SCRAM-SHA-512)"
+            )
+        missing = self.sasl_username is None or self.sasl_password is None
+        if self.sasl_mechanism in PASSWORD_MECHANISMS and missing:
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password "
+                "(FULMEN_KAFKA__SASL_USERNAME, FULMEN_KAFKA__SASL_PASSWORD)"
+            )
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS side of these settings for clients that take a Python `ssl.SSLContext`
+        (the stream worker's aiokafka): None unless `security_protocol` is SSL or SASL_SSL.
+        `KafkaTlsError` names the setting whose file cannot be used."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_ca_location)
+        except (OSError, ssl.SSLError) as exc:
+            raise KafkaTlsError(
+                f"FULMEN_KAFKA__SSL_CA_LOCATION={self.ssl_ca_location}: {exc}"
+            ) from exc
+        if self.ssl_certificate_location is not None:
+            try:
+                context.load_cert_chain(
+                    self.ssl_certificate_location,
+                    self.ssl_key_location,
+                    password=_reveal(self.ssl_key_password),
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise KafkaTlsError(
+                    f"FULMEN_KAFKA__SSL_CERTIFICATE_LOCATION={self.ssl_certificate_location}, "
+                    f"FULMEN_KAFKA__SSL_KEY_LOCATION={self.ssl_key_location}: {exc}"
+                ) from exc
+        return context
 
     def client_config(self) -> ClientConfig:
         """librdkafka configuration for any client (producer, consumer, admin)."""

@@ -3,7 +3,8 @@ tests and benchmarks.
 
 Entry points:
 
-* :class:`KafkaBroker`: one broker owned by the calling process (tests, scripts).
+* :class:`KafkaBroker`: one broker owned by the calling process (tests, scripts); with
+  :class:`BrokerSecurity`, its clients need TLS and SCRAM credentials, and ACLs apply.
 * :func:`up` / :func:`down`: a detached dev broker whose state lives in ``.fulmen/kafka/``
   of the current working directory (``make kafka-up`` / ``make kafka-down``).
 * :func:`run_producer_performance`: Kafka's own ``ProducerPerformance`` tool, parsed.
@@ -11,7 +12,8 @@ Entry points:
 * :func:`ensure_kube_binaries`: etcd, the Kubernetes control plane and kwok, built once from
   the Go module proxy (the scheduler's tests run them).
 
-Every module here uses the standard library only; importing the package has no side effects.
+Every module here uses the standard library only (a secured broker's certificates need
+``cryptography``, imported when they are made); importing the package has no side effects.
 """
 
 from fulmen.local._dev_broker import down, up
@@ -24,13 +26,19 @@ from fulmen.local._kube_build import (
     kube_bin_dir,
     kwok_stages_file,
 )
-from fulmen.local.kafka_broker import KafkaBroker, KafkaBrokerError, KafkaBrokerStartError
+from fulmen.local.kafka_broker import (
+    BrokerSecurity,
+    KafkaBroker,
+    KafkaBrokerError,
+    KafkaBrokerStartError,
+)
 from fulmen.local.producer_performance import ProducerPerformanceResult, run_producer_performance
 
 __all__ = [
     "KAFKA_VERSION",
     "KUBE_BINARIES",
     "KUBE_VERSION",
+    "BrokerSecurity",
     "KafkaBroker",
     "KafkaBrokerError",
     "KafkaBrokerStartError",

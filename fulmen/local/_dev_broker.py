@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from fulmen.local._jvm import KAFKA_VERSION, _file_lock, _write_atomic
-from fulmen.local.kafka_broker import KafkaBroker, _signal_group
+from fulmen.local.kafka_broker import BrokerSecurity, KafkaBroker, _signal_group
 
 __all__ = ["down", "up"]
 
@@ -75,9 +75,11 @@ def _running_state(state_file: Path) -> tuple[int, int, str] | None:
     return pid, port, data_dir
 
 
-def up(port: int = 9092) -> str:
+def up(port: int = 9092, *, security: BrokerSecurity | None = None) -> str:
     """Start the dev broker detached (it outlives the calling process) and return its
-    bootstrap servers.
+    bootstrap servers; with `security` its client listener is SASL_SSL (`KafkaBroker`), its
+    CA certificate in ``.fulmen/kafka/data-dir/tls/ca.pem``. SCRAM users are created only
+    when the data directory is new.
 
     State (pid, ports, data dir, log) is kept in ``.fulmen/kafka/state.json`` of the current
     working directory, data in ``.fulmen/kafka/data-dir/`` (kept by :func:`down`; delete the
@@ -95,7 +97,7 @@ def up(port: int = 9092) -> str:
             _, running_port, _ = running
             return f"127.0.0.1:{running_port}"
         state_file.unlink(missing_ok=True)
-        broker = KafkaBroker(port=port, data_dir=state_dir / "data-dir")
+        broker = KafkaBroker(port=port, data_dir=state_dir / "data-dir", security=security)
         broker.start()
         pid = broker.detach()
         state = {
@@ -106,6 +108,7 @@ def up(port: int = 9092) -> str:
             "data_dir": str(broker.data_dir),
             "log": str(broker.log_path),
             "kafka_version": KAFKA_VERSION,
+            "ca_location": None if broker.ca_location is None else str(broker.ca_location),
         }
         _write_atomic(state_file, (json.dumps(state, indent=2) + "\n").encode())
         return broker.bootstrap_servers

@@ -1,10 +1,11 @@
 """A real Apache Kafka 4.1.1 single-node KRaft broker, owned by the calling process.
 
 :class:`KafkaBroker` runs the cached jars (:func:`fulmen.local.ensure_kafka_jars`) as a child
-JVM (``kafka.Kafka server.properties``) in combined broker+controller mode on loopback.
+JVM (``kafka.Kafka server.properties``) in combined broker+controller mode on loopback; with
+:class:`BrokerSecurity`, its client listener is SASL_SSL with SCRAM users and ACLs enforced.
 Failures raise :class:`KafkaBrokerError` (:class:`KafkaBrokerStartError` when the broker does
-not come up). Standard library only (and Fulmen's root error); importing this module has no
-side effects.
+not come up). Standard library only (and Fulmen's root error; ``cryptography`` for a secured
+broker's certificates); importing this module has no side effects.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from fulmen.local._broker_security import LISTENER, BrokerSecurity
 from fulmen.local._jvm import _LOG_TAIL_BYTES, KafkaBrokerError, _java_command, ensure_kafka_jars
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["KafkaBroker", "KafkaBrokerError", "KafkaBrokerStartError"]
+__all__ = ["BrokerSecurity", "KafkaBroker", "KafkaBrokerError", "KafkaBrokerStartError"]
 
 _BROKER_JVM_OPTS = (
     "-Xms256m",
@@ -132,6 +134,9 @@ class KafkaBroker:
       stopped broker can be started again with its data).
     * :meth:`start` formats storage only when the log dir is not formatted yet, so
       stop/start (or :meth:`restart`) on the same instance keeps topics and messages.
+    * ``security``: when given, the client listener is SASL_SSL as :class:`BrokerSecurity`
+      describes (``server.properties`` then holds the admin's password and is readable by
+      its owner only); else PLAINTEXT, open to anyone on this machine.
     * The JVM runs in its own process group (so a terminal's Ctrl-C does not reach it) with
       stdin closed. It is stopped at normal interpreter exit (``atexit``) unless
       :meth:`detach` was called; a SIGKILLed Python process leaves it running.
@@ -144,7 +149,9 @@ class KafkaBroker:
         controller_port: int | None = None,
         data_dir: Path | None = None,
         log_path: Path | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
+        self._security = security
         self._owns_data_dir = data_dir is None
         self._data_dir = (
             Path(tempfile.mkdtemp(prefix="fulmen-kafka-")) if data_dir is None else data_dir
@@ -167,7 +174,7 @@ class KafkaBroker:
 
     @property
     def port(self) -> int:
-        """The PLAINTEXT client port on 127.0.0.1."""
+        """The client port on 127.0.0.1 (PLAINTEXT, or SASL_SSL with ``security``)."""
         return self._port
 
     @property
@@ -179,6 +186,14 @@ class KafkaBroker:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:<port>``, for ``bootstrap.servers``."""
         return f"127.0.0.1:{self._port}"
+
+    @property
+    def ca_location(self) -> Path | None:
+        """The PEM certificate clients of a secured broker trust (made by :meth:`start`);
+        ``None`` without ``security``."""
+        if self._security is None:
+            return None
+        return self._security.certificates(self._data_dir).ca
 
     @property
     def data_dir(self) -> Path:
@@ -212,19 +227,19 @@ class KafkaBroker:
 
     def _write_config(self) -> Path:
         log_dir = self._data_dir / "data"
+        client = "PLAINTEXT" if self._security is None else LISTENER
+        listeners = (
+            f"{client}://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
+        )
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self._controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
-            ),
-            "advertised.listeners": (
-                f"PLAINTEXT://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
-            ),
+            "listeners": listeners,
+            "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
             "log.dirs": str(log_dir),
             "num.partitions": "4",
             "default.replication.factor": "1",
@@ -241,8 +256,12 @@ class KafkaBroker:
             # events. Clients must raise their own limit too (librdkafka's is 1000000).
             "message.max.bytes": str(8 * 1024 * 1024),
         }
+        if self._security is not None:
+            props |= self._security.properties(self._data_dir)
         config = self._data_dir / "server.properties"
         body = "".join(f"{key}={value}\n" for key, value in props.items())
+        config.touch(mode=0o600)
+        config.chmod(0o600)
         config.write_text(
             "# Written by fulmen.local.kafka_broker; rewritten on each start.\n" + body
         )
@@ -260,6 +279,7 @@ class KafkaBroker:
             _new_cluster_id(),
             "-c",
             str(config),
+            *(self._security.format_arguments() if self._security is not None else ()),
         )
         try:
             completed = subprocess.run(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -73,9 +74,20 @@ class Process:
         self._proc = self._out = None
 
 
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    """`kafka` as the `FULMEN_KAFKA__*` variables a `fulmen` process reads."""
+    env = {}
+    for name, value in kafka.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"FULMEN_KAFKA__{name.upper()}"] = json.dumps(value) if name == "options" else value
+    return env
+
+
 class Stack:
     """A store server on its own chDB directory, and the settings workers need to use it and
-    the session's broker with topics of their own (`prefix`)."""
+    the session's broker with topics of their own (`prefix`). Every Kafka client of the stack
+    (its workers included) connects with `kafka`: plaintext to `bootstrap` when not given."""
 
     def __init__(
         self,
@@ -85,8 +97,10 @@ class Stack:
         *,
         partitions: int = 4,
         create_topics: bool = True,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self.root, self.bootstrap, self.prefix = root, bootstrap, prefix
+        self.kafka = kafka or KafkaSettings(bootstrap_servers=bootstrap)
         self.topics = TopicSettings(prefix=prefix)
         self.store_port = free_port()
         self.store_password = secrets.token_urlsafe(16)
@@ -99,13 +113,12 @@ class Stack:
             root / "store.log",
         )
         if create_topics:
-            kafka = KafkaSettings(bootstrap_servers=bootstrap)
             names = [*self.topics.stream_inputs(), *self.topics.stream_outputs()]
-            make_topics(kafka, names, partitions=partitions)
+            make_topics(self.kafka, names, partitions=partitions)
 
     def with_topics(self, prefix: str, *, partitions: int = 4) -> Stack:
         """Topics of another prefix on the same broker, served by this stack's store."""
-        other = Stack(self.root, self.bootstrap, prefix, partitions=partitions)
+        other = Stack(self.root, self.bootstrap, prefix, partitions=partitions, kafka=self.kafka)
         other.store, other.store_port = self.store, self.store_port
         other.store_password = self.store_password
         return other
@@ -124,27 +137,30 @@ class Stack:
 
     def worker(self, app_id: str, database: str, **options: str) -> Worker:
         port = free_port()
-        env = {
-            "FULMEN_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
-            "FULMEN_TOPICS__PREFIX": self.prefix,
-            "FULMEN_STORE__URL": f"http://127.0.0.1:{self.store_port}",
-            "FULMEN_STORE__PASSWORD": self.store_password,
-            "FULMEN_STORE__DATABASE": database,
-            "FULMEN_WORKER_APP_ID": app_id,
-            "FULMEN_WORKER_WEB_PORT": str(port),
-            "FULMEN_WORKER_DATA_DIR": str(self.root / f"{app_id}-{port}"),
-            # Static membership: a restarted `Worker` takes its partitions back at once.
-            "FULMEN_WORKER_INSTANCE_ID": f"{app_id}-{port}",
-            "FULMEN_WORKER_GRACE_S": "2",
-            "FULMEN_WORKER_RETRY_MAX_S": "2",
-        } | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
+        env = (
+            kafka_env(self.kafka)
+            | {
+                "FULMEN_TOPICS__PREFIX": self.prefix,
+                "FULMEN_STORE__URL": f"http://127.0.0.1:{self.store_port}",
+                "FULMEN_STORE__PASSWORD": self.store_password,
+                "FULMEN_STORE__DATABASE": database,
+                "FULMEN_WORKER_APP_ID": app_id,
+                "FULMEN_WORKER_WEB_PORT": str(port),
+                "FULMEN_WORKER_DATA_DIR": str(self.root / f"{app_id}-{port}"),
+                # Static membership: a restarted `Worker` takes its partitions back at once.
+                "FULMEN_WORKER_INSTANCE_ID": f"{app_id}-{port}",
+                "FULMEN_WORKER_GRACE_S": "2",
+                "FULMEN_WORKER_RETRY_MAX_S": "2",
+            }
+            | {f"FULMEN_WORKER_{k.upper()}": v for k, v in options.items()}
+        )
         log = self.root / f"{app_id}-{port}.log"
         return Worker(["worker"], env, log, port, token=options.get("web_token"))
 
     def wait_for_group(self, group: str, members: int, timeout_s: float = 120) -> None:
         """Until the consumer group `group` (a worker's app id) is stable with `members`
         members: every partition assigned, none about to move."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.kafka.client_config())
 
         def settled() -> bool:
             (future,) = admin.describe_consumer_groups([group], request_timeout=5).values()
@@ -176,7 +192,7 @@ class Stack:
         codec = codec or SingleObjectCodec()
         producer = Producer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **self.kafka.client_config(),
                 "partitioner": "murmur2_random",
                 "acks": "all",
                 "compression.type": "lz4",  # as the producer SDK sends
