@@ -229,7 +229,7 @@ def test_network_policies_admit_only_their_clients(namespace: Namespace) -> None
         ).stdout
     )["items"]
     by_name = {p["metadata"]["name"]: p["spec"] for p in stored}
-    assert set(by_name) == {"fulmen-store", "fulmen-policy"}
+    assert set(by_name) == {"fulmen-store", "fulmen-policy", "fulmen-gateway"}
     pods = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
         for d in docs
@@ -250,12 +250,14 @@ def test_network_policies_admit_only_their_clients(namespace: Namespace) -> None
             if any(_selects(peer["podSelector"], labels) for peer in rule["from"])
         }
 
-    store, policy = by_name["fulmen-store"], by_name["fulmen-policy"]
+    store, policy, gateway = (by_name[f"fulmen-{n}"] for n in ("store", "policy", "gateway"))
     assert _selects(store["podSelector"], pods["fulmen-store"])
     assert not _selects(store["podSelector"], pods["fulmen-policy"])
     assert admitted(store, 8123) == {"fulmen-worker", "trainer", "fulmen-scheduler", "analyst"}
     assert _selects(policy["podSelector"], pods["fulmen-policy"])
-    assert admitted(policy, 8000) == {"agent"}
+    assert admitted(policy, 8000) == {"agent", "fulmen-gateway"}
+    assert _selects(gateway["podSelector"], pods["fulmen-gateway"])
+    assert admitted(gateway, 8100) == {"agent"}
 
 
 def _stub_crd(kind: str) -> dict[str, Any]:
