@@ -8,7 +8,8 @@ loopback only (and says it runs open)::
     app = RequireApiKey(app, keys=keys, open_paths={"/health"})
 """
 
-from fulmen.auth._exposure import check_exposure, guard_listening, is_loopback
+from fulmen._net import is_loopback
+from fulmen.auth._exposure import check_exposure, guard_listening
 from fulmen.auth._keys import ApiKeys, AuthError, bearer_key
 from fulmen.auth._middleware import RequireApiKey
 from fulmen.auth._settings import ApiKeySettings

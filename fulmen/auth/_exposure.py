@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
+from fulmen._net import is_loopback
 from fulmen.auth._keys import ApiKeys, AuthError
 
 logger = logging.getLogger("fulmen.auth")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`. Any other
-    name counts as reachable from elsewhere (it could resolve to anything)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(keys: ApiKeys, host: str, *, service: str, env_prefix: str) -> None:
