@@ -44,7 +44,7 @@ from fulmen.demo._plan import (
     window_tasks,
 )
 from fulmen.demo._settings import DemoSettings
-from fulmen.models import base_model_dir
+from fulmen.models import OMP_NUM_THREADS, base_model_dir, fastest_cpu_threads
 from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
@@ -100,6 +100,8 @@ class DemoLoop:
         self.task: AgentTask = load_task(settings.task)
         self.agent: ModuleType = importlib.import_module(settings.agent)
         self.model_dir = base_model_dir() if settings.model == "smollm2" else Path(settings.model)
+        # Before the server loads: the server and every trainer job use the measured count.
+        self.threads = fastest_cpu_threads() if settings.adapt else None
         self.server = PolicyServer(
             self.model_dir,
             name=self.agent.DEFAULT_MODEL,
@@ -150,6 +152,7 @@ class DemoLoop:
             "FULMEN_TRAIN_SNAPSHOTS_DIR": str(out / "windows"),
             "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(heldout),
             "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(self.settings.max_tokens),
+            **({OMP_NUM_THREADS: str(self.threads)} if self.threads else {}),
             **self.settings.train_env,
         }
 
@@ -202,7 +205,8 @@ class DemoLoop:
         self.jobs = self._local_jobs(heldout)
         self.console.print(
             f"pace: {rollout_s:.1f} s per rollout ({rollout_s / REFERENCE_ROLLOUT_S:.1f}x the "
-            f"reference); the gate scores {heldout} held-out tasks"
+            f"reference), torch on {self.threads} thread(s); the gate scores {heldout} "
+            "held-out tasks"
         )
         return first_pace(rollout_s, heldout)
 
