@@ -77,7 +77,7 @@ class ModelAlgorithm(Algorithm):
         adapter = (
             Path(self.parent.artifact_uri) if self.parent and self.parent.artifact_uri else None
         )
-        model, tokenizer = trainable_policy(base, adapter, lora=settings.lora)
+        model, tokenizer = trainable_policy(base, adapter, lora=settings.lora, seed=settings.seed)
         if self.job.ranks.distributed and self.job.ranks.main:  # gates on its GPU, if any
             model.to(self.job.ranks.device)
         with progress_for(self.job.console, *PROGRESS_COLUMNS) as progress:

@@ -88,7 +88,6 @@ def train_sft(
     dataset = sft_dataset(calls)
     # Rank 0 keeps its policy whole for the gate; the Trainer shards a copy in place.
     trained = copy.deepcopy(model) if ranks.distributed and ranks.main else model
-    sharding = _fsdp2(trained) if ranks.distributed else {}
     with tempfile.TemporaryDirectory(prefix="fulmen-sft-") as scratch:
         config = SFTConfig(
             output_dir=scratch,
@@ -107,7 +106,8 @@ def train_sft(
             disable_tqdm=True,
             lr_scheduler_type="constant",
             warmup_steps=0,
-            **sharding,
+            fsdp="full_shard" if ranks.distributed else "",
+            fsdp_config=_fsdp2(trained) if ranks.distributed else None,
         )
         trainer = SFTTrainer(
             model=trained,
@@ -118,6 +118,7 @@ def train_sft(
         )
         result = trainer.train()
         if ranks.distributed:
+            assert isinstance(trainer.model, torch.nn.Module)
             gather_trained(trainer.model, model, ranks=ranks)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return SftStats(
@@ -129,13 +130,11 @@ def train_sft(
 
 
 def _fsdp2(model: PeftModel) -> dict[str, object]:
-    """The Trainer's FSDP2 options: full sharding, one unit per decoder layer."""
+    """The Trainer's FSDP2 configuration (with `fsdp="full_shard"`): one unit per decoder
+    layer."""
     layer = type(model.get_decoder().layers[0]).__name__
     return {
-        "fsdp": "full_shard",
-        "fsdp_config": {
-            "fsdp_version": 2,
-            "transformer_layer_cls_to_wrap": [layer],
-            "reshard_after_forward": True,
-        },
+        "fsdp_version": 2,
+        "transformer_layer_cls_to_wrap": [layer],
+        "reshard_after_forward": True,
     }

@@ -4,9 +4,9 @@ serves it to local jobs), holds two databases with the same episodes: one per ru
 run starts from the base and both publish a first version.
 
 Tolerance: the LoRA weights of the two artifacts agree to 1e-4 (absolute). fp32 compute
-(`FULMEN_TRAIN_RL__PRECISION=fp32`); the runs differ in summation order only (two ranks'
-gradients reduce-scattered vs one process's micro-batches; 1 vs 2 OpenMP threads), and
-AdamW's normalised steps keep that at a few 1e-6 after 4 steps at lr 3e-3.
+(`FULMEN_TRAIN_RL__PRECISION=fp32`), the same seeded fresh adapter; the runs differ in
+summation order only (two ranks' gradients reduce-scattered vs one process's micro-batches;
+1 vs 2 OpenMP threads).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,9 @@ def test_two_processes_train_the_same_version_as_one(
     base = tiny_model_dir(tmp_path / "tiny", seed=3)
     vocab = json.loads((base / "config.json").read_text())["vocab_size"]
     one, two = new_store(), new_store()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     for store in (one, two):
-        insert_scored_calls(store, "digits", tasks=6, per_task=4, vocab=vocab)
+        insert_scored_calls(store, "digits", start=start, tasks=6, per_task=4, vocab=vocab)
     common = {
         "PYTHONPATH": str(ROOT), "FULMEN_TRAIN_ALGO": "rl", "FULMEN_TRAIN_AGENT_NAME": "digits",
         "FULMEN_TRAIN_TASK": "tests.support.tasks:DigitTask", "FULMEN_TRAIN_BASE_MODEL": str(base),

@@ -4,7 +4,7 @@ the store, as the stream stage writes them: an RL window without an agent or a s
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 
@@ -13,13 +13,20 @@ from tests.support.episodes import insert_episodes
 
 
 def insert_scored_calls(
-    store: LightningStore, agent: str, *, tasks: int, per_task: int, vocab: int, seed: int = 0
+    store: LightningStore,
+    agent: str,
+    *,
+    start: datetime,
+    tasks: int,
+    per_task: int,
+    vocab: int,
+    seed: int = 0,
 ) -> None:
-    """`tasks` x `per_task` episodes of one LLM call each, rewards 0 or 1 within every task
-    (so group-relative advantages are nonzero). Deterministic: the same arguments write the
+    """`tasks` x `per_task` episodes of one LLM call each, finished a second apart from
+    `start` (recent: the store's TTLs drop old rows), rewards 0 or 1 within every task (so
+    group-relative advantages are nonzero). Deterministic: the same arguments write the
     same rows (rollout ids included), whatever the store."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
     triplets = []
     for index in range(tasks * per_task):
         task, rollout = index // per_task, f"r-{seed}-{index:04d}"
