@@ -18,6 +18,11 @@ the two arms interleaved step by step so that a noisy machine hurts both alike.
 
 CPU (default): SmolLM2-135M shape. `--device cuda`: Qwen2-0.5B shape, figures merged under
 "gpu" (with the card's name) into the same bench/results/trainer.json.
+
+`--fsdp`: the sharded path against the unsharded one instead of TRL, both our `rl_step` on the
+same data and init: the policy sharded by FSDP2 (`shard_policy`) in a process group of one
+rank, as `fulmen train` runs under torchrun, vs the plain model; merged under "fsdp_1gpu"
+(`--device cuda`) or "fsdp_cpu".
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import importlib.metadata
 import io
 import json
 import math
+import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,8 @@ import torch
 from rich.console import Console
 
 from bench._results import ROOT, write_result
+from fulmen.trainers._distributed import process_group
+from fulmen.trainers._fsdp import shard_policy
 from fulmen.trainers._rl_loss import group_advantages
 from fulmen.trainers._rl_step import Precision, RLStepConfig, rl_step
 from fulmen.trainers._samples import Sample
@@ -246,6 +256,21 @@ def trl_step(trainer: Any, optimizer: torch.optim.Optimizer, inputs: list[dict[s
 
 
 # -------------------------------------------------------------------------------------- driver
+def step_config(w: Workload, precision: Precision) -> RLStepConfig:
+    return RLStepConfig(
+        max_tokens=w.max_tokens, micro_batch_overhead_tokens=w.overhead_tokens,
+        clip_low=CLIP_LOW, clip_high=CLIP_HIGH, tis_cap=TIS_CAP,
+        precision=precision, head_chunk_tokens=w.head_chunk_tokens,
+    )  # fmt: skip
+
+
+def steps(data: list[list[Sample]], w: Workload) -> Iterator[tuple[int, bool, list[Sample]]]:
+    """(index, warm-up?, samples) of each step; warm-ups cut to `w.warmup_rows` if set."""
+    for step, samples in enumerate(data):
+        warm = step < w.warmup
+        yield step, warm, samples[: w.warmup_rows] if warm and w.warmup_rows else samples
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -275,17 +300,10 @@ def run(device: str, shape: str, precision: Precision, w: Workload) -> dict[str,
     trl_opt = torch.optim.AdamW(trl_model.parameters(), lr=LR, **fused)
     with contextlib.redirect_stdout(io.StringIO()):
         trainer = trl_trainer(trl_model, w, precision, device)
-    config = RLStepConfig(
-        max_tokens=w.max_tokens, micro_batch_overhead_tokens=w.overhead_tokens,
-        clip_low=CLIP_LOW, clip_high=CLIP_HIGH, tis_cap=TIS_CAP,
-        precision=precision, head_chunk_tokens=w.head_chunk_tokens,
-    )  # fmt: skip
+    config = step_config(w, precision)
     timed: list[dict[str, float]] = []
     _peak_gib(device)
-    for step, samples in enumerate(data):
-        warm = step < w.warmup
-        if warm and w.warmup_rows:
-            samples = samples[: w.warmup_rows]
+    for step, warm, samples in steps(data, w):
         trl_inputs = trl_micro_batches(samples, w, device)  # host-side layout: outside the timer
         _sync(device)
         start = time.perf_counter()
@@ -353,6 +371,69 @@ def run(device: str, shape: str, precision: Precision, w: Workload) -> dict[str,
     }
 
 
+def run_fsdp(device: str, shape: str, precision: Precision, w: Workload) -> dict[str, Any]:
+    """Unsharded vs FSDP2 on one rank, steps interleaved, same data and init."""
+    console.print(f"[bold]trainer bench, fsdp[/]: {shape} on {device}, {precision}, {w}")
+    data = logged_steps(w, model_config(shape).vocab_size, w.warmup + w.steps)
+    for name, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511"), ("RANK", "0"),
+                        ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):  # fmt: skip
+        os.environ.setdefault(name, value)
+    config = step_config(w, precision)
+    fused = {"fused": True} if device == "cuda" else {}
+    with process_group(timeout=timedelta(minutes=10)) as ranks:
+        plain = build_model(shape, device)
+        sharded = shard_policy(build_model(shape, device), ranks=ranks)
+        arms = {
+            "unsharded": (plain, torch.optim.AdamW(plain.parameters(), lr=LR, **fused)),
+            "fsdp": (sharded, torch.optim.AdamW(sharded.parameters(), lr=LR, **fused)),
+        }
+        timed: list[dict[str, float]] = []
+        _peak_gib(device)
+        for step, warm, samples in steps(data, w):
+            record: dict[str, float] = {}
+            for arm, (model, optimizer) in arms.items():
+                _sync(device)
+                start = time.perf_counter()
+                stats = rl_step(model, optimizer, samples, config=config)
+                _sync(device)
+                record |= {f"{arm}_s": time.perf_counter() - start,
+                           f"{arm}_peak_gib": _peak_gib(device), f"{arm}_loss": stats.loss,
+                           "tokens": stats.tokens}  # fmt: skip
+            console.print(f"{'warm-up' if warm else 'step'} {step}: {record}")
+            if not warm:
+                timed.append(record)
+    tokens = sum(r["tokens"] for r in timed)
+    rates = {arm: tokens / sum(r[f"{arm}_s"] for r in timed) for arm in arms}
+    return {
+        "unsharded_tokens_per_s": round(rates["unsharded"], 2),
+        "fsdp_tokens_per_s": round(rates["fsdp"], 2),
+        "fsdp_vs_unsharded": round(rates["fsdp"] / rates["unsharded"], 3),
+        "shape": shape, "device": device, "precision": precision, "torch": torch.__version__,
+        "ranks": 1, "timed_steps": len(timed), "warmup_steps": w.warmup,
+        "samples_per_step": w.groups * w.group_size,
+        "response_tokens_per_step": round(tokens / len(timed), 2),
+        "unsharded_step_s": [round(r["unsharded_s"], 3) for r in timed],
+        "fsdp_step_s": [round(r["fsdp_s"], 3) for r in timed],
+        "loss_max_abs_diff": max(abs(r["unsharded_loss"] - r["fsdp_loss"]) for r in timed),
+        **(
+            {"unsharded_peak_memory_gib": max(r["unsharded_peak_gib"] for r in timed),
+             "fsdp_peak_memory_gib": max(r["fsdp_peak_gib"] for r in timed)}
+            if device == "cuda" else {}
+        ),
+        "notes": FSDP_NOTES,
+    }  # fmt: skip
+
+
+FSDP_NOTES = (
+    "Both arms: our rl_step, full fine-tuning of the same randomly initialised model (fp32 "
+    "weights, AdamW, bf16 autocast on CUDA), same logged data, steps interleaved. fsdp: the "
+    "model sharded by FSDP2 (fully_shard per decoder layer + a root ResponseLogprobs unit) in a "
+    "process group of one rank, as fulmen train runs it under torchrun; the sharded step skips "
+    "the shared-head reuse (these synthetic prompts share no head, so it costs nothing here). "
+    "Both models and optimizers live on the card at once, so peak memory is the step's own "
+    "plus both models' state."
+)
+
 NOTES = (
     "Same data, model init, dtype/autocast, AdamW and grad clip for both arms; steps interleaved; "
     "tokens = response tokens trained per wall second over the timed steps. TRL arm: "
@@ -385,6 +466,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument(
+        "--fsdp", action="store_true", help="FSDP2 on one rank vs unsharded, not vs TRL"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -408,12 +492,19 @@ def main() -> None:
     )
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    figures = run(args.device, shape, precision, w)
     previous = json.loads(RESULT.read_text())["metrics"] if RESULT.exists() else {}
+    if args.fsdp:
+        figures = run_fsdp(args.device, shape, precision, w)
+        card = {"card": torch.cuda.get_device_name()} if args.device == "cuda" else {}
+        block = "fsdp_1gpu" if args.device == "cuda" else "fsdp_cpu"
+        write_result("trainer", {**previous, block: {**card, **figures}}, console=console)
+        return
+    figures = run(args.device, shape, precision, w)
     if args.device == "cuda":
         metrics = {**previous, "gpu": {"card": torch.cuda.get_device_name(), **figures}}
     else:
-        metrics = {**figures, **({"gpu": previous["gpu"]} if "gpu" in previous else {})}
+        kept = {k: v for k, v in previous.items() if k in ("gpu", "fsdp_1gpu", "fsdp_cpu")}
+        metrics = {**figures, **kept}
     write_result("trainer", metrics, console=console)
 
 

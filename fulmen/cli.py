@@ -171,12 +171,16 @@ def train(
 
     The same entrypoint a Kubernetes Job runs; every other setting comes from
     `FULMEN_TRAIN_*` (docs/trainers.md). Exits 0 when published, 3 when the gate held the
-    candidate back, 4 when the window had nothing to train on.
+    candidate back, 4 when the window had nothing to train on. Under `torchrun` (any number
+    of processes) the ranks train sharded and rank 0 gates and publishes; every rank exits
+    with the job's code.
     """
+    from datetime import timedelta
+
     from fulmen.producers import FulmenSettings, publish_version
     from fulmen.schemas import VersionEvent
     from fulmen.store import LightningStore
-    from fulmen.trainers import TrainSettings, run_job, write_result
+    from fulmen.trainers import TrainSettings, process_group, run_job, write_result
 
     given = {
         "algo": algo, "agent_name": agent, "task": task, "base_model": base_model,
@@ -194,11 +198,14 @@ def train(
         if not options.relay_version:  # the lineage the next job starts from
             store.write_events([event])
 
-    result = run_job(options, store=store, publish=publish)
-    if options.result_file is not None:
+    timeout = timedelta(seconds=options.collective_timeout_seconds)
+    with process_group(timeout=timeout) as ranks:  # one process without torchrun
+        result = run_job(options, store=store, publish=publish, ranks=ranks)
+    if ranks.main and options.result_file is not None:
         write_result(result, options.result_file)
-    typer.echo(json.dumps({"outcome": result.outcome, "version": result.candidate_version,
-                           "metrics": result.metrics}))  # fmt: skip
+    if ranks.main:
+        typer.echo(json.dumps({"outcome": result.outcome, "version": result.candidate_version,
+                               "metrics": result.metrics}))  # fmt: skip
     codes = {"published": 0, "gate_failed": 3, "failed": 4}
     raise typer.Exit(codes[result.outcome])
 

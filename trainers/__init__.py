@@ -23,9 +23,12 @@ from fulmen.trainers._apo import (
 )
 from fulmen.trainers._apo_algorithm import Apo
 from fulmen.trainers._chat import ChatEndpoint, EndpointError
+from fulmen.trainers._distributed import Ranks, process_group, rank_share
+from fulmen.trainers._fsdp import gather_trained, shard_policy
 from fulmen.trainers._gate import GateDecision, GateSettings, decide
 from fulmen.trainers._job import JobResult, run_job, write_result
 from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
+from fulmen.trainers._logprobs import ResponseLogprobs, response_logprobs
 from fulmen.trainers._model_algorithms import ModelAlgorithm, Rl, Sft
 from fulmen.trainers._policy import LoraSettings
 from fulmen.trainers._record import Outcome, TrainingRun
@@ -73,6 +76,8 @@ __all__ = [
     "PromptVersion",
     "PublishedVersion",
     "RLStepConfig",
+    "Ranks",
+    "ResponseLogprobs",
     "Rl",
     "RlData",
     "RlSettings",
@@ -89,19 +94,24 @@ __all__ = [
     "best_episodes",
     "clean_edit",
     "decide",
+    "gather_trained",
     "group_advantages",
     "load_algorithm",
     "load_task",
     "load_window",
     "optimize_prompt",
     "policy_loss",
+    "process_group",
     "prompt_in_force",
+    "rank_share",
     "read_window",
+    "response_logprobs",
     "rl_samples",
     "rl_step",
     "run_job",
     "score_template",
     "select_beam",
+    "shard_policy",
     "train_rl",
     "train_sft",
     "truncated_importance_weights",

@@ -19,6 +19,7 @@ from fulmen.errors import FulmenError
 from fulmen.schemas import Algorithm as VersionAlgorithm
 from fulmen.schemas import VersionEvent
 from fulmen.store import LightningStore
+from fulmen.trainers._distributed import SINGLE, Ranks
 from fulmen.trainers._gate import GateDecision
 from fulmen.trainers._window import Window
 
@@ -42,6 +43,8 @@ class JobContext:
     candidate: str
     """The version id the candidate is published under if it passes the gate."""
     console: Console
+    ranks: Ranks = SINGLE
+    """This process's place in the job; rank 0 alone gates and builds the version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,11 @@ class Algorithm(ABC):
     """Whether `job.window` also holds unscored episodes (no reward of the primary name
     reached them), whose calls' `reward` is None. Off for every built-in algorithm: each
     learns from rewards, and a missing reward is not a zero."""
+
+    distributed: ClassVar[bool] = False
+    """Whether every process of a multi-process job runs `train_and_gate` (it trains
+    sharded, calling collectives; rank 0's candidate is the one gated and published). Off:
+    rank 0 alone runs it while the other processes wait for its result."""
 
     def __init__(self, job: JobContext) -> None:
         self.job = job

@@ -5,6 +5,7 @@ subclass writes; `Rl` and `Sft` are Fulmen's own."""
 
 from __future__ import annotations
 
+import math
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -21,6 +22,7 @@ from fulmen.schemas import VersionEvent
 from fulmen.tasks._task import load_task
 from fulmen.trainers._algorithm import Algorithm, EmptyWindow, GatedCandidate, JobContext
 from fulmen.trainers._gate import (
+    GateDecision,
     decide,
     evaluate_with_progress,
     heldout_fingerprint,
@@ -45,7 +47,12 @@ BASE_VERSION = ""
 
 class ModelAlgorithm(Algorithm):
     """Trains a LoRA adapter; the parent is `--parent`, else the version in force for the
-    job's agent (from the store's `versions` lineage)."""
+    job's agent (from the store's `versions` lineage). In a multi-process job every rank
+    loads the policy and runs `train_policy` (`Rl` and `Sft` train sharded; a subclass that
+    ignores `job.ranks` trains the whole window on every rank); rank 0 alone evaluates the
+    parent and the candidate, and saves the adapter."""
+
+    distributed = True
 
     def __init__(self, job: JobContext) -> None:
         super().__init__(job)
@@ -70,7 +77,9 @@ class ModelAlgorithm(Algorithm):
         adapter = (
             Path(self.parent.artifact_uri) if self.parent and self.parent.artifact_uri else None
         )
-        model, tokenizer = trainable_policy(base, adapter, lora=settings.lora)
+        model, tokenizer = trainable_policy(base, adapter, lora=settings.lora, seed=settings.seed)
+        if self.job.ranks.distributed and self.job.ranks.main:  # gates on its GPU, if any
+            model.to(self.job.ranks.device)
         with progress_for(self.job.console, *PROGRESS_COLUMNS) as progress:
 
             def evaluate(label: str) -> float:
@@ -80,6 +89,8 @@ class ModelAlgorithm(Algorithm):
 
             fingerprint = heldout_fingerprint(settings.task, settings.gate)
             known = known_score(self.parent.metrics, fingerprint) if self.parent else None
+            if not self.job.ranks.main:  # its share of the training; rank 0 gates
+                return _trained_elsewhere(self.train_policy(model, tokenizer, progress))
             started = time.monotonic()
             before = evaluate("held-out reward, parent") if known is None else known
             parent_seconds = time.monotonic() - started if known is None else 0.0
@@ -144,6 +155,7 @@ class Rl(ModelAlgorithm):
             data,
             settings=settings.rl,
             on_step=lambda i, n, s: progress.update(bar, completed=i, total=n),
+            ranks=self.job.ranks,
         )
         return {
             "samples": float(len(data.samples)),
@@ -176,6 +188,7 @@ class Sft(ModelAlgorithm):
             calls,
             settings=settings.sft,
             on_step=lambda i, n: progress.update(bar, completed=i, total=n),
+            ranks=self.job.ranks,
         )
         return {
             "examples": float(stats.examples),
@@ -183,6 +196,16 @@ class Sft(ModelAlgorithm):
             "loss": stats.final_loss,
             "tokens": float(stats.tokens),
         }
+
+
+def _trained_elsewhere(metrics: dict[str, float]) -> GatedCandidate:
+    """What a rank other than 0 returns: it trained its share; rank 0 gates and publishes."""
+
+    def not_here() -> VersionEvent:
+        raise FulmenError("only rank 0 builds the version")
+
+    decision = GateDecision(math.nan, math.nan, passed=False, reason="gated on rank 0")
+    return GatedCandidate(metrics, decision, not_here)
 
 
 def _parent(job: JobContext, lineage: Lineage) -> PublishedVersion | None:

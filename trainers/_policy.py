@@ -22,10 +22,11 @@ class LoraSettings:
 
 
 def trainable_policy(
-    base_dir: Path, parent_adapter: Path | None, *, lora: LoraSettings
+    base_dir: Path, parent_adapter: Path | None, *, lora: LoraSettings, seed: int = 0
 ) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     """Load the base model in fp32 (the optimizer's master weights; compute runs under bf16
-    autocast) with the parent's adapter, trainable, or a new zero-effect adapter."""
+    autocast) with the parent's adapter, trainable, or a new zero-effect adapter initialised
+    from `seed` (so every process of a job, and every run, starts from the same one)."""
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -33,6 +34,7 @@ def trainable_policy(
     if parent_adapter is not None:
         model = PeftModel.from_pretrained(base, parent_adapter, is_trainable=True)
     else:
+        torch.manual_seed(seed)
         config = LoraConfig(
             r=lora.rank,
             lora_alpha=lora.alpha,

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 
-from fulmen.models._precision import cpu_has_bf16
+from fulmen.models._precision import Precision, bf16_pays
+from fulmen.trainers._distributed import SINGLE, Ranks, rank_share
+from fulmen.trainers._fsdp import gather_trained, shard_policy
+from fulmen.trainers._logprobs import ResponseLogprobs
 from fulmen.trainers._rl_loss import group_advantages, version_staleness
 from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
@@ -39,6 +42,9 @@ class RlSettings:
     kl_beta: float = 0.0
     max_tokens: int = 4096
     seed: int = 0
+    precision: Precision = "auto"
+    """Autocast of the step: `auto` is bf16 where it pays (CUDA, CPUs with AMX/AVX-512
+    BF16), fp32 elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +100,19 @@ def train_rl(
     *,
     settings: RlSettings,
     on_step: Callable[[int, int, StepStats], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> list[StepStats]:
-    """Optimizer steps over `data` for `settings.epochs` passes, in place on the adapter."""
-    device = next(model.parameters()).device
-    bf16 = device.type == "cuda" or cpu_has_bf16()
+    """Optimizer steps over `data` for `settings.epochs` passes, in place on the adapter.
+
+    With several processes (`ranks.distributed`) every rank calls this with the same `data`:
+    the steps' batches are the same on every rank (one seed), each rank steps on its share
+    of each batch (`rank_share`) with the policy sharded by FSDP2 on its device, and the
+    trained parameters are gathered back into rank 0's `model` at the end; the update is
+    one process's over the same batches, up to floating-point summation order."""
+    sharded = shard_policy(model, ranks=ranks) if ranks.distributed else None
+    policy: PeftModel | ResponseLogprobs = model if sharded is None else sharded
+    device = next(policy.parameters()).device
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and bf16_pays(device))
     config = RLStepConfig(
         max_tokens=settings.max_tokens,
         # A micro-batch costs kernel launches on a GPU (fewer, bigger ones pay) but little on
@@ -108,7 +123,7 @@ def train_rl(
         tis_cap=settings.tis_cap,
         precision="bf16" if bf16 else "fp32",
     )
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     order = random.Random(settings.seed)
     batches: list[list[Sample]] = []
@@ -120,8 +135,10 @@ def train_rl(
         ]
     history: list[StepStats] = []
     for index, batch in enumerate(batches):
-        stats = rl_step(model, optimizer, batch, config=config)
+        stats = rl_step(policy, optimizer, rank_share(batch, ranks), config=config)
         history.append(stats)
         if on_step is not None:
             on_step(index + 1, len(batches), stats)
+    if sharded is not None:
+        gather_trained(sharded, model, ranks=ranks)
     return history

@@ -12,6 +12,10 @@ Where the FLOPs go and what this file does about it:
   once, its keys/values shared by every row.
 - bf16 autocast where the hardware has bf16 matmuls (CUDA; CPUs with AMX/AVX512-BF16);
   `precision="fp32"` elsewhere: on an AVX2-only CPU, bf16 matmuls are ~8x slower.
+
+Sharded (a `ResponseLogprobs` under FSDP2, `fulmen.trainers._fsdp`), each rank steps on its
+share of the step's samples and the ranks agree on the step's token count and micro-batch
+count first (`_agree`), so the update is the same as one process's over all samples.
 """
 
 from __future__ import annotations
@@ -20,24 +24,25 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
-from typing import Literal, TypeAlias, assert_never
+from typing import Literal, assert_never
 
 import torch
-import torch.nn.functional as F
-from peft import PeftModel
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
-from transformers import DynamicCache, PreTrainedModel
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 
+from fulmen.trainers._logprobs import CausalLM, ResponseLogprobs, response_logprobs
 from fulmen.trainers._rl_batch import MicroBatch, collate, micro_batches
 from fulmen.trainers._rl_loss import policy_loss
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._shared_head import shared_head
 
 Precision = Literal["bf16", "fp32"]
-CausalLM: TypeAlias = PreTrainedModel | PeftModel
-"""A transformers causal LM, or a PEFT (e.g. LoRA) wrapper of one: gradients reach whatever
-parameters require them."""
+
+_IDLE = Sample(prompt_ids=(0,), response_ids=(0,), behaviour_logprobs=(0.0,), advantage=0.0)
+"""The row of a sharded rank's idle micro-batch: it has run out of its own micro-batches
+while other ranks have not, and must still make the same forward/backward collectives."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +85,7 @@ class StepStats:
 
 
 def rl_step(
-    model: CausalLM,
+    model: CausalLM | ResponseLogprobs,
     optimizer: torch.optim.Optimizer,
     samples: Sequence[Sample],
     *,
@@ -95,10 +100,17 @@ def rl_step(
     logprobs are the current weights' own, detached: with one optimizer step per call they
     equal a no-grad recomputation exactly, without paying for it. Gradients are cleared
     before and after. `ref_model`, needed when `config.kl_beta` is nonzero, runs without grad.
+
+    `model` sharded with FSDP2 (`shard_policy`): `samples` are this rank's share of the step
+    (possibly none) and every rank of the group calls `rl_step` together. The token mean is
+    over all ranks' samples, and the returned statistics are the whole step's.
     """
+    sharded = isinstance(model, FSDPModule)
     if config.kl_beta != 0.0 and ref_model is None:
         raise ValueError("RLStepConfig.kl_beta is nonzero but no ref_model was given")
-    if not samples:
+    if sharded and config.kl_beta != 0.0:
+        raise ValueError("a sharded rl_step takes no KL term (kl_beta must be 0)")
+    if not samples and not sharded:
         raise ValueError("rl_step needs at least one sample")
     start = time.perf_counter()
     device = next(model.parameters()).device
@@ -106,31 +118,38 @@ def rl_step(
     batches = micro_batches(
         samples, max_tokens=config.max_tokens, overhead_tokens=config.micro_batch_overhead_tokens
     )
+    scale = 1.0
+    if sharded:
+        total, rounds = _agree(total, len(batches), device)
+        batches += [[_IDLE]] * (rounds - len(batches))
+        scale = float(dist.get_world_size())  # FSDP averages the ranks' gradients; undo that
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss_sum, stat_sums, padded = torch.zeros((), device=device), [0.0] * 4, 0
     for batch in batches:
+        idle = batch[0] is _IDLE
         mb = collate(batch, device=device)  # input_ids, masks, behaviour: (B, T); advantages: (B,)
-        head = shared_head([s.prompt_ids for s in batch])  # run once for all rows
-        padded += mb.input_ids.numel() - head * (len(batch) - 1)
+        # run once for all rows; sharded, every rank must make the same forward calls
+        head = 0 if sharded else shared_head([s.prompt_ids for s in batch])
+        padded += 0 if idle else mb.input_ids.numel() - head * (len(batch) - 1)
         with _autocast(device, config.precision):
-            logprobs = response_logprobs(  # (B, T): log π(token | prefix) on responses, else 0
-                model, mb.input_ids, None, mb.response_mask,
-                chunk_tokens=config.head_chunk_tokens, head=head,
-            )  # fmt: skip
+            logprobs = _response_logprobs(model, mb, config, head)  # (B, T), 0 off responses
             ref = _reference_logprobs(ref_model, mb, config, head) if config.kl_beta else None
         loss, stats = policy_loss(  # token mean over this micro-batch, fp32 outside autocast
             logprobs, logprobs.detach(), mb.behaviour_logprobs, mb.advantages, mb.response_mask,
             clip_low=config.clip_low, clip_high=config.clip_high, tis_cap=config.tis_cap,
             ref_logprobs=ref, kl_beta=config.kl_beta,
         )  # fmt: skip
-        weight = mb.tokens / total  # re-weight to a token mean over the whole step
-        torch.autograd.backward(loss * weight)  # gradients add up across micro-batches
+        weight = 0.0 if idle else mb.tokens / total  # a token mean over the whole step
+        torch.autograd.backward(loss * (weight * scale))  # gradients add up across micro-batches
         loss_sum += loss.detach() * weight
         stat_sums = [acc + v * weight for acc, v in zip(stat_sums, astuple(stats), strict=True)]
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if sharded:  # each rank summed its own micro-batches' share of the step's means
+        loss_sum, stat_sums, padded = _summed(loss_sum, stat_sums, padded)
+        grad_norm = grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm
     loss_value, norm_value = loss_sum.item(), grad_norm.item()  # the host waits for the device here
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the optimizer's kernels too, so `seconds` is honest
@@ -142,66 +161,40 @@ def rl_step(
     )  # fmt: skip
 
 
-def response_logprobs(
-    model: CausalLM,
-    input_ids: Tensor,
-    attention_mask: Tensor | None,
-    response_mask: Tensor,
-    *,
-    chunk_tokens: int = 1024,
-    head: int = 0,
+def _response_logprobs(
+    model: CausalLM | ResponseLogprobs, mb: MicroBatch, config: RLStepConfig, head: int
 ) -> Tensor:
-    """Per-token logprobs of the response tokens, without full-vocab logits for the prompt.
-
-    `input_ids` (B, T) are prompt + response rows; `response_mask` (B, T) is True on the
-    response tokens, which must not sit at position 0 (they need a context). Returns a
-    (B, T) fp32 tensor: `out[b, t] = log softmax(logits(input_ids[b, :t]))[input_ids[b, t]]`
-    where `response_mask[b, t]`, and 0 elsewhere; differentiable when grad is enabled.
-    `attention_mask` goes to the model; None is right for right-padded rows (causal
-    attention never reaches the trailing pads). The model must be a causal LM whose logits
-    are `get_output_embeddings()` applied to `get_decoder()`'s last hidden state (Llama,
-    Qwen2, Mistral…; a PEFT wrapper of one, adapters in the head included).
-    `head` > 0 says the first `head` tokens are the same in every row (`shared_head`) and
-    hold no response token nor its predictor: they run once, as a batch of one, and their
-    keys/values serve every row. Same result and gradients; needs `attention_mask` None.
-    """
-    if getattr(model.config, "final_logit_softcapping", None) is not None:
-        raise ValueError("response_logprobs: models with logit soft-capping are not supported")
-    decoder: nn.Module = model.get_decoder()
-    cache = None
-    if head:
-        assert attention_mask is None, "a shared head needs right-padded rows, without a mask"
-        cache = DynamicCache(config=model.config)
-        decoder(input_ids=input_ids[:1, :head], past_key_values=cache)  # (1, head) keys/values
-        cache.batch_repeat_interleave(input_ids.shape[0])  # a view per row; gradients add up
-        input_ids, response_mask = input_ids[:, head:], response_mask[:, head:]  # (B, T-head)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache)
-    scored = response_mask[:, 1:]  # (B, T'-1): position t predicts token t+1
-    states = hidden.last_hidden_state[:, :-1][scored]  # (N, H): response-predicting positions only
-    targets = input_ids[:, 1:][scored]  # (N,)
-    lm_head: nn.Module = model.get_output_embeddings()
-    # checkpointed chunks keep only their inputs; the (chunk, V) logits are recomputed in backward
-    score = _chunk_logprobs if not torch.is_grad_enabled() else _checkpointed_chunk_logprobs
-    chunks = [
-        score(lm_head, states[i : i + chunk_tokens], targets[i : i + chunk_tokens])  # (n,)
-        for i in range(0, targets.numel(), chunk_tokens)
-    ]
-    flat = torch.cat(chunks) if chunks else states.new_zeros(0, dtype=torch.float32)  # (N,)
-    shifted = torch.zeros(scored.shape, dtype=torch.float32, device=flat.device)  # (B, T-1)
-    return F.pad(shifted.masked_scatter(scored, flat), (1 + head, 0))  # (B, T)
+    if isinstance(model, ResponseLogprobs):  # one module call: FSDP's hooks gather the shards
+        out: Tensor = model(
+            mb.input_ids, mb.response_mask, chunk_tokens=config.head_chunk_tokens, head=head
+        )
+        return out
+    return response_logprobs(
+        model, mb.input_ids, None, mb.response_mask, chunk_tokens=config.head_chunk_tokens,
+        head=head,
+    )  # fmt: skip
 
 
-def _chunk_logprobs(head: nn.Module, states: Tensor, targets: Tensor) -> Tensor:
-    logits: Tensor = head(states).float()  # (n, V): autocast dtype matmul, fp32 log-softmax
-    target = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
-    return target - torch.logsumexp(logits, dim=-1)  # (n,)
+def _agree(tokens: int, micro_batches: int, device: torch.device) -> tuple[int, int]:
+    """The step's response tokens over all ranks, and the most micro-batches any rank has."""
+    counts = torch.tensor([tokens, -micro_batches], dtype=torch.float64, device=device)
+    summed, most = counts.clone(), counts.clone()
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    dist.all_reduce(most, op=dist.ReduceOp.MIN)
+    if summed[0].item() == 0:
+        raise ValueError("rl_step needs at least one sample on some rank")
+    return int(summed[0].item()), int(-most[1].item())
 
 
-def _checkpointed_chunk_logprobs(head: nn.Module, states: Tensor, targets: Tensor) -> Tensor:
-    out: Tensor = checkpoint(
-        _chunk_logprobs, head, states, targets, use_reentrant=False, preserve_rng_state=False
-    )
-    return out
+def _summed(
+    loss_sum: Tensor, stat_sums: list[float], padded: int
+) -> tuple[Tensor, list[float], int]:
+    """The ranks' partial sums added up: the whole step's statistics on every rank."""
+    rest = torch.tensor([*stat_sums, padded], dtype=torch.float64, device=loss_sum.device)
+    parts = torch.cat([loss_sum.double().reshape(1), rest])  # (6,)
+    dist.all_reduce(parts, op=dist.ReduceOp.SUM)
+    values = parts.tolist()
+    return parts[0], values[1:5], int(values[5])
 
 
 def _reference_logprobs(

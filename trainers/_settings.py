@@ -47,6 +47,9 @@ class TrainSettings(BaseSettings):
     file (`fulmen demo` puts it on the agents' in-process control topic, and the stream
     runner stores it from there) instead of writing it to the store."""
     seed: int = 0
+    collective_timeout_seconds: int = Field(default=2 * 3600, ge=1)
+    """Under torchrun (several processes): how long a rank waits in a collective, e.g. for
+    rank 0 to finish the gate before it hands out the result."""
     gate: GateSettings = Field(default_factory=GateSettings)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     rl: RlSettings = Field(default_factory=RlSettings)

@@ -1,9 +1,15 @@
 """SFT by rejection sampling: the best logged episode of each task, its LLM calls as
 prompt → completion examples, trained with TRL's SFTTrainer on the policy's LoRA adapter
-(loss on completion tokens only)."""
+(loss on completion tokens only).
+
+With several processes the Trainer shards the policy with FSDP2 (accelerate's
+`fsdp_version` 2, one unit per decoder layer) and splits each step's examples across ranks,
+`batch_size` staying the examples of one optimizer step over all ranks; the trained
+parameters are then gathered into rank 0's policy, which gates."""
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,6 +23,8 @@ from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
 from fulmen.models._precision import bf16_pays
+from fulmen.trainers._distributed import SINGLE, Ranks
+from fulmen.trainers._fsdp import gather_trained
 from fulmen.trainers._window import LoggedCall
 
 
@@ -73,16 +81,20 @@ def train_sft(
     *,
     settings: SftSettings,
     on_step: Callable[[int, int], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> SftStats:
-    """Fine-tune `model`'s adapter in place on `calls`' completions."""
+    """Fine-tune `model`'s adapter in place on `calls`' completions (on rank 0's `model`
+    when `ranks.distributed`: every rank calls this with the same `calls`)."""
     dataset = sft_dataset(calls)
+    # Rank 0 keeps its policy whole for the gate; the Trainer shards a copy in place.
+    trained = copy.deepcopy(model) if ranks.distributed and ranks.main else model
     with tempfile.TemporaryDirectory(prefix="fulmen-sft-") as scratch:
         config = SFTConfig(
             output_dir=scratch,
             learning_rate=settings.learning_rate,
             num_train_epochs=settings.epochs,
             max_steps=_steps(len(dataset), settings),
-            per_device_train_batch_size=settings.batch_size,
+            per_device_train_batch_size=math.ceil(settings.batch_size / ranks.world_size),
             max_length=settings.max_length,
             completion_only_loss=True,
             bf16=bf16_pays(model.device),  # on an AVX2-only CPU bf16 runs many times slower
@@ -94,15 +106,20 @@ def train_sft(
             disable_tqdm=True,
             lr_scheduler_type="constant",
             warmup_steps=0,
+            fsdp="full_shard" if ranks.distributed else "",
+            fsdp_config=_fsdp2(trained) if ranks.distributed else None,
         )
         trainer = SFTTrainer(
-            model=model,
+            model=trained,
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[_StepReporter(on_step)] if on_step else [],
         )
         result = trainer.train()
+        if ranks.distributed:
+            assert isinstance(trainer.model, torch.nn.Module)
+            gather_trained(trainer.model, model, ranks=ranks)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return SftStats(
         examples=len(dataset),
@@ -110,3 +127,14 @@ def train_sft(
         final_loss=float(losses[-1]) if losses else float("nan"),
         tokens=sum(len(ids) for ids in dataset["input_ids"]),
     )
+
+
+def _fsdp2(model: PeftModel) -> dict[str, object]:
+    """The Trainer's FSDP2 configuration (with `fsdp="full_shard"`): one unit per decoder
+    layer."""
+    layer = type(model.get_decoder().layers[0]).__name__
+    return {
+        "fsdp_version": 2,
+        "transformer_layer_cls_to_wrap": [layer],
+        "reshard_after_forward": True,
+    }

@@ -34,7 +34,12 @@ from fulmen.trainers.scheduler import (
     WindowRule,
     kubernetes_jobs,
 )
-from fulmen.trainers.scheduler._kubernetes import SELECTOR, job_manifest, load_template
+from fulmen.trainers.scheduler._kubernetes import (
+    SELECTOR,
+    job_manifest,
+    load_template,
+    service_manifest,
+)
 from tests.support.episodes import insert_episodes
 from tests.support.kube import NODE, KubeCluster
 
@@ -127,7 +132,7 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[Namespace]:
 
 
 def settings_for(
-    namespace: Namespace, tmp_path: Path, *, template: str, **overrides: Any
+    namespace: Namespace, tmp_path: Path, *, template: str, pods: int = 1, **overrides: Any
 ) -> SchedulerSettings:
     template_file = tmp_path / f"template-{uuid.uuid4().hex[:6]}.yaml"
     template_file.write_text(template)
@@ -139,6 +144,7 @@ def settings_for(
         node_selector={"type": "kwok"},
         tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         queue_name="fulmen-trainers",
+        pods=pods,
     )
     options: dict[str, Any] = {
         "executor": "kubernetes",
@@ -191,7 +197,10 @@ def test_every_manifest_passes_a_server_side_dry_run(kube_cluster: KubeCluster) 
         tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
     )  # fmt: skip
     job = job_manifest(load_template(settings), window, settings, retries=2)
-    for manifest in (yaml.safe_load(template.read_text()), job):
+    sharded = settings.model_copy(update={"pods": 4})
+    multi = job_manifest(load_template(sharded), window, sharded, retries=2)
+    service = service_manifest(window, sharded, job_uid=str(uuid.uuid4()))
+    for manifest in (yaml.safe_load(template.read_text()), job, multi, service):
         applied = kube_cluster.kubectl(
             "apply", "--dry-run=server", "-n", "fulmen", "-f", "-",
             stdin=yaml.safe_dump(manifest), check=False,
@@ -433,6 +442,68 @@ def test_a_failing_job_is_retried_then_recorded_with_its_reason(
     # Its outcome recorded, the Job was deleted; nothing starts the window again.
     until(lambda: not namespace.jobs(), timeout_s=30, what="the Job to be deleted")
     assert scheduler.tick() == []
+    jobs.close()
+
+
+def test_a_multi_process_job_runs_as_an_indexed_job_with_its_rendezvous_service(
+    namespace: Namespace, new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    store = new_store()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    insert_episodes(store, "calc", [start + timedelta(seconds=i) for i in range(4)])
+    settings = settings_for(namespace, tmp_path, template=kwok_template(complete_after_s=2),
+                            pods=2, agents=["calc"], retries=1)  # fmt: skip
+    jobs = kubernetes_jobs(settings)
+    scheduler = Scheduler(settings, store=store, jobs=jobs)
+    [event] = scheduler.tick()
+    assert event.kind == "started"
+    name = event.window.job_name
+    assert jobs.start(event.window) is False  # the same window again: refused by name
+    [job] = namespace.jobs()
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert spec["backoffLimit"] == 3  # one retry: a second round of both pods failing
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == name
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["WORLD_SIZE"]["value"] == "2"
+    assert env["MASTER_ADDR"]["value"] == f"{name}-0.{name}"
+    assert env["RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+    assert env["FULMEN_TRAIN_WINDOW_ID"]["value"] == event.window.window_id
+    service = json.loads(namespace.cluster.kubectl(
+        "get", "service", name, "-n", namespace.name, "-o", "json").stdout)  # fmt: skip
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+    assert service["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+
+    def succeeded() -> bool:
+        scheduler.tick()
+        jobs.wait(0.5)
+        return any(r["state"] == "succeeded" for r in window_rows(store))
+
+    until(succeeded, timeout_s=120, what="the two-pod Job to succeed")
+    [job] = namespace.jobs()
+    assert job["status"]["succeeded"] == 2
+    pods = json.loads(namespace.cluster.kubectl(
+        "get", "pods", "-n", namespace.name, "-l", f"batch.kubernetes.io/job-name={name}",
+        "-o", "json").stdout)["items"]  # fmt: skip
+    assert sorted(p["spec"]["hostname"] for p in pods) == [f"{name}-0", f"{name}-1"]
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                  for p in pods) == ["0", "1"]  # fmt: skip
+    for p in pods:  # a GPU per pod, on the GPU node
+        assert p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert p["spec"]["nodeName"] == NODE
+    # Deleting the Job deletes its Service (the garbage collector follows the owner).
+    jobs.remove(event.window)
+    until(
+        lambda: namespace.cluster.kubectl(
+            "get", "service", name, "-n", namespace.name, check=False
+        ).returncode != 0,
+        timeout_s=60, what="the Service to go with its Job",
+    )  # fmt: skip
     jobs.close()
 
 

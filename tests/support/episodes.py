@@ -13,17 +13,29 @@ from fulmen.store import TABLES, LightningStore
 
 
 def insert_episodes(
-    store: LightningStore, agent: str, finished: Sequence[datetime], *, reward: float | None = 1.0
+    store: LightningStore,
+    agent: str,
+    finished: Sequence[datetime],
+    *,
+    reward: float | None = 1.0,
+    rollout_ids: Sequence[str] | None = None,
+    task_ids: Sequence[str] | None = None,
 ) -> list[str]:
-    """One finished episode per time in `finished` (revision 0); returns the rollout ids."""
-    ids = [f"r-{uuid.uuid4().hex[:12]}" for _ in finished]
+    """One finished episode per time in `finished` (revision 0); returns the rollout ids
+    (`rollout_ids`, else random ones). Tasks: `task_ids`, else `task-0` to `task-2` in turn."""
+    ids = (
+        list(rollout_ids)
+        if rollout_ids is not None
+        else [f"r-{uuid.uuid4().hex[:12]}" for _ in finished]
+    )
+    tasks = list(task_ids) if task_ids is not None else [f"task-{i % 3}" for i in range(len(ids))]
     rows = [
         {
             "rollout_id": rollout_id,
             "attempt": 0,
             "revision": 0,
             "agent_name": agent,
-            "task_id": f"task-{index % 3}",
+            "task_id": tasks[index],
             "model_version": "",
             "resources_version": "",
             "status": "succeeded",

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from fulmen.trainers._logprobs import response_logprobs
 from fulmen.trainers._rl_batch import collate, micro_batches
-from fulmen.trainers._rl_step import RLStepConfig, response_logprobs, rl_step
+from fulmen.trainers._rl_step import RLStepConfig, rl_step
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._shared_head import MIN_SHARED_HEAD
 

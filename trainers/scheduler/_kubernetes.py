@@ -1,10 +1,14 @@
 """Trainer Jobs on Kubernetes: the only module that imports the `kubernetes` client.
 
 A window's Job is named by the window (`PlannedWindow.job_name`), so creating it twice is
-refused by the API server (409 AlreadyExists) whoever tries. The Job carries the window in
+refused by the API server (409 AlreadyExists) whoever tries. A job of several processes
+(`pods` > 1) is an indexed Job, one process a pod, with a headless Service of the same name
+that gives pod 0 the address the others meet it at; the Service is owned by the Job, so it
+goes when the Job goes. The Job carries the window in
 an annotation, so a restarted scheduler rebuilds what it needs from the Jobs it lists. The
 scheduler lists and watches only its own Jobs (by label), reads the failed pods of a failed
-Job for the reason, and may delete finished Jobs; nothing else (k8s/base/scheduler/rbac.yaml).
+Job for the reason, creates the Services of multi-pod Jobs, and may delete finished Jobs;
+nothing else (k8s/base/scheduler/rbac.yaml).
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 _NOT_RETRIED_EXIT_CODES = [3, 4]
 """`fulmen train`'s "held back by the gate" and "nothing to train on": final outcomes that
-the trainer recorded itself, so the Job fails at once instead of retrying."""
+the trainer recorded itself, so the Job fails at once instead of retrying (every rank of a
+multi-pod job exits with the job's code)."""
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 Manifest = dict[str, Any]
 
@@ -128,7 +135,72 @@ def job_manifest(
         resources = container.setdefault("resources", {})
         for kind in ("limits", "requests"):
             resources.setdefault(kind, {})[settings.gpu_resource] = str(settings.gpus)  # a quantity
+    if settings.pods > 1:
+        _processes(spec, pod, container, window, settings, retries=retries)
     return job
+
+
+def _processes(
+    spec: Manifest,
+    pod: Manifest,
+    container: Manifest,
+    window: PlannedWindow,
+    settings: KubernetesJobSettings,
+    *,
+    retries: int,
+) -> None:
+    """Make the Job one of `settings.pods` processes: indexed pods (the index is the rank),
+    hostnames under the window's Service, torch.distributed's variables."""
+    spec["completionMode"] = "Indexed"
+    spec["completions"] = spec["parallelism"] = settings.pods
+    # A rank that dies takes the others' collectives down with it: a retry is a round of
+    # up to every pod failing.
+    spec["backoffLimit"] = (retries + 1) * settings.pods - 1
+    pod["subdomain"] = window.job_name  # pod i is <job>-i.<job>: the headless Service
+    rank = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
+    container["env"] = [
+        *container["env"],
+        {"name": "RANK", "valueFrom": rank},
+        {"name": "WORLD_SIZE", "value": str(settings.pods)},
+        {"name": "LOCAL_RANK", "value": "0"},
+        {"name": "LOCAL_WORLD_SIZE", "value": "1"},
+        {"name": "MASTER_ADDR", "value": f"{window.job_name}-0.{window.job_name}"},
+        {"name": "MASTER_PORT", "value": str(settings.rendezvous_port)},
+    ]
+
+
+def service_manifest(
+    window: PlannedWindow, settings: KubernetesJobSettings, *, job_uid: str
+) -> Manifest:
+    """The headless Service through which a multi-pod Job's ranks meet: the Job's name,
+    selecting its pods, publishing them before they are ready (they must resolve rank 0 to
+    start at all), owned by the Job (job_uid) so that it is deleted with it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": window.job_name,
+            "namespace": settings.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "fulmen",
+                "app.kubernetes.io/component": "trainer",
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                WINDOW_LABEL: window.digest,
+            },
+            "ownerReferences": [_owner(window.job_name, job_uid)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {JOB_NAME_LABEL: window.job_name},
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": settings.rendezvous_port}],
+        },
+    }
+
+
+def _owner(job_name: str, uid: str) -> Manifest:
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": uid,
+            "controller": True}  # fmt: skip
 
 
 def _container(pod: Manifest, name: str) -> Manifest:
@@ -205,17 +277,38 @@ class KubernetesJobs(JobExecutor):
 
     def start(self, window: PlannedWindow) -> bool:
         manifest = job_manifest(self._template, window, self._settings, retries=self._retries)
+        namespace = self._settings.namespace
         try:
-            created = self._batch.create_namespaced_job(
-                self._settings.namespace,
-                manifest,  # type: ignore[arg-type]  # the client sends a manifest dict as is
+            created = self._plain(
+                self._batch.create_namespaced_job(
+                    namespace,
+                    manifest,  # type: ignore[arg-type]  # the client sends a manifest dict as is
+                )
             )
         except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        self._jobs[window.job_name] = self._plain(created)
+            if exc.status != 409:
+                raise
+            if self._settings.pods > 1:  # whoever created the Job may have stopped before this
+                self._rendezvous(window, self._plain(
+                    self._batch.read_namespaced_job(window.job_name, namespace)
+                ))  # fmt: skip
+            return False
+        self._jobs[window.job_name] = created
+        if self._settings.pods > 1:
+            self._rendezvous(window, created)
         return True
+
+    def _rendezvous(self, window: PlannedWindow, job: Manifest) -> None:
+        """Create the Service of a multi-pod Job, unless it exists."""
+        service = service_manifest(window, self._settings, job_uid=job["metadata"]["uid"])
+        try:
+            self._core.create_namespaced_service(
+                self._settings.namespace,
+                service,  # type: ignore[arg-type]  # the client sends a manifest dict as is
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def jobs(self) -> list[JobStatus]:
         if self._resource_version is None:

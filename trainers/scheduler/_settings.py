@@ -40,7 +40,14 @@ class KubernetesJobSettings(BaseModel):
     queue_name: str | None = None
     """Kueue LocalQueue: set as the `kueue.x-k8s.io/queue-name` label; Kueue admits the Job."""
     gpus: int = Field(default=0, ge=0)
+    """GPUs each trainer pod requests (and is limited to)."""
     gpu_resource: str = "nvidia.com/gpu"
+    pods: int = Field(default=1, ge=1)
+    """Processes of one trainer job, a pod each. Above 1: an indexed Job whose pods find
+    each other through a headless Service of the Job's name (created with it, deleted with
+    it) and train sharded, as under torchrun; give each pod one GPU."""
+    rendezvous_port: int = Field(default=29500, ge=1, le=65535)
+    """The port rank 0 listens on for the other ranks (torch.distributed's MASTER_PORT)."""
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     active_deadline_seconds: int | None = Field(default=6 * 3600, ge=1)
