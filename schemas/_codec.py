@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from fastavro import schemaless_reader
 from pydantic import ValidationError
@@ -35,6 +36,15 @@ class DecodeError(FulmenError):
         self.detail = detail
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An event, and its fields as Avro read them: plain dicts, lists and scalars shaped as
+    `event.model_dump()` would give them, for columnar writes that need no model walk."""
+
+    event: Event
+    fields: dict[str, Any]
+
+
 class Codec(ABC):
     """Turns events into message values and back. Implementations are thread-safe."""
 
@@ -43,8 +53,13 @@ class Codec(ABC):
         """The message value for `event` on `topic`."""
 
     @abstractmethod
+    def decode_fields(self, data: bytes, *, topic: str) -> Decoded:
+        """The event in `data` with its fields; raises `DecodeError` (never anything else)
+        when it is not one."""
+
     def decode(self, data: bytes, *, topic: str) -> Event:
         """The event in `data`; raises `DecodeError` (never anything else) when it is not one."""
+        return self.decode_fields(data, topic=topic).event
 
 
 class SingleObjectCodec(Codec):
@@ -72,7 +87,7 @@ class SingleObjectCodec(Codec):
         write(event, out)
         return bytes(out)
 
-    def decode(self, data: bytes, *, topic: str) -> Event:
+    def decode_fields(self, data: bytes, *, topic: str) -> Decoded:
         if len(data) < _HEADER_LEN:
             raise DecodeError("truncated", f"{len(data)} bytes, a header alone is {_HEADER_LEN}")
         if data[:2] != SINGLE_OBJECT_MAGIC:
@@ -86,17 +101,21 @@ class SingleObjectCodec(Codec):
         return decode_body(data, _HEADER_LEN, writer=writer, reader=reader)
 
 
-def decode_body(data: bytes, offset: int, *, writer: AvroSchema, reader: AvroSchema) -> Event:
+def decode_body(data: bytes, offset: int, *, writer: AvroSchema, reader: AvroSchema) -> Decoded:
     """Decode an Avro body starting at `offset`, resolving `writer` into `reader`."""
     body = io.BytesIO(data)
     body.seek(offset)
+    # Resolving a schema into itself changes nothing and costs a second walk of the record.
+    resolve_into = None if writer.fingerprint == reader.fingerprint else reader.parsed
     try:
-        record = schemaless_reader(body, writer.parsed, reader.parsed)
+        record = schemaless_reader(body, writer.parsed, resolve_into)
     except Exception as exc:  # fastavro raises many types on corrupt input; all mean the same
         raise DecodeError("corrupt_payload", f"{type(exc).__name__}: {exc}") from exc
     if body.tell() != len(data):
         raise DecodeError("corrupt_payload", f"{len(data) - body.tell()} trailing bytes")
+    if not isinstance(record, dict):  # every event schema is a record
+        raise DecodeError("corrupt_payload", f"not a record: {type(record).__name__}")
     try:
-        return EVENT_MODELS[reader.event_type].model_validate(record)
+        return Decoded(EVENT_MODELS[reader.event_type].model_validate(record), record)
     except ValidationError as exc:
         raise DecodeError("invalid_event", str(exc)) from exc

@@ -12,7 +12,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from fulmen.schemas._avro import AvroSchema, current_schemas, load_schema_json
-from fulmen.schemas._codec import Codec, DecodeError, decode_body
+from fulmen.schemas._codec import Codec, Decoded, DecodeError, decode_body
 from fulmen.schemas._events import Event, EventType
 from fulmen.schemas._records import avro_record
 
@@ -51,7 +51,7 @@ class ConfluentCodec(Codec):
         data: bytes = self._serializers[event.event_type](event, context)
         return data
 
-    def decode(self, data: bytes, *, topic: str) -> Event:
+    def decode_fields(self, data: bytes, *, topic: str) -> Decoded:
         if len(data) < _HEADER.size:
             raise DecodeError("truncated", f"{len(data)} bytes, a header alone is {_HEADER.size}")
         magic, schema_id = _HEADER.unpack_from(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fulmen.schemas._codec import Codec, DecodeError, SingleObjectCodec
+from fulmen.schemas._codec import Codec, Decoded, DecodeError, SingleObjectCodec
 from fulmen.schemas._confluent import CONFLUENT_MAGIC, ConfluentCodec
 from fulmen.schemas._events import Event
 
@@ -20,11 +20,11 @@ class EitherFramingCodec(Codec):
     def encode(self, event: Event, *, topic: str) -> bytes:
         return self.writer.encode(event, topic=topic)
 
-    def decode(self, data: bytes, *, topic: str) -> Event:
+    def decode_fields(self, data: bytes, *, topic: str) -> Decoded:
         if data[:1] == CONFLUENT_MAGIC:
             if self._registry is None:
                 raise DecodeError(
                     "registry", "Confluent-framed (00), but no schema registry is configured"
                 )
-            return self._registry.decode(data, topic=topic)
-        return self._single.decode(data, topic=topic)
+            return self._registry.decode_fields(data, topic=topic)
+        return self._single.decode_fields(data, topic=topic)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pyarrow as pa
@@ -68,11 +67,11 @@ class EpisodeAssembler:
 
 def episodes_table(episodes: list[Episode]) -> pa.Table:
     """Episode rows as an Arrow batch for the store's `episodes` table."""
-    rows = [dataclasses.asdict(episode.row) for episode in episodes]
+    rows = [vars(episode.row) for episode in episodes]  # asdict would deep-copy every list
     return pa.Table.from_pylist(rows, schema=TABLES["episodes"])
 
 
 def triplets_table(episodes: list[Episode]) -> pa.Table:
     """The episodes' triplets as an Arrow batch for the store's `triplets` table."""
-    rows = [dataclasses.asdict(t) for episode in episodes for t in episode.triplets]
+    rows = [vars(t) for episode in episodes for t in episode.triplets]
     return pa.Table.from_pylist(rows, schema=TABLES["triplets"])

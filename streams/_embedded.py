@@ -88,7 +88,7 @@ class EmbeddedRunner:
             # Bus offsets restart at 0 in every process: the runner's id keeps two runs
             # into one store from deduplicating each other's writes.
             token = f"{self._id}/{topic}/{messages[0].offset}-{messages[-1].offset}"
-            self.store.write_events(intake.events, dedup_token=token)
+            self.store.write_events(intake.events, fields=intake.fields, dedup_token=token)
             if intake.dead:
                 rows = dead_letters_table(intake.dead)
                 self.store.insert("dead_letters", rows, dedup_token=f"{token}/dead")

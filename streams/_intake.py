@@ -10,7 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
@@ -104,6 +104,8 @@ class Intake:
     dead letters, and how many messages were duplicates of events already seen."""
 
     events: list[Event] = field(default_factory=list)
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    """Each event's fields as Avro read them (`Decoded.fields`), for columnar writes."""
     messages: list[Received] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
@@ -118,6 +120,7 @@ class Intake:
         kept = [i for i in range(len(self.events)) if i not in refused]
         self.dead += [DeadLetter.of(self.messages[i], problem, refused[i]) for i in sorted(refused)]
         self.events = [self.events[i] for i in kept]
+        self.fields = [self.fields[i] for i in kept]
         self.messages = [self.messages[i] for i in kept]
 
 
@@ -148,10 +151,11 @@ def decode_batch(
             intake.dead.append(DeadLetter.of(message, "too_large", detail))
             continue
         try:
-            event = codec.decode(message.value, topic=message.topic)
+            decoded = codec.decode_fields(message.value, topic=message.topic)
         except DecodeError as error:
             intake.dead.append(DeadLetter.of(message, error.problem, error.detail))
             continue
+        event = decoded.event
         expected = kinds.get(message.topic)
         if event.event_type != expected:
             detail = f"a {event.event_type} event on {message.topic}, which carries {expected}"
@@ -162,5 +166,6 @@ def decode_batch(
             continue
         in_batch.add(event.meta.event_id)
         intake.events.append(event)
+        intake.fields.append(decoded.fields)
         intake.messages.append(message)
     return intake

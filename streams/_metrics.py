@@ -20,6 +20,11 @@ class WorkerMetrics:
         self.duplicates = Counter(
             "fulmen_worker_duplicates", "Events ignored as already seen", registry=r
         )
+        self.replayed = Counter(
+            "fulmen_worker_replayed",
+            "Messages read again after a rebalance that this process had already taken",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "fulmen_worker_dead_letters", "Messages sent to the DLQ", ["problem"], registry=r
         )

@@ -64,19 +64,20 @@ class StoreSink:
     def write_raw(self, intake: Intake) -> int:
         """Write the intake's events that the store does not hold yet; returns how many."""
         read = [
-            (event, source, _SOURCED.get(type(event)))
-            for event, source in zip(intake.events, intake.sources, strict=True)
+            (index, source, _SOURCED.get(type(event)))
+            for index, (event, source) in enumerate(zip(intake.events, intake.sources, strict=True))
         ]
         self._learn_offsets({(table, p) for _, (p, _), table in read if table is not None})
         fresh = [
-            (event, (partition, offset), table)
-            for event, (partition, offset), table in read
+            (index, (partition, offset), table)
+            for index, (partition, offset), table in read
             if table is None or offset > self._written[(table, partition)]
         ]
         if fresh:
             sources = [source for _, source, _ in fresh]
             self.store.write_events(
-                [event for event, _, _ in fresh],
+                [intake.events[index] for index, _, _ in fresh],
+                fields=[intake.fields[index] for index, _, _ in fresh],
                 sources=sources,
                 dedup_token=_offsets_token(sources),
             )

@@ -1,19 +1,21 @@
 """The stream worker: a Faust application that joins spans, rewards and rollout events into
 scored episodes in the LightningStore. `fulmen worker` runs it.
 
-Per batch of input messages (`_flush`):
+Input messages arrive a fetched batch at a time (`BatchConsumer`, Faust's consumer without
+its per-message stream path) and gather until `batch_max` of them or `batch_within_s` passed.
+Per batch (`_flush`):
     decode → events over their rollout's budget refused → dead letters to the DLQ topic and
     the store → raw rows to the store → rollout buffers (a changelog-backed table keyed by
-    rollout id) → ack, so the offsets become committable.
+    rollout id) → the batch acked, so its offsets become committable.
 Per tick (`_tick`):
     due buffers → reconciled with the store → episodes and triplets to the store → buffer
     table → episode-completed events → expired buffers forgotten.
 
 A store write that fails is retried with backoff until it succeeds. Meanwhile nothing is
-acked and the agent takes no more messages: memory stays bounded by one batch plus Faust's
-stream buffer, and a crash at any point replays only what the sink recognises (see
-`StoreSink`). The input topics are co-partitioned by rollout id (the producers key by it,
-murmur2 like Kafka's Java client); the table's changelog is keyed the same way.
+acked and nothing more is fetched: memory stays bounded by one batch, and a crash at any
+point replays only what the sink recognises (see `StoreSink`). The input topics are
+co-partitioned by rollout id (the producers key by it, murmur2 like Kafka's Java client); the
+table's changelog is keyed the same way.
 
 No message can stop the worker: whatever it cannot use (undecodable, over the size limit, of
 another kind than its topic carries, past its rollout's budget) is a dead letter, and a dead
@@ -32,7 +34,7 @@ from typing import Any, TypeVar, cast
 import faust
 from aiokafka.partitioner import murmur2
 from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
-from faust.types import TP, EventT, StreamT
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from fulmen.kafka import KafkaSettings
@@ -41,6 +43,7 @@ from fulmen.schemas import Codec, Event
 from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_expired
+from fulmen.streams._batch_consumer import Batch, BatchApp, BatchConsumer, Record
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._kafka_auth import broker_credentials
 from fulmen.streams._metrics import WorkerMetrics
@@ -73,7 +76,7 @@ class StreamWorker:
         self.kinds = {topic: kinds[topic] for topic in self.inputs}
         changelog_name = f"{worker.app_id}-rollout-buffers-changelog"
         self.partitions = prepare_topics(settings, worker, changelog=changelog_name)
-        self.app = faust.App(
+        self.app = BatchApp(
             worker.app_id,
             broker=_broker_urls(settings.kafka),
             broker_credentials=broker_credentials(settings.kafka),
@@ -126,36 +129,43 @@ class StreamWorker:
         self.source = self.app.topic(*self.inputs, **raw)
         self.dead_letters = self.app.topic(topics.dead_letter_topic(), **raw)
         self.episodes = self.app.topic(topics.for_event("episode"), **raw)
-        self.app.agent(self.source, name="assemble")(self._consume)
+        self.app.batch_topics = frozenset(self.inputs)
+        self.app.on_batch = self._take
+        self.app.topics.add(self.source)  # subscribed; its messages come to `_take`
         self.app.timer(worker.tick_s, name="collect")(self._tick)
         self.app.page("/metrics")(_metrics_view(self.metrics))
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
         self._sink: StoreSink | None = None
-        self._stream: StreamT[Any] | None = None
-        self._pending: list[EventT[Any]] = []
+        self._pending: dict[TP, list[Record]] = {}
+        self._pending_count = 0
         self._pending_since = 0.0
+        self._partitions: dict[bytes, int] = {}
+        self._taken: dict[TP, int] = {}
+        """Per input partition, the highest offset this process flushed."""
         self._lock = asyncio.Lock()
         self._open: set[bytes] = set()
         """Rollouts with events not yet in an episode, as far as this process saw them."""
         self._next_sweep = 0.0
 
-    async def _consume(self, stream: StreamT[Any]) -> None:
-        self._stream = cast("faust.Stream[Any]", stream).noack()
-        async for event in self._stream.events():
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append(event)
-            if len(self._pending) >= self.worker.batch_max:
-                await self._flush()
+    async def _take(self, batch: Batch) -> None:
+        """Gather fetched records; a full batch, or one that waited long enough, is flushed."""
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        for tp, records in batch.items():
+            self._pending.setdefault(tp, []).extend(records)
+            self._pending_count += len(records)
+        waited = time.monotonic() - self._pending_since
+        if self._pending_count >= self.worker.batch_max or waited >= self.worker.batch_within_s:
+            await self._flush()
 
     async def _flush(self) -> None:
         async with self._lock:
-            batch, self._pending = self._pending, []
-            if not batch or self._stream is None:
+            batch, self._pending, self._pending_count = self._pending, {}, 0
+            if not batch:
                 return
             sink = await self._store_sink()
-            messages = [_received(event) for event in batch]
+            messages = self._untaken(batch)
             intake = decode_batch(
                 messages,
                 self.codec,
@@ -171,9 +181,22 @@ class StreamWorker:
             written = await self._retrying("raw", lambda: sink.write_raw(intake))
             self.metrics.raw_rows.inc(written)
             self._buffer(intake, now=time.time())
-            for event in batch:
-                await self._stream.ack(event)
-            self._record_lag(messages)
+            cast(BatchConsumer, self.app.consumer).ack_batch(batch)
+            for tp, records in batch.items():
+                self._taken[tp] = max(self._taken.get(tp, -1), records[-1].offset)
+            self._record_lag(batch)
+
+    def _untaken(self, batch: Batch) -> list[Received]:
+        """The batch's messages past what this process already took from their partition:
+        a rebalance makes the consumer read again from the committed offset, and what lies
+        between is in the store and the buffers already."""
+        messages: list[Received] = []
+        for tp, records in batch.items():
+            taken = self._taken.get(tp, -1)
+            fresh = [record for record in records if record.offset > taken]
+            self.metrics.replayed.inc(len(records) - len(fresh))
+            messages += [_received(record) for record in fresh]
+        return messages
 
     async def _tick(self) -> None:
         waited = time.monotonic() - self._pending_since
@@ -248,9 +271,14 @@ class StreamWorker:
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs
         }
         candidates = self.buffers.items() if keys is None else self._states(keys)
-        return {
-            key: state for key, state in candidates if _partition(key, self.partitions) in assigned
-        }
+        return {key: state for key, state in candidates if self._partition_of(key) in assigned}
+
+    def _partition_of(self, key: bytes) -> int:
+        """The input partition of a rollout key, hashed once (murmur2 is pure Python here)."""
+        partition = self._partitions.get(key)
+        if partition is None:
+            partition = self._partitions[key] = _partition(key, self.partitions)
+        return partition
 
     def _states(self, keys: set[bytes]) -> list[tuple[bytes, RolloutState]]:
         found = ((key, self.buffers.get(key)) for key in keys)
@@ -267,12 +295,16 @@ class StreamWorker:
                 self.buffers[key] = state
             else:
                 del self.buffers[key]
+                self._partitions.pop(key, None)
 
     async def _announce(self, episodes: Sequence[Episode]) -> None:
-        topic = self.episodes.get_topic_name()
+        """Straight to the producer (batched by aiokafka): the topic exists, and Faust's
+        `Topic.send` declares it again and wraps every message in futures."""
+        topic, producer = self.episodes.get_topic_name(), self.app.producer
         for episode in episodes:
             value = self.codec.encode(self.announcer.completed(episode.row), topic=topic)
-            await self.episodes.send(key=episode.row.rollout_id.encode(), value=value)
+            key = episode.row.rollout_id.encode()
+            await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> None:
         message = dead.message
@@ -308,23 +340,21 @@ class StreamWorker:
             self.metrics.sink_latency.labels(kind).observe(time.perf_counter() - started)
             return result
 
-    def _record_lag(self, messages: Sequence[Received]) -> None:
-        last: dict[tuple[str, int], int] = {}
-        for message in messages:
-            last[(message.topic, message.partition)] = message.offset
-        for (topic, partition), offset in last.items():
-            highwater = self.app.consumer.highwater(TP(topic, partition))
-            if highwater is not None:
-                self.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))
+    def _record_lag(self, batch: Batch) -> None:
+        for tp, records in batch.items():
+            highwater = self.app.consumer.highwater(tp)
+            if highwater is not None and records:
+                lag = max(highwater - records[-1].offset - 1, 0)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Unacked messages of a revoked partition are read again by its next owner. Faust
-        calls this once every message taken was acked (`stream_wait_empty`), so no batch is
-        pending; waiting for the lock lets a tick's episode write land before the next owner
+        """Messages gathered but not flushed are dropped: nothing of them was acked, and
+        after the rebalance every partition is read again from its committed offset (from its
+        beginning when it has none), by this worker or the next owner. Waiting for the lock
+        lets a batch or a tick in flight land first, its episode writes before the next owner
         asks the store which revisions it holds."""
-        revoked: set[TP] = set(args[0])
         async with self._lock:
-            self._pending = [e for e in self._pending if e.message.tp not in revoked]
+            self._pending, self._pending_count = {}, 0
             if self._sink is not None:
                 self._sink.forget_offsets()
 
@@ -345,10 +375,9 @@ def _metrics_view(metrics: WorkerMetrics) -> type[View]:
     return MetricsView
 
 
-def _received(event: EventT[Any]) -> Received:
-    message = event.message
+def _received(record: Record) -> Received:
     return Received(
-        message.topic, message.partition, message.offset, message.key or b"", message.value or b""
+        record.topic, record.partition, record.offset, record.key or b"", record.value or b""
     )
 
 

@@ -329,9 +329,9 @@ _GOOD = 5
 def test_a_bad_batch_names_column_and_row_and_writes_nothing(
     store: LightningStore, change, column: str, row: int | None
 ) -> None:
-    from fulmen.store._arrow import spans_table
+    from fulmen.store._arrow import events_table
 
-    good = spans_table([llm_span(f"bad-{i}", i) for i in range(_GOOD)])
+    good = events_table("spans", [llm_span(f"bad-{i}", i).model_dump() for i in range(_GOOD)])
     before = _count(store, "spans")
     with pytest.raises(BatchRejected) as rejected:
         store.insert("spans", change(good))

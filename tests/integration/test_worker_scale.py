@@ -24,14 +24,6 @@ def _start(*workers: Worker) -> None:
         wait_for(worker.answers, timeout_s=120, what="a worker's web server")
 
 
-@pytest.mark.xfail(
-    reason="known loss, open: after a rebalance an input partition that never had an offset "
-    "committed resumes at the consumer's fetch position, past the messages the rebalance "
-    "dropped from Faust's stream buffers (2 of 5 runs lost a partition's first batch; "
-    "docs/streams.md#limits). Seeking those partitions from the assignment signal crashed "
-    "Faust's fetcher.",
-    strict=False,
-)
 def test_two_workers_one_killed_and_a_third_joining_leave_what_a_clean_run_leaves(
     stack: Stack,
 ) -> None:
