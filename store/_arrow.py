@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fulmen.schemas import Event, EventMeta, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import Event, EventMeta, Feedback, Reward, RolloutEvent, Span, VersionEvent
 
 _NS = pa.timestamp("ns", tz="UTC")
 _MS = pa.timestamp("ms", tz="UTC")
@@ -120,6 +120,17 @@ TABLES: dict[str, pa.Schema] = {
             *_SOURCE,
         ]
     ),
+    "feedback": pa.schema(
+        [
+            *_META,
+            _required("thumbs_up", pa.bool_()),
+            _required("source", _STR),
+            _optional("span_id", _STR),
+            _optional("correction", _STR),
+            _optional("comment", _STR),
+            *_SOURCE,
+        ]
+    ),
     "dead_letters": pa.schema(
         [
             _required("received_at", _MS),
@@ -193,6 +204,7 @@ TABLES: dict[str, pa.Schema] = {
             _optional("model_name", _STR),
             _required("prompt_templates", _strings()),
             _required("metrics", pa.map_(pa.string(), pa.float64())),
+            _required("recipe", _strings()),
             _required("published_at", _NS),
             _required("event_id", _STR),
         ]
@@ -317,6 +329,17 @@ def _rollout_row(event: RolloutEvent) -> dict[str, Any]:
     }
 
 
+def _feedback_row(event: Feedback) -> dict[str, Any]:
+    return {
+        **_meta_columns(event.meta),
+        "thumbs_up": event.thumbs_up,
+        "source": event.source,
+        "span_id": event.span_id,
+        "correction": event.correction,
+        "comment": event.comment,
+    }
+
+
 def _version_row(event: VersionEvent) -> dict[str, Any]:
     return {
         "version_id": event.version_id,
@@ -330,6 +353,7 @@ def _version_row(event: VersionEvent) -> dict[str, Any]:
         "model_name": event.model_name,
         "prompt_templates": event.prompt_templates,
         "metrics": event.metrics,
+        "recipe": event.recipe,
         "published_at": event.meta.emitted_at_unix_nano,
         "event_id": event.meta.event_id,
     }
@@ -343,6 +367,7 @@ EVENT_TABLES: dict[type[Event], str] = {
     Reward: "rewards",
     RolloutEvent: "rollouts",
     VersionEvent: "versions",
+    Feedback: "feedback",
 }
 """The table each type of event is written to."""
 
@@ -380,6 +405,10 @@ def rollouts_table(
     events: Sequence[RolloutEvent], sources: Sequence[Source] | None = None
 ) -> pa.Table:
     return _columnar("rollouts", events, _rollout_row, sources)
+
+
+def feedback_table(events: Sequence[Feedback], sources: Sequence[Source] | None = None) -> pa.Table:
+    return _columnar("feedback", events, _feedback_row, sources)
 
 
 def versions_table(events: Sequence[VersionEvent]) -> pa.Table:

@@ -62,7 +62,13 @@ def run_job(
         min_group_size=settings.min_group_size,
         include_unscored=algorithm_class.include_unscored,
     )
-    window = read_window(store, query, settings.snapshots_dir, window_id=settings.window_id)
+    window = read_window(
+        store,
+        query,
+        settings.snapshots_dir,
+        window_id=settings.window_id,
+        feedback=algorithm_class.uses_feedback,
+    )
     short_name = settings.algo.rpartition(":")[2].lower()
     candidate = f"{short_name}-{window.window_id[:8]}-{run_id[:6]}"
     algorithm = algorithm_class(JobContext(settings, store, window, candidate, console))

@@ -4,19 +4,17 @@ prompt → completion examples, trained with TRL's SFTTrainer on the policy's Lo
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
 from datasets import Dataset
 from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
-from fulmen.models._precision import bf16_pays
+from fulmen.trainers._trl_args import callbacks, final_loss, job_args, steps_for
 from fulmen.trainers._window import LoggedCall
 
 
@@ -41,14 +39,6 @@ class SftStats:
     tokens: int
 
 
-class _StepReporter(TrainerCallback):
-    def __init__(self, on_step: Callable[[int, int], None]) -> None:
-        self._on_step = on_step
-
-    def on_step_end(self, args: object, state: object, control: object, **_: object) -> None:
-        self._on_step(getattr(state, "global_step", 0), getattr(state, "max_steps", 0))
-
-
 def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
     """Pre-tokenized prompt + completion rows (the logged token ids, so the model learns
     exactly what it was served), deduplicated."""
@@ -59,11 +49,6 @@ def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
             "completion_mask": [[0] * len(p) + [1] * len(r) for p, r in unique],
         }
     )
-
-
-def _steps(examples: int, settings: SftSettings) -> int:
-    per_epoch = math.ceil(examples / settings.batch_size)
-    return max(settings.min_steps, settings.epochs * per_epoch)
 
 
 def train_sft(
@@ -77,36 +62,36 @@ def train_sft(
     """Fine-tune `model`'s adapter in place on `calls`' completions."""
     dataset = sft_dataset(calls)
     with tempfile.TemporaryDirectory(prefix="fulmen-sft-") as scratch:
+        steps = steps_for(
+            len(dataset),
+            batch_size=settings.batch_size,
+            epochs=settings.epochs,
+            min_steps=settings.min_steps,
+        )
         config = SFTConfig(
-            output_dir=scratch,
-            learning_rate=settings.learning_rate,
-            num_train_epochs=settings.epochs,
-            max_steps=_steps(len(dataset), settings),
-            per_device_train_batch_size=settings.batch_size,
+            **job_args(
+                scratch,
+                model,
+                learning_rate=settings.learning_rate,
+                epochs=settings.epochs,
+                max_steps=steps,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+            ),
             max_length=settings.max_length,
             completion_only_loss=True,
-            bf16=bf16_pays(model.device),  # on an AVX2-only CPU bf16 runs many times slower
-            use_cpu=not torch.cuda.is_available(),
-            seed=settings.seed,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=1,
-            disable_tqdm=True,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
         )
         trainer = SFTTrainer(
             model=model,
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[_StepReporter(on_step)] if on_step else [],
+            callbacks=callbacks(on_step),
         )
         result = trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return SftStats(
         examples=len(dataset),
         steps=result.global_step,
-        final_loss=float(losses[-1]) if losses else float("nan"),
+        final_loss=final_loss(trainer.state.log_history),
         tokens=sum(len(ids) for ids in dataset["input_ids"]),
     )
