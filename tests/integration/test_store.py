@@ -170,7 +170,7 @@ def test_replicated_engines_are_selectable() -> None:
 def test_events_round_trip_and_a_replayed_batch_is_dropped(store: LightningStore) -> None:
     events = all_events("replayed-rollout")
     written = store.write_events(events, dedup_token="topic/0/100-105")
-    assert written == {"spans": 2, "rewards": 1, "rollouts": 2, "versions": 1}
+    assert written == {"spans": 2, "rewards": 1, "rollouts": 2, "versions": 1, "feedback": 1}
     store.write_events(events, dedup_token="topic/0/100-105")
     assert _count(store, "spans", "rollout_id = 'replayed-rollout'") == 2
     row = store.sql(
