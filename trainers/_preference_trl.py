@@ -85,7 +85,7 @@ class _LoggedIdsKto(KTOTrainer):
         # every prompt meets a completion of another prompt (as its `_prepare_dataset` does).
         def rotate(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
             completions = batch["completion_ids"]
-            return batch | {"KL_completion_ids": completions[-1:] + completions[:-1]}
+            return {"KL_completion_ids": completions[-1:] + completions[:-1]}
 
         return dataset.map(rotate, batched=True, batch_size=args.per_device_train_batch_size)
 
