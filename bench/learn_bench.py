@@ -81,7 +81,7 @@ GATE = GateSettings(heldout_tasks=HELDOUT, max_new_tokens=40, batch_size=50)
 TASK = CalculatorTask()
 FLIPPED = 0.1
 """The share of simulated thumbs that say the opposite of the reward (noisy users)."""
-DPO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=2)
+DPO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=2, sft_weight=1.0)
 KTO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=1)
 
 

@@ -5,6 +5,9 @@ the control topic only if it passes.
 
     result = run_job(TrainSettings(algo="rl"), store=store, publish=publish_version)
 
+`dpo` and `kto` train on preference data that a `PairingRule` builds from the window (attempts
+that scored differently, thumbs and corrections from `fulmen.emit_feedback`).
+
 An algorithm is an `Algorithm` subclass (`ModelAlgorithm` for LoRA-trained model versions:
 write `train_policy`); `algo="mypackage.module:MyAlgorithm"` runs one of your own.
 """
@@ -27,7 +30,25 @@ from fulmen.trainers._gate import GateDecision, GateSettings, decide
 from fulmen.trainers._job import JobResult, run_job, write_result
 from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
 from fulmen.trainers._model_algorithms import ModelAlgorithm, Rl, Sft
+from fulmen.trainers._pairing import (
+    JudgedCompletion,
+    PairingLoadError,
+    PairingRule,
+    PreferenceInput,
+    PreferencePair,
+    decision_point,
+    load_pairing_rule,
+)
+from fulmen.trainers._pairs_rewards import RewardPairs
+from fulmen.trainers._pairs_thumbs import ThumbPairs
 from fulmen.trainers._policy import LoraSettings
+from fulmen.trainers._preference_algorithms import Dpo, Kto
+from fulmen.trainers._preference_trl import (
+    PreferenceSettings,
+    PreferenceStats,
+    train_dpo,
+    train_kto,
+)
 from fulmen.trainers._record import Outcome, TrainingRun
 from fulmen.trainers._rl import RlData, RlSettings, rl_samples, train_rl
 from fulmen.trainers._rl_loss import (
@@ -42,6 +63,7 @@ from fulmen.trainers._settings import TrainSettings
 from fulmen.trainers._sft import SftSettings, train_sft
 from fulmen.trainers._window import (
     LoggedCall,
+    LoggedFeedback,
     ScoredEpisode,
     Window,
     best_episodes,

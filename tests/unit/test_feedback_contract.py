@@ -78,10 +78,11 @@ def _version_schema_before_preferences() -> dict[str, Any]:
 
 
 def _version(**overrides: Any) -> VersionEvent:
-    return VersionEvent(
-        meta=meta("run-1"), version_id="dpo-1", kind="model", algorithm="dpo",
-        recipe={"pairing": "rewards(min_gap=0.5)"}, **overrides,
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "meta": meta("run-1"), "version_id": "dpo-1", "kind": "model", "algorithm": "dpo",
+        "recipe": {"pairing": "rewards(min_gap=0.5)"},
+    }  # fmt: skip
+    return VersionEvent(**(fields | overrides))
 
 
 def test_readers_before_preferences_read_a_dpo_version_as_manual_without_recipe() -> None:
