@@ -7,7 +7,8 @@ policy answers a batch of training tasks (sampled at the agent's temperature, se
 attempts per task, with the raw logprobs an agent would log — vLLM's default), the round's
 window trains the next version (RL: GRPO-style advantages + TIS on the logged logprobs;
 SFT: the best attempt per task, TRL's SFTTrainer; DPO: pairs of attempts of a task that
-scored differently, TRL's DPOTrainer; KTO: simulated thumbs — each attempt's reward turned
+scored differently (the `rewards` pairing rule), TRL's DPOTrainer with an SFT term on the
+chosen answers (RPO); KTO: simulated thumbs — each attempt's reward turned
 into up (reward >= 0.5) or down, 10% of them flipped (seeded), as noisy users would rate —
 TRL's KTOTrainer), and the next round samples from it.
 `train_wall_s` counts sampling and training alike.
@@ -82,7 +83,7 @@ TASK = CalculatorTask()
 FLIPPED = 0.1
 """The share of simulated thumbs that say the opposite of the reward (noisy users)."""
 DPO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=2, sft_weight=1.0)
-KTO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=1)
+KTO = PreferenceSettings(learning_rate=3e-4, beta=0.1, epochs=1, batch_size=4)
 
 
 def _window(

@@ -37,7 +37,7 @@ _REFERENCE_ADAPTER = "ref"
 class PreferenceSettings:
     """One preference trainer's hyper-parameters (`TrainSettings.dpo`, `.kto`)."""
 
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     beta: float = 0.1
     """How far the policy may move from the parent (TRL's β: higher stays closer)."""
     epochs: int = 2
@@ -46,7 +46,8 @@ class PreferenceSettings:
     """At least this many optimizer steps, cycling the data where a window holds little."""
     sft_weight: float = 0.0
     """DPO only: weight of an SFT loss on the chosen completions beside the DPO loss (RPO);
-    keeps the chosen answers likely while the rejected ones are pushed down."""
+    keeps the chosen answers likely while the rejected ones are pushed down. `TrainSettings`
+    gives DPO 1.0."""
     max_length: int = 1024
     seed: int = 0
 

@@ -54,7 +54,8 @@ class TrainSettings(BaseSettings):
     rl: RlSettings = Field(default_factory=RlSettings)
     sft: SftSettings = Field(default_factory=SftSettings)
     apo: ApoSettings = Field(default_factory=ApoSettings)
-    dpo: PreferenceSettings = Field(default_factory=PreferenceSettings)
+    dpo: PreferenceSettings = Field(default_factory=lambda: PreferenceSettings(sft_weight=1.0))
+    """DPO's hyper-parameters; an SFT term on the chosen answers by default (docs/trainers.md)."""
     kto: PreferenceSettings = Field(default_factory=PreferenceSettings)
     pairing: str | None = None
     """DPO and KTO: the `PairingRule` that builds their preference data (`rewards`, `thumbs`,
