@@ -77,7 +77,9 @@ def demo(
 def up_command(
     fresh: bool = typer.Option(False, help="Delete what an earlier run left first."),
     model: str | None = typer.Option(None, help='"smollm2" or a Hugging Face model directory.'),
-    algo: str | None = typer.Option(None, help="rl | sft | apo | module:Class of an Algorithm"),
+    algo: str | None = typer.Option(
+        None, help="rl | sft | dpo | kto | apo | module:Class of an Algorithm"
+    ),
     agents: int | None = typer.Option(None, min=1, help="Agent processes."),
 ) -> None:
     """Run the whole loop as separate processes on a local Kafka broker: the broker, the
@@ -157,7 +159,12 @@ def worker(
 @app.command()
 def train(
     algo: str | None = typer.Option(
-        None, help="rl | sft | apo | module:Class of an Algorithm (default: sft)"
+        None, help="rl | sft | dpo | kto | apo | module:Class of an Algorithm (default: sft)"
+    ),
+    pairing: str | None = typer.Option(
+        None,
+        help="dpo, kto: rewards | thumbs | module:attribute (default: rewards for dpo, "
+        "thumbs for kto)",
     ),
     agent: str | None = typer.Option(None, help="Train the version of this agent."),
     task: str | None = typer.Option(None, help="module:attribute of the AgentTask to gate on."),
@@ -184,7 +191,7 @@ def train(
 
     given = {
         "algo": algo, "agent_name": agent, "task": task, "base_model": base_model,
-        "parent": parent, "window_id": window_id, "result_file": result_file,
+        "parent": parent, "window_id": window_id, "result_file": result_file, "pairing": pairing,
     }  # fmt: skip
     options = TrainSettings.model_validate({k: v for k, v in given.items() if v is not None})
     if heldout_tasks is not None:

@@ -6,7 +6,8 @@ Three lines instrument an agent (the `fulmen` package re-exports these)::
                     reward=lambda answer, task: score(answer, task))  # scores its result
     def solve(task): ...                             # OpenAI client calls are captured
 
-(or `fulmen.emit_reward(value)` anywhere inside the rollout).
+(or `fulmen.emit_reward(value)` anywhere inside the rollout; `fulmen.emit_feedback("up")` for
+thumbs up or down, with an optional corrected answer, during the rollout or later).
 
 Versions published on the control topic (`publish_version`) are followed in the background
 and hot-swapped: `resources()`, `prompt()`, `on_version()`, `wait_for_version()`.
@@ -32,6 +33,7 @@ from fulmen.producers._control_readers import (
 )
 from fulmen.producers._emitter import Emitter
 from fulmen.producers._emitter_stats import EmitterStats
+from fulmen.producers._feedback import Thumb, emit_feedback
 from fulmen.producers._global import configure, get_producer, shutdown
 from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer, codec_for, transport_for
@@ -69,6 +71,7 @@ __all__ = [
     "Resources",
     "RewardError",
     "Rollout",
+    "Thumb",
     "Transport",
     "TransportFull",
     "VersionFollower",
@@ -79,6 +82,7 @@ __all__ = [
     "VersionState",
     "codec_for",
     "configure",
+    "emit_feedback",
     "emit_reward",
     "get_producer",
     "on_version",

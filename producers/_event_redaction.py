@@ -6,14 +6,24 @@ import threading
 from collections import Counter
 
 from fulmen.producers.redaction import Redactor, redaction_kinds
-from fulmen.schemas import USER_ID_LABEL, Attributes, Event, LlmCall, Reward, RolloutEvent, Span
+from fulmen.schemas import (
+    USER_ID_LABEL,
+    Attributes,
+    Event,
+    Feedback,
+    LlmCall,
+    Reward,
+    RolloutEvent,
+    Span,
+)
 
 
 class EventRedactor:
     """Runs `redactor` over the free text of spans (status message, attributes' string values,
     span events' attributes, an LLM call's input and output messages and tool definitions, a
-    tool call's arguments and result), rewards (comment) and rollout events (input, error,
-    metadata values but the `user_id` label, which forgetting a user needs). Ids, names,
+    tool call's arguments and result), rewards (comment), feedback (correction, comment) and
+    rollout events (input, error, metadata values but the `user_id` label, which forgetting a
+    user needs). Ids, names,
     model names and versions are left alone; version and episode events carry no user text
     and pass unchanged.
 
@@ -110,6 +120,13 @@ class EventRedactor:
             if event.comment is None:
                 return event
             return event.model_copy(update={"comment": self._text(event.comment, found)})
+        if isinstance(event, Feedback):
+            return event.model_copy(
+                update={
+                    name: None if text is None else self._text(text, found)
+                    for name, text in (("correction", event.correction), ("comment", event.comment))
+                }
+            )
         if isinstance(event, RolloutEvent):
             return event.model_copy(
                 update={

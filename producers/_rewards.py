@@ -8,12 +8,25 @@ from fulmen.errors import FulmenError
 from fulmen.producers._context import NoActiveRollout, current_rollout
 from fulmen.producers._global import get_producer
 from fulmen.producers._served import rollout_meta
-from fulmen.schemas import Reward, RewardSource
+from fulmen.schemas import EventMeta, Reward, RewardSource
 
 
 class RewardError(FulmenError):
     """A `rollout(reward=...)` function raised, or returned something other than a finite
     real number; the original exception, if any, is the `__cause__`."""
+
+
+def rated_meta(caller: str, rollout_id: str | None, attempt: int) -> EventMeta:
+    """The envelope of an event that rates a rollout: the rollout in progress when
+    `rollout_id` is None (raising `NoActiveRollout` outside one), else `rollout_id`'s
+    `attempt` (a judge or a person rating later)."""
+    producer = get_producer()
+    if rollout_id is not None:
+        return producer.meta(rollout_id, attempt)
+    active = current_rollout.get()
+    if active is None:
+        raise NoActiveRollout(f"{caller} outside a rollout: pass rollout_id=")
+    return rollout_meta(producer, active)
 
 
 def emit_reward(
@@ -36,17 +49,9 @@ def emit_reward(
     for label, number in {"value": value, **named}.items():
         if not math.isfinite(number):
             raise ValueError(f"emit_reward: {label} must be a finite number, got {number!r}")
-    producer = get_producer()
-    active = current_rollout.get()
-    if rollout_id is None:
-        if active is None:
-            raise NoActiveRollout("emit_reward outside a rollout: pass rollout_id=")
-        meta = rollout_meta(producer, active)
-    else:
-        meta = producer.meta(rollout_id, attempt)
-    producer.emit(
+    get_producer().emit(
         Reward(
-            meta=meta,
+            meta=rated_meta("emit_reward", rollout_id, attempt),
             name=name,
             value=value,
             dimensions=dimensions or {},

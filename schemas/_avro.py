@@ -20,6 +20,7 @@ _EVENT_FILES: dict[EventType, str] = {
     "rollout": "rollout_event",
     "version": "version_event",
     "episode": "episode_completed",
+    "feedback": "feedback",
 }
 
 

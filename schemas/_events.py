@@ -11,14 +11,15 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-EventType = Literal["span", "reward", "rollout", "version", "episode"]
+EventType = Literal["span", "reward", "rollout", "version", "episode", "feedback"]
 SpanKind = Literal["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 RewardSource = Literal["programmatic", "human", "judge"]
+FeedbackSource = Literal["human", "judge"]
 RolloutPhase = Literal["started", "finished"]
 RolloutStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 VersionKind = Literal["model", "prompt"]
-Algorithm = Literal["base", "rl", "apo", "sft", "manual"]
+Algorithm = Literal["base", "rl", "apo", "sft", "manual", "dpo", "kto"]
 EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
@@ -184,6 +185,9 @@ class VersionEvent(_Record):
     model_name: str | None = None
     prompt_templates: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    recipe: dict[str, str] = Field(default_factory=dict)
+    """How the version was trained beyond its `algorithm` (e.g. the `pairing` rule of a
+    DPO or KTO version). Old writers' events read as {}."""
 
 
 class EpisodeCompleted(_Record):
@@ -213,11 +217,27 @@ class EpisodeCompleted(_Record):
         return self
 
 
-Event = Span | Reward | RolloutEvent | VersionEvent | EpisodeCompleted
+class Feedback(_Record):
+    """Thumbs up or down on a rollout, or on one of its LLM calls when `span_id` is set,
+    with an optional corrected answer: what preference training (DPO, KTO) learns from."""
+
+    event_type: ClassVar[EventType] = "feedback"
+
+    meta: EventMeta
+    thumbs_up: bool
+    source: FeedbackSource = "human"
+    span_id: SpanId | None = None
+    correction: str | None = Field(default=None, min_length=1)
+    """The answer the rated call should have given; never empty (None when not given)."""
+    comment: str | None = None
+
+
+Event = Span | Reward | RolloutEvent | VersionEvent | EpisodeCompleted | Feedback
 EVENT_MODELS: dict[EventType, type[Event]] = {
     "span": Span,
     "reward": Reward,
     "rollout": RolloutEvent,
     "version": VersionEvent,
     "episode": EpisodeCompleted,
+    "feedback": Feedback,
 }

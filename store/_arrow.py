@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fulmen.schemas import Event, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import Event, Feedback, Reward, RolloutEvent, Span, VersionEvent
 
 Fields = Mapping[str, Any]
 """An event's fields as Avro reads them (`Decoded.fields`), the shape of its `model_dump()`."""
@@ -124,6 +124,17 @@ TABLES: dict[str, pa.Schema] = {
             *_SOURCE,
         ]
     ),
+    "feedback": pa.schema(
+        [
+            *_META,
+            _required("thumbs_up", pa.bool_()),
+            _required("source", _STR),
+            _optional("span_id", _STR),
+            _optional("correction", _STR),
+            _optional("comment", _STR),
+            *_SOURCE,
+        ]
+    ),
     "dead_letters": pa.schema(
         [
             _required("received_at", _MS),
@@ -197,6 +208,7 @@ TABLES: dict[str, pa.Schema] = {
             _optional("model_name", _STR),
             _required("prompt_templates", _strings()),
             _required("metrics", pa.map_(pa.string(), pa.float64())),
+            _required("recipe", _strings()),
             _required("published_at", _NS),
             _required("event_id", _STR),
         ]
@@ -361,6 +373,17 @@ def _rollout_row(event: Fields) -> dict[str, Any]:
     }
 
 
+def _feedback_row(event: Fields) -> dict[str, Any]:
+    return {
+        **_meta_columns(event["meta"]),
+        "thumbs_up": event["thumbs_up"],
+        "source": event["source"],
+        "span_id": event["span_id"],
+        "correction": event["correction"],
+        "comment": event["comment"],
+    }
+
+
 def _version_row(event: Fields) -> dict[str, Any]:
     return {
         "version_id": event["version_id"],
@@ -374,6 +397,7 @@ def _version_row(event: Fields) -> dict[str, Any]:
         "model_name": event["model_name"],
         "prompt_templates": event["prompt_templates"],
         "metrics": event["metrics"],
+        "recipe": event["recipe"],
         "published_at": event["meta"]["emitted_at_unix_nano"],
         "event_id": event["meta"]["event_id"],
     }
@@ -387,6 +411,7 @@ EVENT_TABLES: dict[type[Event], str] = {
     Reward: "rewards",
     RolloutEvent: "rollouts",
     VersionEvent: "versions",
+    Feedback: "feedback",
 }
 """The table each type of event is written to."""
 
@@ -396,6 +421,7 @@ _ROWS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "rewards": _reward_row,
     "rollouts": _rollout_row,
     "versions": _version_row,
+    "feedback": _feedback_row,
 }
 
 

@@ -13,7 +13,7 @@ from fulmen.schemas import USER_ID_LABEL
 
 # Tables keyed by rollout: every row of a forgotten rollout goes. Dead letters hold the raw
 # message (its key is the rollout id); the hourly aggregates hold no row of any one user.
-_ROLLOUT_TABLES = ("spans", "rewards", "rollouts", "episodes", "triplets")
+_ROLLOUT_TABLES = ("spans", "rewards", "rollouts", "feedback", "episodes", "triplets")
 
 
 class ForgetError(FulmenError):
@@ -49,8 +49,8 @@ def not_forgotten(database: str) -> str:
 def forget_user(client: Client, database: str, user_id: str) -> Forgotten:
     """Tombstone `user_id`, then delete (ClickHouse lightweight DELETE, synchronous) every row
     of the user's rollouts — those whose lifecycle events carry `user_id` as their `user_id`
-    label — from spans, rewards, rollouts, episodes, triplets and dead letters. Idempotent:
-    calling it again deletes what arrived since.
+    label — from spans, rewards, rollouts, feedback, episodes, triplets and dead letters.
+    Idempotent: calling it again deletes what arrived since.
 
     Raises:
         ForgetError: `user_id` is empty.

@@ -102,6 +102,7 @@ def render(migration: Migration, settings: StoreSettings) -> list[str]:
                 ttl_dead_letters_days=ttl.dead_letters_days,
                 ttl_episodes_days=ttl.episodes_days,
                 ttl_triplets_days=ttl.triplets_days,
+                ttl_feedback_days=ttl.feedback_days,
             )
         )
     return rendered

@@ -16,6 +16,7 @@ class TableTtl(BaseModel):
     dead_letters_days: int = Field(default=30, ge=1)
     episodes_days: int = Field(default=365, ge=1)
     triplets_days: int = Field(default=180, ge=1)
+    feedback_days: int = Field(default=365, ge=1)
 
 
 class StoreSettings(BaseModel):

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from fulmen.schemas import Event
-from fulmen.store._arrow import EVENT_TABLES, Fields, Source, events_table
+from fulmen.store._arrow import EVENT_TABLES, TABLES, Fields, Source, events_table
 from fulmen.store._client import connect
 from fulmen.store._conform import conform
 from fulmen.store._forget import Forgotten, forget_user, not_forgotten
@@ -83,7 +83,7 @@ class LightningStore:
         sources: Sequence[Source] | None = None,
         fields: Sequence[Fields] | None = None,
     ) -> dict[str, int]:
-        """Write decoded events to their tables (spans, rewards, rollouts, versions).
+        """Write decoded events to their tables (spans, rewards, rollouts, versions, feedback).
         `sources`, parallel to `events`, records the Kafka (partition, offset) of each;
         `fields`, parallel too, their fields as decoded (`Decoded.fields`), which spares
         walking the models."""
@@ -192,16 +192,27 @@ class LightningStore:
     def export_window(self, query: WindowQuery, directory: Path) -> Snapshot:
         """Write the window as `window-<sha256>.parquet` under `directory` (read-only once
         written; an identical window maps to the same file) and return its lineage."""
-        table = conform("triplets", self.window(query))
-        digest = content_hash(table)
-        path = directory / f"window-{digest[:32]}.parquet"
-        if not path.exists():
-            directory.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            pq.write_table(table, partial, compression="zstd")
-            partial.chmod(0o444)
-            partial.replace(path)
-        return Snapshot(path=path, sha256=digest, rows=table.num_rows)
+        return _snapshot(conform("triplets", self.window(query)), directory, "window")
+
+    def episode_feedback(self, episodes: Sequence[tuple[str, int]]) -> pa.Table:
+        """The feedback on `episodes` ((rollout id, attempt) pairs), each event once, in
+        (rollout, attempt, emit time, event id) order; none of forgotten users' rollouts."""
+        columns = [name for name in TABLES["feedback"].names if not name.startswith("source_")]
+        if not episodes:
+            return TABLES["feedback"].empty_table().select(columns)
+        table: pa.Table = self.client.query_arrow(
+            f"SELECT {', '.join(columns)} FROM {self._db}.feedback "
+            "WHERE (rollout_id, attempt) IN {episodes:Array(Tuple(String, UInt32))} "
+            f"AND {not_forgotten(self._db)} "
+            "ORDER BY rollout_id, attempt, emitted_at, event_id LIMIT 1 BY event_id",
+            parameters={"episodes": [tuple(key) for key in sorted(set(episodes))]},
+        )
+        return table
+
+    def export_feedback(self, episodes: Sequence[tuple[str, int]], directory: Path) -> Snapshot:
+        """Write the feedback on `episodes` as `feedback-<sha256>.parquet` under `directory`
+        (read-only once written), as `export_window` writes a window."""
+        return _snapshot(self.episode_feedback(episodes), directory, "feedback")
 
     def forget_user(self, user_id: str) -> Forgotten:
         """Delete every row of the rollouts `user_id` (the `user_id` label of their lifecycle
@@ -216,6 +227,18 @@ class LightningStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _snapshot(table: pa.Table, directory: Path, prefix: str) -> Snapshot:
+    digest = content_hash(table)
+    path = directory / f"{prefix}-{digest[:32]}.parquet"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        pq.write_table(table, partial, compression="zstd")
+        partial.chmod(0o444)
+        partial.replace(path)
+    return Snapshot(path=path, sha256=digest, rows=table.num_rows)
 
 
 def content_hash(table: pa.Table) -> str:

@@ -6,7 +6,7 @@ import math
 
 import pyarrow as pa
 
-from fulmen.schemas import EpisodeCompleted, Event, VersionEvent
+from fulmen.schemas import Event
 from fulmen.store import TABLES
 from fulmen.streams._assembly import (
     AssemblyPolicy,
@@ -15,6 +15,7 @@ from fulmen.streams._assembly import (
     add,
     assemble,
     is_due,
+    is_episode_input,
     is_expired,
 )
 
@@ -30,9 +31,9 @@ class EpisodeAssembler:
         self.forgotten = 0
 
     def add(self, event: Event, *, now: float) -> bool:
-        """Buffer `event`; False for a duplicate of an event still buffered. Version events
-        belong to no episode and are refused (False, not counted)."""
-        if isinstance(event, (VersionEvent, EpisodeCompleted)):
+        """Buffer `event`; False for a duplicate of an event still buffered. Events that are
+        no episode's input (`is_episode_input`) are refused (False, not counted)."""
+        if not is_episode_input(event):
             return False
         key = (event.meta.rollout_id, event.meta.attempt)
         buffer = self._buffers.get(key)

@@ -23,18 +23,17 @@ reward) makes it due again after `grace_s`, and it is assembled as revision 1, 2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from pydantic import BaseModel, Field
 
 from fulmen.schemas import (
     VERSION_SEPARATOR,
-    EpisodeCompleted,
     EpisodeStatus,
     Event,
     Reward,
     RolloutEvent,
     Span,
-    VersionEvent,
 )
 from fulmen.streams._credit import CreditAssigner, FinalReward, split_rewards
 
@@ -136,10 +135,17 @@ class Episode:
     triplets: list[TripletRow]
 
 
+def is_episode_input(event: Event) -> TypeGuard[Span | Reward | RolloutEvent]:
+    """Whether `event` is what episodes are assembled from (a span, a reward, a rollout
+    event). Feedback is stored beside the episode it rates but changes no episode; version
+    and episode events belong to none."""
+    return isinstance(event, (Span, Reward, RolloutEvent))
+
+
 def add(buffer: RolloutBuffer, event: Event, *, now: float) -> bool:
-    """Add `event` to its rollout's buffer; False when it is a duplicate (or a version or
-    episode event, which belong to no episode's input)."""
-    if isinstance(event, (VersionEvent, EpisodeCompleted)) or event.meta.event_id in buffer.seen:
+    """Add `event` to its rollout's buffer; False when it is a duplicate (or not an episode's
+    input, see `is_episode_input`)."""
+    if not is_episode_input(event) or event.meta.event_id in buffer.seen:
         return False
     buffer.seen.add(event.meta.event_id)
     buffer.last_event_at = max(buffer.last_event_at, now)

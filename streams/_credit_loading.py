@@ -10,7 +10,7 @@ load_credit_assigner(...)))` (the embedded default) take the same names:
 
 from __future__ import annotations
 
-from fulmen._import_path import import_attribute
+from fulmen._import_path import instance_at
 from fulmen.errors import FulmenError
 from fulmen.streams._credit import CreditAssigner, DiscountedReturn, FinalReward, PerCallReward
 
@@ -28,21 +28,12 @@ def load_credit_assigner(name: str, *, gamma: float = 0.95) -> CreditAssigner:
     if name == "per_call":
         return PerCallReward()
     try:
-        target = import_attribute(name)
+        return instance_at(name, CreditAssigner)  # type: ignore[type-abstract]  # only isinstance-checked
     except ValueError:
         raise CreditLoadError(
             f"credit {name!r} is not final, discounted, per_call or a module:attribute path"
         ) from None
     except ImportError as exc:
         raise CreditLoadError(f"cannot import credit assigner {name!r}: {exc}") from exc
-    if isinstance(target, CreditAssigner):
-        return target
-    if not callable(target):
-        raise CreditLoadError(f"{name!r} is {type(target).__name__}, not a CreditAssigner")
-    try:
-        assigner = target()
-    except TypeError as exc:  # a class or factory that needs arguments
-        raise CreditLoadError(f"{name!r} cannot be called without arguments: {exc}") from exc
-    if not isinstance(assigner, CreditAssigner):
-        raise CreditLoadError(f"{name!r} gave {type(assigner).__name__}, not a CreditAssigner")
-    return assigner
+    except TypeError as exc:
+        raise CreditLoadError(str(exc)) from exc

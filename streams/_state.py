@@ -19,7 +19,7 @@ from faust.serializers import codecs
 from pydantic import BaseModel
 
 from fulmen.schemas import SINGLE_OBJECT_MAGIC, DecodeError, Event, SingleObjectCodec
-from fulmen.streams._assembly import RolloutBuffer, add
+from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input
 
 _MAGIC = b"FRS1"
 _LENGTH = struct.Struct("<I")
@@ -40,7 +40,10 @@ class RolloutState:
         return sum(len(value) for values in self.encoded.values() for value in values)
 
     def add(self, event: Event, value: bytes, *, now: float) -> bool:
-        """Buffer `event`, whose message value was `value`; False for a duplicate."""
+        """Buffer `event`, whose message value was `value`; False for a duplicate or an event
+        that is no episode's input (`is_episode_input`: nothing is buffered for it)."""
+        if not is_episode_input(event):
+            return False
         attempt = event.meta.attempt
         buffer = self.attempts.get(attempt)
         if buffer is None:

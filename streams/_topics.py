@@ -35,7 +35,7 @@ def prepare_topics(settings: FulmenSettings, worker: WorkerSettings, *, changelo
     if len(counts) > 1:
         raise TopicMismatch(
             f"the input topics have different partition counts ({found}); episodes are "
-            "assembled per rollout only when all three are partitioned alike"
+            "assembled per rollout only when all of them are partitioned alike"
         )
     (partitions,) = counts
     if partitions != worker.partitions:

@@ -42,7 +42,7 @@ from fulmen.producers import FulmenSettings, codec_for
 from fulmen.schemas import Codec, Event
 from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
-from fulmen.streams._assembly import Episode, is_expired
+from fulmen.streams._assembly import Episode, is_episode_input, is_expired
 from fulmen.streams._batch_consumer import Batch, BatchApp, BatchConsumer, Record
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._kafka_auth import broker_credentials
@@ -239,6 +239,8 @@ class StreamWorker:
         sizes: dict[bytes, int] = {}
         refused: dict[int, str] = {}
         for index, (event, message) in enumerate(zip(intake.events, intake.messages, strict=True)):
+            if not is_episode_input(event):  # feedback is written, never buffered
+                continue
             key = event.meta.rollout_id.encode()
             if key not in sizes:
                 state: RolloutState | None = self.buffers.get(key)
@@ -256,6 +258,8 @@ class StreamWorker:
     def _buffer(self, intake: Intake, *, now: float) -> None:
         touched: dict[bytes, RolloutState] = {}
         for event, message in zip(intake.events, intake.messages, strict=True):
+            if not is_episode_input(event):
+                continue
             key = event.meta.rollout_id.encode()
             state = touched.get(key) or self.buffers.get(key) or RolloutState()
             touched[key] = state

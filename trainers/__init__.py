@@ -5,6 +5,9 @@ the control topic only if it passes.
 
     result = run_job(TrainSettings(algo="rl"), store=store, publish=publish_version)
 
+`dpo` and `kto` train on preference data that a `PairingRule` builds from the window (attempts
+that scored differently, thumbs and corrections from `fulmen.emit_feedback`).
+
 An algorithm is an `Algorithm` subclass (`ModelAlgorithm` for LoRA-trained model versions:
 write `train_policy`); `algo="mypackage.module:MyAlgorithm"` runs one of your own.
 """
@@ -30,7 +33,25 @@ from fulmen.trainers._job import JobResult, run_job, write_result
 from fulmen.trainers._lineage import Lineage, PromptVersion, PublishedVersion, prompt_in_force
 from fulmen.trainers._logprobs import ResponseLogprobs, response_logprobs
 from fulmen.trainers._model_algorithms import ModelAlgorithm, Rl, Sft
+from fulmen.trainers._pairing import (
+    JudgedCompletion,
+    PairingLoadError,
+    PairingRule,
+    PreferenceInput,
+    PreferencePair,
+    decision_point,
+    load_pairing_rule,
+)
+from fulmen.trainers._pairs_rewards import RewardPairs
+from fulmen.trainers._pairs_thumbs import ThumbPairs
 from fulmen.trainers._policy import LoraSettings
+from fulmen.trainers._preference_algorithms import Dpo, Kto
+from fulmen.trainers._preference_trl import (
+    PreferenceSettings,
+    PreferenceStats,
+    train_dpo,
+    train_kto,
+)
 from fulmen.trainers._record import Outcome, TrainingRun
 from fulmen.trainers._rl import RlData, RlSettings, rl_samples, train_rl
 from fulmen.trainers._rl_loss import (
@@ -45,6 +66,7 @@ from fulmen.trainers._settings import TrainSettings
 from fulmen.trainers._sft import SftSettings, train_sft
 from fulmen.trainers._window import (
     LoggedCall,
+    LoggedFeedback,
     ScoredEpisode,
     Window,
     best_episodes,
@@ -61,6 +83,7 @@ __all__ = [
     "ApoSettings",
     "Candidate",
     "ChatEndpoint",
+    "Dpo",
     "EmptyWindow",
     "EndpointError",
     "GateDecision",
@@ -68,16 +91,26 @@ __all__ = [
     "GatedCandidate",
     "JobContext",
     "JobResult",
+    "JudgedCompletion",
+    "Kto",
     "Lineage",
     "LoggedCall",
+    "LoggedFeedback",
     "LoraSettings",
     "ModelAlgorithm",
     "Outcome",
+    "PairingLoadError",
+    "PairingRule",
+    "PreferenceInput",
+    "PreferencePair",
+    "PreferenceSettings",
+    "PreferenceStats",
     "PromptVersion",
     "PublishedVersion",
     "RLStepConfig",
     "Ranks",
     "ResponseLogprobs",
+    "RewardPairs",
     "Rl",
     "RlData",
     "RlSettings",
@@ -88,15 +121,18 @@ __all__ = [
     "StepStats",
     "TaskCase",
     "TaskLoadError",
+    "ThumbPairs",
     "TrainSettings",
     "TrainingRun",
     "Window",
     "best_episodes",
     "clean_edit",
     "decide",
+    "decision_point",
     "gather_trained",
     "group_advantages",
     "load_algorithm",
+    "load_pairing_rule",
     "load_task",
     "load_window",
     "optimize_prompt",
@@ -112,6 +148,8 @@ __all__ = [
     "score_template",
     "select_beam",
     "shard_policy",
+    "train_dpo",
+    "train_kto",
     "train_rl",
     "train_sft",
     "truncated_importance_weights",

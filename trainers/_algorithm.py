@@ -1,8 +1,9 @@
 """The extension point of training: an `Algorithm` turns a job's window into a gated
 candidate version.
 
-Fulmen's own are `rl` and `sft` (model versions: a LoRA adapter, `_model_algorithms.py`)
-and `apo` (prompt versions, `_apo_algorithm.py`). Any other is a subclass named by import
+Fulmen's own are `rl` and `sft` (model versions: a LoRA adapter, `_model_algorithms.py`),
+`dpo` and `kto` (model versions from preference data, `_preference_algorithms.py`) and `apo`
+(prompt versions, `_apo_algorithm.py`). Any other is a subclass named by import
 path, `fulmen train --algo mypackage.algorithms:MyAlgorithm`: the job constructs it with the
 `JobContext`, asks `parent_version()`, then `train_and_gate()`, and publishes what
 `GatedCandidate.version` builds only when the gate passed.
@@ -68,7 +69,12 @@ class Algorithm(ABC):
     include_unscored: ClassVar[bool] = False
     """Whether `job.window` also holds unscored episodes (no reward of the primary name
     reached them), whose calls' `reward` is None. Off for every built-in algorithm: each
-    learns from rewards, and a missing reward is not a zero."""
+    learns from rewards, and a missing reward is not a zero — but `dpo` and `kto`, whose
+    feedback needs no reward."""
+
+    uses_feedback: ClassVar[bool] = False
+    """Whether `job.window.feedback` holds the feedback on the window's episodes (read from
+    a snapshot of its own, `Window.feedback_snapshot`)."""
 
     distributed: ClassVar[bool] = False
     """Whether every process of a multi-process job runs `train_and_gate` (it trains

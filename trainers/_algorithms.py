@@ -7,8 +7,9 @@ from fulmen.errors import FulmenError
 from fulmen.trainers._algorithm import Algorithm
 from fulmen.trainers._apo_algorithm import Apo
 from fulmen.trainers._model_algorithms import Rl, Sft
+from fulmen.trainers._preference_algorithms import Dpo, Kto
 
-BUILTIN: dict[str, type[Algorithm]] = {"rl": Rl, "sft": Sft, "apo": Apo}
+BUILTIN: dict[str, type[Algorithm]] = {"rl": Rl, "sft": Sft, "dpo": Dpo, "kto": Kto, "apo": Apo}
 
 
 class AlgorithmLoadError(FulmenError):
@@ -16,8 +17,8 @@ class AlgorithmLoadError(FulmenError):
 
 
 def load_algorithm(name: str) -> type[Algorithm]:
-    """The built-in algorithm `name` (`rl`, `sft`, `apo`), or the `Algorithm` subclass that
-    `module:Class` names."""
+    """The built-in algorithm `name` (`rl`, `sft`, `dpo`, `kto`, `apo`), or the `Algorithm`
+    subclass that `module:Class` names."""
     if name in BUILTIN:
         return BUILTIN[name]
     try:

@@ -70,7 +70,13 @@ def run_job(
         include_unscored=algorithm_class.include_unscored,
     )
     window = (
-        read_window(store, query, settings.snapshots_dir, window_id=settings.window_id)
+        read_window(
+            store,
+            query,
+            settings.snapshots_dir,
+            window_id=settings.window_id,
+            feedback=algorithm_class.uses_feedback,
+        )
         if ranks.main
         else None
     )

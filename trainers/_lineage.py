@@ -19,6 +19,9 @@ class PublishedVersion:
     artifact_uri: str | None
     model_name: str | None
     metrics: dict[str, float]
+    recipe: dict[str, str]
+    """How it was trained beyond its algorithm (e.g. `pairing`: the rule of a DPO or KTO
+    version's preference data)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class Lineage:
     def from_store(cls, store: LightningStore) -> Lineage:
         rows = store.sql(
             f"SELECT version_id, parent_version, target_agent, algorithm, artifact_uri, "
-            f"model_name, metrics FROM {store.settings.database}.versions "
+            f"model_name, metrics, recipe FROM {store.settings.database}.versions "
             "WHERE kind = 'model' ORDER BY published_at, version_id"
         ).to_pylist()
         return cls(
@@ -44,6 +47,7 @@ class Lineage:
                     artifact_uri=row["artifact_uri"],
                     model_name=row["model_name"],
                     metrics=dict(row["metrics"]),
+                    recipe=dict(row["recipe"]),
                 )
                 for row in rows
             )

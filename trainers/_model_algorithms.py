@@ -69,6 +69,11 @@ class ModelAlgorithm(Algorithm):
         """Train `model` (the parent's adapter, trainable) on `job.window`; return metrics.
         Raises `EmptyWindow` when the window holds nothing to train on."""
 
+    def recipe(self) -> dict[str, str]:
+        """What the version records of its training beyond its algorithm (its lineage's
+        `recipe`); nothing by default."""
+        return {}
+
     def train_and_gate(self) -> GatedCandidate:
         settings = self.job.settings
         task = load_task(settings.task)
@@ -123,6 +128,7 @@ class ModelAlgorithm(Algorithm):
             artifact_uri=str(artifact),
             model_name=f"{agent}-{self.job.candidate}",
             metrics=metrics,
+            recipe=self.recipe(),
         )
 
 

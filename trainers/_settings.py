@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fulmen.trainers._apo import ApoSettings
 from fulmen.trainers._gate import GateSettings
 from fulmen.trainers._policy import LoraSettings
+from fulmen.trainers._preference_trl import PreferenceSettings
 from fulmen.trainers._rl import RlSettings
 from fulmen.trainers._sft import SftSettings
 
@@ -24,7 +25,8 @@ class TrainSettings(BaseSettings):
     )
 
     algo: str = "sft"
-    """`rl`, `sft`, `apo`, or `module:Class` of a custom `fulmen.trainers.Algorithm`."""
+    """`rl`, `sft`, `dpo`, `kto`, `apo`, or `module:Class` of a custom
+    `fulmen.trainers.Algorithm`."""
     agent_name: str | None = None
     """Train the version of this agent (the version targets it); None trains for all."""
     task: str = "fulmen.tasks:CalculatorTask"
@@ -55,5 +57,11 @@ class TrainSettings(BaseSettings):
     rl: RlSettings = Field(default_factory=RlSettings)
     sft: SftSettings = Field(default_factory=SftSettings)
     apo: ApoSettings = Field(default_factory=ApoSettings)
+    dpo: PreferenceSettings = Field(default_factory=lambda: PreferenceSettings(sft_weight=1.0))
+    """DPO's hyper-parameters; an SFT term on the chosen answers by default (docs/trainers.md)."""
+    kto: PreferenceSettings = Field(default_factory=PreferenceSettings)
+    pairing: str | None = None
+    """DPO and KTO: the `PairingRule` that builds their preference data (`rewards`, `thumbs`,
+    or `module:attribute`); None: `rewards` for DPO, `thumbs` for KTO."""
     sft_min_reward: float = 1.0
     """Rejection sampling: a task's best episode is kept only from this reward up."""

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
-from fulmen.models._precision import bf16_pays
 from fulmen.trainers._distributed import SINGLE, Ranks
 from fulmen.trainers._fsdp import gather_trained
+from fulmen.trainers._trl_args import callbacks, final_loss, job_args, steps_for
 from fulmen.trainers._window import LoggedCall
 
 
@@ -49,14 +49,6 @@ class SftStats:
     tokens: int
 
 
-class _StepReporter(TrainerCallback):
-    def __init__(self, on_step: Callable[[int, int], None]) -> None:
-        self._on_step = on_step
-
-    def on_step_end(self, args: object, state: object, control: object, **_: object) -> None:
-        self._on_step(getattr(state, "global_step", 0), getattr(state, "max_steps", 0))
-
-
 def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
     """Pre-tokenized prompt + completion rows (the logged token ids, so the model learns
     exactly what it was served), deduplicated."""
@@ -67,11 +59,6 @@ def sft_dataset(calls: Sequence[LoggedCall]) -> Dataset:
             "completion_mask": [[0] * len(p) + [1] * len(r) for p, r in unique],
         }
     )
-
-
-def _steps(examples: int, settings: SftSettings) -> int:
-    per_epoch = math.ceil(examples / settings.batch_size)
-    return max(settings.min_steps, settings.epochs * per_epoch)
 
 
 def train_sft(
@@ -89,23 +76,24 @@ def train_sft(
     # Rank 0 keeps its policy whole for the gate; the Trainer shards a copy in place.
     trained = copy.deepcopy(model) if ranks.distributed and ranks.main else model
     with tempfile.TemporaryDirectory(prefix="fulmen-sft-") as scratch:
+        steps = steps_for(
+            len(dataset),
+            batch_size=settings.batch_size,
+            epochs=settings.epochs,
+            min_steps=settings.min_steps,
+        )
         config = SFTConfig(
-            output_dir=scratch,
-            learning_rate=settings.learning_rate,
-            num_train_epochs=settings.epochs,
-            max_steps=_steps(len(dataset), settings),
-            per_device_train_batch_size=math.ceil(settings.batch_size / ranks.world_size),
+            **job_args(
+                scratch,
+                model,
+                learning_rate=settings.learning_rate,
+                epochs=settings.epochs,
+                max_steps=steps,
+                batch_size=math.ceil(settings.batch_size / ranks.world_size),
+                seed=settings.seed,
+            ),
             max_length=settings.max_length,
             completion_only_loss=True,
-            bf16=bf16_pays(model.device),  # on an AVX2-only CPU bf16 runs many times slower
-            use_cpu=not torch.cuda.is_available(),
-            seed=settings.seed,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=1,
-            disable_tqdm=True,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
             fsdp="full_shard" if ranks.distributed else "",
             fsdp_config=_fsdp2(trained) if ranks.distributed else None,
         )
@@ -114,17 +102,16 @@ def train_sft(
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[_StepReporter(on_step)] if on_step else [],
+            callbacks=callbacks(on_step),
         )
         result = trainer.train()
         if ranks.distributed:
             assert isinstance(trainer.model, torch.nn.Module)
             gather_trained(trainer.model, model, ranks=ranks)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return SftStats(
         examples=len(dataset),
         steps=result.global_step,
-        final_loss=float(losses[-1]) if losses else float("nan"),
+        final_loss=final_loss(trainer.state.log_history),
         tokens=sum(len(ids) for ids in dataset["input_ids"]),
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -39,6 +39,26 @@ class LoggedCall:
     """The call's input messages as logged (JSON text)."""
     response: str
     """The completion's text."""
+    span_id: str = ""
+    """The call's span id (what feedback on this call names)."""
+
+    @property
+    def episode(self) -> tuple[str, int]:
+        return (self.rollout_id, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedFeedback:
+    """Feedback on an episode of a window (`fulmen.emit_feedback`), in emit order."""
+
+    rollout_id: str
+    attempt: int
+    thumbs_up: bool
+    source: str
+    span_id: str | None
+    """The rated call; None rates the episode's answer, its last call."""
+    correction: str | None
+    comment: str | None
 
     @property
     def episode(self) -> tuple[str, int]:
@@ -63,6 +83,11 @@ class Window:
     window_id: str
     snapshot: Snapshot
     calls: tuple[LoggedCall, ...]
+    feedback: tuple[LoggedFeedback, ...] = ()
+    """Feedback on the window's episodes, when the algorithm asked for it
+    (`Algorithm.uses_feedback`), else empty."""
+    feedback_snapshot: Snapshot | None = None
+    """The immutable file the feedback was read from (None: not asked for)."""
 
     @property
     def episodes(self) -> int:
@@ -87,12 +112,35 @@ class Window:
 
 
 def read_window(
-    store: LightningStore, query: WindowQuery, directory: Path, *, window_id: str | None = None
+    store: LightningStore,
+    query: WindowQuery,
+    directory: Path,
+    *,
+    window_id: str | None = None,
+    feedback: bool = False,
 ) -> Window:
-    """Export `query`'s window under `directory` and read it back from the snapshot file.
+    """Export `query`'s window under `directory` and read it back from the snapshot file;
+    with `feedback`, also the feedback on its episodes (a snapshot file of its own).
     `window_id` defaults to the snapshot's content hash."""
-    snapshot = store.export_window(query, directory)
-    return load_window(snapshot, window_id=window_id)
+    window = load_window(store.export_window(query, directory), window_id=window_id)
+    if not feedback:
+        return window
+    episodes = sorted({call.episode for call in window.calls})
+    return with_feedback(window, store.export_feedback(episodes, directory))
+
+
+def with_feedback(window: Window, snapshot: Snapshot) -> Window:
+    """`window` with the feedback of an exported feedback snapshot."""
+    rows = pq.read_table(snapshot.path).to_pylist()
+    feedback = tuple(
+        LoggedFeedback(
+            rollout_id=row["rollout_id"], attempt=row["attempt"], thumbs_up=row["thumbs_up"],
+            source=row["source"], span_id=row["span_id"], correction=row["correction"],
+            comment=row["comment"],
+        )
+        for row in rows
+    )  # fmt: skip
+    return replace(window, feedback=feedback, feedback_snapshot=snapshot)
 
 
 def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
@@ -111,6 +159,7 @@ def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
             reward=row["reward"],
             prompt=row["prompt"],
             response=row["response"],
+            span_id=row["span_id"],
         )
         for row in rows
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fulmen.dashboard._charts import lineage_graph, reward_chart
+from fulmen.dashboard._feedback import feedback_list
 from fulmen.dashboard._filters import BUCKETS, ROLLOUT_STATUSES, RewardQuery, RolloutFilter
 from fulmen.dashboard._html import Cell, Html, cell, esc, join, link, page, pairs, path_part, table
 from fulmen.dashboard._queries import (
@@ -256,6 +257,8 @@ def _attempt_section(detail: RolloutDetail, row: RolloutRow) -> Html:
         parts.append(f'<div><b>input</b><pre id="rollout-input">{esc(row.input)}</pre></div>')
     if overall:
         parts.append(f'<p id="rollout-rewards">rollout rewards: {_reward_badges(overall)}</p>')
+    feedback = [item for item in detail.feedback if item.attempt == row.attempt]
+    parts.append(feedback_list(feedback, row.attempt))
     tree = "".join(_span_item(root) for root in roots)
     parts.append(
         f'<ul class="tree root" id="span-tree-{row.attempt}">{tree}</ul>'
@@ -266,8 +269,8 @@ def _attempt_section(detail: RolloutDetail, row: RolloutRow) -> Html:
 
 
 def rollout_page(rollout_id: str, detail: RolloutDetail) -> Html:
-    """/rollouts/{id}: each attempt's facts, input, rewards and span tree, with the LLM
-    calls' prompt and response messages and the tool calls' arguments and results."""
+    """/rollouts/{id}: each attempt's facts, input, rewards, feedback and span tree, with the
+    LLM calls' prompt and response messages and the tool calls' arguments and results."""
     sections = "".join(_attempt_section(detail, row) for row in detail.attempts)
     body = Html(
         f"<p>{link('/rollouts', '← rollouts')}</p>"

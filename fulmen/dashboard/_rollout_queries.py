@@ -6,7 +6,7 @@ one rollout's spans, rewards and episodes. Parameterised SQL, typed rows out (ti
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +101,20 @@ class RewardRow:
 
 
 @dataclass(frozen=True)
+class FeedbackRow:
+    """One feedback event on a rollout (`fulmen.emit_feedback`); `span_id` set when it rates
+    one call, else it rates the answer."""
+
+    attempt: int
+    thumbs_up: bool
+    source: str
+    span_id: str | None
+    correction: str | None
+    comment: str | None
+    emitted_at: datetime
+
+
+@dataclass(frozen=True)
 class EpisodeInfo:
     """The latest revision of one attempt's episode: its rewards by name and how they were
     credited to steps (`reward` None when unscored)."""
@@ -115,12 +129,14 @@ class EpisodeInfo:
 
 @dataclass(frozen=True)
 class RolloutDetail:
-    """Everything /rollouts/{id} shows: each attempt, its spans, rewards and episode."""
+    """Everything /rollouts/{id} shows: each attempt, its spans, rewards, feedback and
+    episode."""
 
     attempts: list[RolloutRow]
     spans: list[SpanRow]
     rewards: list[RewardRow]
     episodes: list[EpisodeInfo]
+    feedback: list[FeedbackRow] = field(default_factory=list)
 
 
 _ROLLOUTS = """
@@ -239,8 +255,8 @@ def filter_choices(reader: StoreReader) -> FilterChoices:
 
 
 def rollout_detail(reader: StoreReader, rollout_id: str) -> RolloutDetail | None:
-    """Every attempt of `rollout_id` with its spans (start order), rewards and episodes;
-    None when the store has no rollout events with that id."""
+    """Every attempt of `rollout_id` with its spans (start order), rewards, feedback and
+    episodes; None when the store has no rollout events with that id."""
     base = _ROLLOUTS.replace("$inner", "rollout_id = {rollout_id:String}")
     parameters = {"rollout_id": rollout_id}
     attempts = reader.rows(f"{base} SELECT * FROM joined ORDER BY attempt", parameters)
@@ -274,6 +290,17 @@ def rollout_detail(reader: StoreReader, rollout_id: str) -> RolloutDetail | None
         """,
         parameters,
     )
+    feedback = reader.rows(
+        """
+        SELECT attempt, thumbs_up, toString(source) AS source, span_id, correction, comment,
+               toDateTime64(emitted_at, 3, 'UTC') AS emitted_at
+        FROM $db.feedback
+        WHERE rollout_id = {rollout_id:String}
+        ORDER BY attempt, emitted_at, producer_id, sequence
+        LIMIT 1 BY event_id
+        """,
+        parameters,
+    )
     episodes = reader.rows(
         """
         SELECT attempt, revision, scored, reward, rewards,
@@ -293,4 +320,5 @@ def rollout_detail(reader: StoreReader, rollout_id: str) -> RolloutDetail | None
             EpisodeInfo(**(row | {"rewards": dict(row["rewards"])}))  # Maps arrive as pairs
             for row in episodes
         ],
+        feedback=[FeedbackRow(**row) for row in feedback],
     )

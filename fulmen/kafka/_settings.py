@@ -124,6 +124,7 @@ class TopicSettings(BaseModel):
     rollouts: str = "rollouts"
     control: str = "control"
     episodes: str = "episodes"
+    feedback: str = "feedback"
     dead_letters: str = "dlq"
 
     def for_event(self, event_type: EventType) -> str:
@@ -134,6 +135,7 @@ class TopicSettings(BaseModel):
             "rollout": self.rollouts,
             "version": self.control,
             "episode": self.episodes,
+            "feedback": self.feedback,
         }[event_type]
         return self.prefix + name
 
@@ -142,8 +144,9 @@ class TopicSettings(BaseModel):
         return self.prefix + self.dead_letters
 
     def stream_inputs(self) -> list[str]:
-        """The stream worker's inputs, co-partitioned by rollout id: spans, rewards, rollouts."""
-        return [self.for_event(kind) for kind in ("span", "reward", "rollout")]
+        """The stream worker's inputs, co-partitioned by rollout id: spans, rewards, rollouts
+        and feedback."""
+        return [self.for_event(kind) for kind in ("span", "reward", "rollout", "feedback")]
 
     def stream_outputs(self) -> list[str]:
         """The topics the stream worker writes to: episode-completed events and dead letters."""
@@ -151,9 +154,8 @@ class TopicSettings(BaseModel):
 
     def event_topics(self) -> list[str]:
         """The topics agents produce to (the stream stage's input)."""
-        return [
-            self.prefix + name for name in (self.spans, self.rewards, self.rollouts, self.control)
-        ]
+        names = (self.spans, self.rewards, self.rollouts, self.control, self.feedback)
+        return [self.prefix + name for name in names]
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -7,7 +7,7 @@ Routes (every path may start with the identity prefix of `_identity`):
   recorded (see `_record`); streamed responses are relayed as they arrive (`_relay`).
 * any other `…/v1/…` (`GET /v1/models`, …): forwarded unchanged, not recorded.
 * `POST /rollouts` (a new rollout id) or `POST /rollouts/{id}[/attempts/{n}]/start`,
-  `…/finish`, `…/rewards`: lifecycle and reward events (`_rollouts`).
+  `…/finish`, `…/rewards`, `…/feedback`: lifecycle, reward and feedback events (`_rollouts`).
 * `GET /metrics`: the producer's delivery figures for Prometheus (`ProducerCollector`).
 * `GET /health`, `GET /fulmen/stats` (counters, the producer's delivery figures, the
   versions in force).
@@ -31,7 +31,6 @@ from typing import Any
 import orjson
 import uuid_utils
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -52,6 +51,7 @@ from fulmen.producers.gateway._relay import Relay, RelayResponse
 from fulmen.producers.gateway._rewrite import Added, dumps_like, rewrite, strip
 from fulmen.producers.gateway._rollouts import (
     FinishRollout,
+    PostFeedback,
     PostReward,
     RolloutLifecycle,
     StartRollout,
@@ -171,7 +171,7 @@ class Gateway:
         path = upstream_path(rest)
         if path is not None:
             return await self._forward(request, identity, path)
-        if request.method == "POST" and rest in ("", "start", "finish", "rewards"):
+        if request.method == "POST" and rest in ("", "start", "finish", "rewards", "feedback"):
             return await self._lifecycle(request, identity, rest)
         return gateway_error(404, f"no route {request.method} /{rest}", code="not_found")
 
@@ -191,9 +191,11 @@ class Gateway:
                 self._rollouts.start(identity, StartRollout.model_validate_json(raw or b"{}"))
             elif action == "finish":
                 self._rollouts.finish(identity, FinishRollout.model_validate_json(raw or b"{}"))
+            elif action == "feedback":
+                self._rollouts.feedback(identity, PostFeedback.model_validate_json(raw))
             else:
                 self._rollouts.reward(identity, PostReward.model_validate_json(raw))
-        except ValidationError as exc:  # the body, or the event built from it (a 400, never a 500)
+        except ValueError as exc:  # the body, or the event built from it (a 400, never a 500)
             return gateway_error(400, f"invalid {action} body: {exc}", code="invalid_body")
         prefix = f"rollouts/{identity.rollout_id}/attempts/{identity.attempt}"
         if identity.agent_name is not None:

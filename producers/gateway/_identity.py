@@ -61,7 +61,7 @@ class Identity:
 @dataclass(frozen=True, slots=True)
 class Route:
     """A request path split into the identity its prefix names and the rest (`v1/...`,
-    `start`, `finish`, `rewards`, or '' for `POST /rollouts`)."""
+    `start`, `finish`, `rewards`, `feedback`, or '' for `POST /rollouts`)."""
 
     identity: Identity
     rest: str

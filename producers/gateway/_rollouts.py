@@ -1,8 +1,9 @@
 """Rollout lifecycle and rewards posted over HTTP, as the SDK's own events.
 
 `POST …/start` emits `RolloutEvent(phase="started")`, `POST …/finish` the rollout's root
-span and `RolloutEvent(phase="finished")`, `POST …/rewards` a `Reward` — the events
-`@fulmen.rollout` and `fulmen.emit_reward` emit in a Python agent, stamped the same way.
+span and `RolloutEvent(phase="finished")`, `POST …/rewards` a `Reward`, `POST …/feedback` a
+`Feedback` — the events `@fulmen.rollout`, `fulmen.emit_reward` and `fulmen.emit_feedback`
+emit in a Python agent, stamped the same way.
 The gateway remembers when each rollout it started began (for the root span), at most
 `max_open` of them, oldest forgotten first; a rollout finished without a remembered start
 gets a root span that starts when it finished.
@@ -17,11 +18,19 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulmen.producers._context import to_json
+from fulmen.producers._feedback import Thumb, feedback_event
 from fulmen.producers._producer import Producer
 from fulmen.producers._spans import emit_span
 from fulmen.producers.gateway._identity import Identity
 from fulmen.producers.gateway._versions import AgentVersions
-from fulmen.schemas import EventMeta, Reward, RewardSource, RolloutEvent, RolloutStatus
+from fulmen.schemas import (
+    EventMeta,
+    FeedbackSource,
+    Reward,
+    RewardSource,
+    RolloutEvent,
+    RolloutStatus,
+)
 
 # The body is parsed by pydantic's JSON parser, which reads `NaN`, `Infinity` and `-Infinity`
 # (orjson would refuse them); such a reward is refused here with a 400, before any event.
@@ -60,6 +69,17 @@ class PostReward(_Body):
     span_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     """A span of the rollout (its call's `span_id`) that the reward scores."""
     comment: str | None = None
+
+
+class PostFeedback(_Body):
+    """`POST /rollouts/{id}[/attempts/{n}]/feedback`: as `fulmen.emit_feedback`'s arguments."""
+
+    thumb: Thumb
+    correction: str | None = None
+    source: FeedbackSource = "human"
+    comment: str | None = None
+    span_id: str | None = None
+    """The LLM call rated (its `span_id`); none rates the rollout's answer."""
 
 
 class RolloutLifecycle:
@@ -125,6 +145,19 @@ class RolloutLifecycle:
                 dimensions=body.dimensions,
                 source=body.source,
                 span_id=body.span_id,
+                comment=body.comment,
+            )
+        )
+
+    def feedback(self, identity: Identity, body: PostFeedback) -> None:
+        """Raises `ValueError` when the body breaks `feedback_event`'s rules."""
+        self._producer.emit(
+            feedback_event(
+                self._meta(identity),
+                body.thumb,
+                span_id=body.span_id,
+                correction=body.correction,
+                source=body.source,
                 comment=body.comment,
             )
         )

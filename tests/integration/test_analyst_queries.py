@@ -66,6 +66,10 @@ def _run_agent(tmp: Path, *, model_version: str, rollouts: int) -> list[Event]:
             )
             divide(a, b)
             fulmen.emit_reward(rng.random())
+            if a == 1:  # a user rates the answers to 1/b: 1/2 down, with a correction
+                fulmen.emit_feedback(
+                    "down" if b == 2 else "up", correction="0.5" if b == 2 else None
+                )
 
         for i in range(rollouts):
             # b == 0 every 4th rollout: a tool error and a failed rollout

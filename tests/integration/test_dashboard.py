@@ -80,8 +80,8 @@ def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
 
 def _run_agent(store: LightningStore, spill: Path) -> None:
     """16 rollouts, 8 under each of two model versions; every 4th divides by zero (a failed
-    tool call and a failed rollout); rollout 5 carries HTML in its prompt. One undecodable
-    message ends up a dead letter."""
+    tool call and a failed rollout); rollout 5 carries HTML in its prompt and in the comment
+    of its thumbs down. One undecodable message ends up a dead letter."""
     bus = InProcessBus()
     fulmen.configure(FulmenSettings(producer={"spill_dir": spill, "agent_name": "calc"}), bus=bus)
     runner = EmbeddedRunner(bus, store, policy=AssemblyPolicy(grace_s=0.0))
@@ -106,6 +106,8 @@ def _run_agent(store: LightningStore, spill: Path) -> None:
             divide(a, b)
             improved = fulmen.resources().model_version == "calc-v2"
             fulmen.emit_reward(1.0 if improved or a % 2 == 0 else 0.0)
+            if i == 5:
+                fulmen.emit_feedback("down", correction="0", comment=f"wrong{INJECTED}")
 
         _publish("calc-v1", None, "base")
         for i in range(2 * ROLLOUTS_PER_VERSION):
@@ -275,9 +277,14 @@ def test_span_tree_shows_prompts_responses_tools_and_rewards_as_text(
     assert _texts(browser, ".tool-arguments") == ['{"a": 0, "b": 1}']
     assert _texts(browser, ".tool-result") == ["0.0"]
     assert "reward = 1" in browser.find_element(By.ID, "rollout-rewards").text
+    feedback = browser.find_element(By.ID, "feedback-1").text
+    assert "down" in feedback
+    assert "by human on the answer" in feedback
+    assert f"wrong{INJECTED}" in feedback
+    assert _texts(browser, ".correction") == ["0"]
     # The injected markup is shown as text, never run or rendered.
     assert browser.title.startswith("Rollout ")
-    assert browser.find_elements(By.XPATH, "//pre//script | //pre//b") == []
+    assert browser.find_elements(By.XPATH, "//pre//script | //pre//b | //li//i//b") == []
     _screenshot(browser, "dashboard-rollout.png", tmp_path)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import fulmen
 from fulmen.producers import FulmenSettings, InProcessBus
-from fulmen.schemas import Reward, RolloutEvent, SingleObjectCodec, Span
+from fulmen.schemas import Feedback, Reward, RolloutEvent, SingleObjectCodec, Span
 from tests.support.events import llm_span
 from tests.support.openai_server import OpenAIServer
 from tests.support.sdk import emitted
@@ -45,14 +45,24 @@ def test_instrumented_agent_in_producers_md(
     assert [e.status for e in events if isinstance(e, RolloutEvent)] == [None, "succeeded"]
 
 
-def test_otel_setup_in_producers_md() -> None:
+def test_feedback_in_producers_md(bus: InProcessBus) -> None:
     exec(compile(python_blocks("producers.md")[1], "docs/producers.md", "exec"), {})
+    feedback = [e for e in emitted(bus) if isinstance(e, Feedback)]
+    assert [(f.thumbs_up, f.correction, f.source) for f in feedback] == [
+        (False, "4", "judge"),
+        (True, None, "human"),
+    ]
+    assert feedback[1].meta.rollout_id == "0690e5b2-…"
+
+
+def test_otel_setup_in_producers_md() -> None:
+    exec(compile(python_blocks("producers.md")[2], "docs/producers.md", "exec"), {})
 
 
 def test_delivery_check_in_producers_md(
     bus: InProcessBus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    check = python_blocks("producers.md")[2]
+    check = python_blocks("producers.md")[3]
     exec(compile(check, "docs/producers.md", "exec"), {})  # nothing lost: prints nothing
     assert capsys.readouterr().out == ""
     fulmen.get_producer().emit(llm_span(payload=1_100_000))  # over max_event_bytes

@@ -14,24 +14,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from fulmen.producers import FulmenSettings, InProcessBus
-from fulmen.schemas import Event, RolloutEvent, SingleObjectCodec
+from fulmen.schemas import Event, Feedback, RolloutEvent, SingleObjectCodec
 from fulmen.store import ForgetError, LightningStore, WindowQuery
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
-from tests.support.events import rollout
+from tests.support.events import meta, rollout
 
 pytestmark = pytest.mark.integration
 
-TABLES = ("spans", "rewards", "rollouts", "episodes", "triplets", "dead_letters")
+TABLES = ("spans", "rewards", "rollouts", "feedback", "episodes", "triplets", "dead_letters")
 
 
 def _of_user(rollout_id: str, user_id: str) -> list[Event]:
-    """A rollout (3 LLM calls, 3 tool calls, a reward) whose lifecycle names `user_id`."""
+    """A rollout (3 LLM calls, 3 tool calls, a reward, the user's thumbs up) whose lifecycle
+    names `user_id`."""
+    thumbs = Feedback(meta=meta(rollout_id, 99), thumbs_up=True, comment=f"from {user_id}")
     return [
         event.model_copy(update={"metadata": {"user_id": user_id}})
         if isinstance(event, RolloutEvent)
         else event
         for event in rollout(rollout_id)
-    ]
+    ] + [thumbs]
 
 
 def _send(bus: InProcessBus, events: list[Event]) -> None:
@@ -76,6 +78,7 @@ def test_a_forgotten_user_leaves_the_store_and_every_later_window(
         "spans": 12,
         "rewards": 2,
         "rollouts": 4,
+        "feedback": 2,
         "episodes": 2,
         "triplets": 6,
         "dead_letters": 1,
@@ -119,5 +122,5 @@ def test_fulmen_store_forget(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "forgot 1 rollout(s) of the user; rows deleted: spans 6, rewards 1, rollouts 2"
+        "forgot 1 rollout(s) of the user; rows deleted: spans 6, rewards 1, rollouts 2, feedback 1"
     )

@@ -10,6 +10,7 @@ from fulmen.schemas import (
     Attributes,
     Event,
     EventMeta,
+    Feedback,
     LlmCall,
     Reward,
     RolloutEvent,
@@ -95,8 +96,17 @@ def all_events(rollout_id: str = "rollout-1") -> list[Event]:
             version_id="calc-v2",
             kind="model",
             parent_version="calc-v1",
-            algorithm="rl",
+            algorithm="dpo",
             metrics={"heldout_reward": 0.8},
+            recipe={"pairing": "rewards(min_gap=0.5)"},
+        ),
+        Feedback(
+            meta=meta(rollout_id, 6),
+            thumbs_up=False,
+            source="human",
+            span_id="00f067aa0ba902b7",
+            correction="2 + 2 = 4",
+            comment="the tool was right",
         ),
     ]
 

@@ -20,7 +20,7 @@ def test_a_custom_algorithm_by_import_path() -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("ppo", "neither one of rl, sft, apo nor module:Class"),
+        ("ppo", "neither one of rl, sft, dpo, kto, apo nor module:Class"),
         ("examples.algorithms.nowhere:Thing", "cannot import algorithm"),
         ("examples.algorithms.above_median:Missing", "cannot import algorithm"),
         ("fulmen.trainers:TrainSettings", "is not a subclass of fulmen.trainers.Algorithm"),

@@ -119,3 +119,22 @@ def test_retry_backoff_doubles_up_to_the_cap_then_stops() -> None:
     retry = RetryPolicy(retries=3, backoff_seconds=10, max_backoff_seconds=25)
     assert [retry.delay(n) for n in (1, 2, 3, 4)] == [10, 20, 25, None]
     assert RetryPolicy(retries=0).delay(1) is None
+
+
+def test_preference_algorithms_are_targets_of_their_own() -> None:
+    """`FULMEN_SCHEDULER_ALGOS=["dpo","kto"]`: each algorithm of an agent has its own window
+    sequence and job names."""
+    from fulmen.trainers.scheduler import SchedulerSettings
+
+    settings = SchedulerSettings(algos=["dpo", "kto"])
+    rule = WindowRule(every_episodes=1)
+    names = []
+    for algo in settings.algos:
+        horizon = T0 + timedelta(seconds=10)
+        target = Target("calculator", algo)
+        window = next_window(
+            target, since=None, episodes=points((1, 1)), baseline=None, rule=rule, horizon=horizon
+        )
+        assert window is not None
+        names.append(window.job_name)
+    assert [name.rsplit("-", 1)[0] for name in names] == ["fulmen-train-dpo", "fulmen-train-kto"]

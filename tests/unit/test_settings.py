@@ -57,7 +57,12 @@ def test_topics_share_a_prefix() -> None:
     topics = FulmenSettings(topics={"prefix": "prod."}).topics
     assert topics.for_event("span") == "prod.spans"
     assert topics.for_event("version") == "prod.control"
-    assert topics.event_topics() == ["prod.spans", "prod.rewards", "prod.rollouts", "prod.control"]
+    assert topics.event_topics() == [
+        "prod.spans", "prod.rewards", "prod.rollouts", "prod.control", "prod.feedback"
+    ]  # fmt: skip
+    assert topics.stream_inputs() == [
+        "prod.spans", "prod.rewards", "prod.rollouts", "prod.feedback"
+    ]  # fmt: skip
 
 
 def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
