@@ -122,6 +122,5 @@ def test_fulmen_store_forget(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "forgot 1 rollout(s) of the user; rows deleted: spans 6, rewards 1, rollouts 2, "
-        "feedback 1"
+        "forgot 1 rollout(s) of the user; rows deleted: spans 6, rewards 1, rollouts 2, feedback 1"
     )
