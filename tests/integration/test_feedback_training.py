@@ -23,6 +23,7 @@ from fulmen.serving import PolicyServer, serve_in_thread
 from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import GateSettings, Lineage, PreferenceSettings, TrainSettings, run_job
+from tests.support.digit_agent import answer
 from tests.support.tasks import DigitTask
 
 pytestmark = pytest.mark.integration
@@ -49,18 +50,6 @@ class Loop:
         )  # fmt: skip
 
 
-@fulmen.rollout(task_id=lambda client, task_id, messages, base, seed: task_id)
-def _answer(
-    client: openai.OpenAI, task_id: str, messages: list[dict[str, str]], base: str, seed: int
-) -> str:
-    reply = client.chat.completions.create(
-        model=base, messages=messages, max_tokens=8, temperature=1.0, seed=seed,  # type: ignore[arg-type]
-    )  # fmt: skip
-    text = reply.choices[0].message.content or ""
-    fulmen.emit_reward(TASK.reward(task_id, text))
-    return text
-
-
 @pytest.fixture
 def loop(tmp_path: Path, new_store: Callable[[], LightningStore]) -> Iterator[Loop]:
     base = tiny_model_dir(tmp_path / "tiny", seed=3)
@@ -83,7 +72,7 @@ def loop(tmp_path: Path, new_store: Callable[[], LightningStore]) -> Iterator[Lo
         with gateway_in_thread(gateway) as gateway_url:
             client = openai.OpenAI(base_url=url, api_key="local")
             for seed, case in enumerate(TASK.training(6, seed=1) * 4):
-                _answer(client, case.task_id, list(case.messages), server.name, seed)
+                answer(client, case.task_id, list(case.messages), server.name, seed)
             fulmen.get_producer().flush(10)
             runner.step()
             runner.finish()

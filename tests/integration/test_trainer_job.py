@@ -20,6 +20,7 @@ from fulmen.serving import PolicyServer, serve_in_thread
 from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.trainers import GateSettings, RlSettings, SftSettings, TrainSettings, run_job
+from tests.support.digit_agent import answer
 from tests.support.tasks import DigitTask
 
 TASK = DigitTask()
@@ -37,7 +38,7 @@ class Loop:
 
     def agent_rollouts(self, rounds: int, tasks: int = 6) -> None:
         for seed, case in enumerate(TASK.training(tasks, seed=1) * rounds):
-            _answer(self.client, case.task_id, list(case.messages), self.server.name, seed)
+            answer(self.client, case.task_id, list(case.messages), self.server.name, seed)
         fulmen.get_producer().flush(10)
         self.runner.step()
         self.runner.finish()
@@ -55,22 +56,6 @@ class Loop:
             "rl": RlSettings(learning_rate=3e-3, epochs=4, batch_size=16),
         }
         return TrainSettings(**(options | overrides))  # type: ignore[arg-type]
-
-
-@fulmen.rollout(task_id=lambda client, task_id, messages, base, seed: task_id)
-def _answer(
-    client: openai.OpenAI, task_id: str, messages: list[dict[str, str]], base: str, seed: int
-) -> str:
-    reply = client.chat.completions.create(
-        model=fulmen.resources().model_name or base,
-        messages=messages,  # type: ignore[arg-type]
-        max_tokens=8,
-        temperature=1.0,
-        seed=seed,  # sampled, yet the same traffic every run
-    )
-    text = reply.choices[0].message.content or ""
-    fulmen.emit_reward(TASK.reward(task_id, text))
-    return text
 
 
 @pytest.fixture
