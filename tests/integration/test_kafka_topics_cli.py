@@ -33,6 +33,7 @@ def test_kafka_topics_creates_the_topics_once(bootstrap_servers: str) -> None:
         f"{prefix}spans": 3,
         f"{prefix}rewards": 3,
         f"{prefix}rollouts": 3,
+        f"{prefix}feedback": 3,
         f"{prefix}episodes": 3,
         f"{prefix}dlq": 3,
         f"{prefix}control": 1,
