@@ -117,11 +117,11 @@ def ensure_topics(
 def create_fulmen_topics(
     settings: KafkaSettings, topics: TopicSettings, *, partitions: int
 ) -> dict[str, int]:
-    """Create those of Fulmen's topics that do not exist: spans, rewards, rollouts, feedback,
-    episodes and dead letters with `partitions` each (the worker's co-partitioned inputs), the control
-    topic with one (every version in one order; agents read it whole). Topics that exist are
-    left as they are. Returns every topic's partition count. The worker's changelog is the
-    worker's own (it creates it at start)."""
+    """Create those of Fulmen's topics that do not exist: spans, rewards, rollouts,
+    feedback, episodes and dead letters with `partitions` each (the worker's co-partitioned
+    inputs), the control topic with one (every version in one order; agents read it whole).
+    Topics that exist are left as they are. Returns every topic's partition count. The
+    worker's changelog is the worker's own (it creates it at start)."""
     names = [*topics.stream_inputs(), *topics.stream_outputs()]
     found = ensure_topics(settings, names, partitions=partitions)
     found.update(ensure_topics(settings, [topics.for_event("version")], partitions=1))
