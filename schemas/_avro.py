@@ -19,6 +19,8 @@ _EVENT_FILES: dict[EventType, str] = {
     "reward": "reward",
     "rollout": "rollout_event",
     "version": "version_event",
+    "decision": "release_decision",
+    "serving_ack": "serving_ack",
     "episode": "episode_completed",
     "feedback": "feedback",
 }

@@ -11,7 +11,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-EventType = Literal["span", "reward", "rollout", "version", "episode", "feedback"]
+EventType = Literal[
+    "span", "reward", "rollout", "version", "decision", "serving_ack", "episode", "feedback"
+]
 SpanKind = Literal["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 RewardSource = Literal["programmatic", "human", "judge"]
@@ -21,6 +23,8 @@ RolloutStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
 VersionKind = Literal["model", "prompt"]
 Algorithm = Literal["base", "rl", "apo", "sft", "manual", "dpo", "kto"]
 EpisodeStatus = Literal["succeeded", "failed", "cancelled", "timeout"]
+ReleaseAction = Literal["promote", "hold", "rollback"]
+ServingStatus = Literal["loaded", "failed", "unloaded"]
 
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -188,6 +192,65 @@ class VersionEvent(_Record):
     recipe: dict[str, str] = Field(default_factory=dict)
     """How the version was trained beyond its `algorithm` (e.g. the `pairing` rule of a
     DPO or KTO version). Old writers' events read as {}."""
+    traffic_share: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    """The share of the target's rollouts routed to this version: 1.0 switches them all;
+    below, a canary beside the version in force until a `ReleaseDecision` promotes or rolls
+    it back (docs/versions.md). Old writers' events read as 1.0."""
+
+    @property
+    def is_canary(self) -> bool:
+        return self.traffic_share < 1.0
+
+
+class ArmEvidence(_Record):
+    """What production said of one arm of a canary, over the rollouts that ran while both
+    arms did: scored episodes, mean reward with its anytime-valid interval, and the
+    guardrails' measures."""
+
+    version_id: str
+    episodes: int = Field(ge=0)
+    mean_reward: FiniteFloat
+    reward_lower: float
+    reward_upper: float
+    error_rate: FiniteFloat = Field(ge=0.0, le=1.0)
+    latency_mean_s: FiniteFloat = Field(ge=0.0)
+    tokens_mean: FiniteFloat = Field(ge=0.0)
+
+
+class ReleaseDecision(_Record):
+    """Promote a canary to every rollout, hold it, or roll back to the version it replaced;
+    on the control topic, applied by agents like a version, kept in the store with its
+    evidence (`arms`: the canary first)."""
+
+    event_type: ClassVar[EventType] = "decision"
+
+    meta: EventMeta
+    target_agent: str | None = None
+    kind: VersionKind
+    version_id: str = Field(min_length=1)
+    to_version: str | None = None
+    """What the target runs afterwards: the promoted version, the one rolled back to (None:
+    the base deployment, the agents' settings). None on hold."""
+    action: ReleaseAction
+    traffic_share: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    automatic: bool = False
+    reason: str = ""
+    rule: str = ""
+    arms: list[ArmEvidence] = Field(default_factory=list)
+
+
+class ServingAck(_Record):
+    """A serving replica loaded a model version (or failed to, or unloaded it)."""
+
+    event_type: ClassVar[EventType] = "serving_ack"
+
+    meta: EventMeta
+    replica_id: str = Field(min_length=1)
+    pool: str = "default"
+    version_id: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)
+    status: ServingStatus
+    detail: str | None = None
 
 
 class EpisodeCompleted(_Record):
@@ -232,12 +295,25 @@ class Feedback(_Record):
     comment: str | None = None
 
 
-Event = Span | Reward | RolloutEvent | VersionEvent | EpisodeCompleted | Feedback
+Event = (
+    Span
+    | Reward
+    | RolloutEvent
+    | VersionEvent
+    | ReleaseDecision
+    | ServingAck
+    | EpisodeCompleted
+    | Feedback
+)
+ControlEvent = VersionEvent | ReleaseDecision | ServingAck
+"""What the control topic carries."""
 EVENT_MODELS: dict[EventType, type[Event]] = {
     "span": Span,
     "reward": Reward,
     "rollout": RolloutEvent,
     "version": VersionEvent,
+    "decision": ReleaseDecision,
+    "serving_ack": ServingAck,
     "episode": EpisodeCompleted,
     "feedback": Feedback,
 }

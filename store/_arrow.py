@@ -14,7 +14,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from fulmen.schemas import Event, Feedback, Reward, RolloutEvent, Span, VersionEvent
+from fulmen.schemas import (
+    Event,
+    Feedback,
+    ReleaseDecision,
+    Reward,
+    RolloutEvent,
+    ServingAck,
+    Span,
+    VersionEvent,
+)
 
 Fields = Mapping[str, Any]
 """An event's fields as Avro reads them (`Decoded.fields`), the shape of its `model_dump()`."""
@@ -55,6 +64,16 @@ def _required(name: str, kind: pa.DataType) -> pa.Field:
 def _optional(name: str, kind: pa.DataType) -> pa.Field:
     return pa.field(name, kind, nullable=True)
 
+
+_ARM = pa.struct(
+    [
+        pa.field(name, kind, nullable=False)
+        for name, kind in [("version_id", _STR), ("episodes", pa.uint64())]
+        + [(name, pa.float64()) for name in ("mean_reward", "reward_lower", "reward_upper",
+                                             "error_rate", "latency_mean_s", "tokens_mean")]
+    ]
+)  # fmt: skip
+"""One arm's evidence in a release decision (`ArmEvidence`)."""
 
 TABLES: dict[str, pa.Schema] = {
     "spans": pa.schema(
@@ -209,8 +228,37 @@ TABLES: dict[str, pa.Schema] = {
             _required("prompt_templates", _strings()),
             _required("metrics", pa.map_(pa.string(), pa.float64())),
             _required("recipe", _strings()),
+            _required("traffic_share", pa.float64()),
             _required("published_at", _NS),
             _required("event_id", _STR),
+        ]
+    ),
+    "release_decisions": pa.schema(
+        [
+            _required("event_id", _STR),
+            _required("decided_at", _NS),
+            _optional("target_agent", _STR),
+            _required("kind", _STR),
+            _required("version_id", _STR),
+            _optional("to_version", _STR),
+            _required("action", _STR),
+            _required("traffic_share", pa.float64()),
+            _required("automatic", pa.bool_()),
+            _required("reason", _STR),
+            _required("rule", _STR),
+            _required("arms", pa.list_(_ARM)),
+        ]
+    ),
+    "serving_acks": pa.schema(
+        [
+            _required("event_id", _STR),
+            _required("acked_at", _NS),
+            _required("replica_id", _STR),
+            _required("pool", _STR),
+            _required("version_id", _STR),
+            _required("model_name", _STR),
+            _required("status", _STR),
+            _optional("detail", _STR),
         ]
     ),
     "training_runs": pa.schema(
@@ -398,9 +446,31 @@ def _version_row(event: Fields) -> dict[str, Any]:
         "prompt_templates": event["prompt_templates"],
         "metrics": event["metrics"],
         "recipe": event["recipe"],
+        "traffic_share": event["traffic_share"],
         "published_at": event["meta"]["emitted_at_unix_nano"],
         "event_id": event["meta"]["event_id"],
     }
+
+
+def _decision_row(event: Fields) -> dict[str, Any]:
+    return {
+        "event_id": event["meta"]["event_id"],
+        "decided_at": event["meta"]["emitted_at_unix_nano"],
+        **{key: event[key] for key in _DECISION_COLUMNS},
+    }
+
+
+def _serving_ack_row(event: Fields) -> dict[str, Any]:
+    return {
+        "event_id": event["meta"]["event_id"],
+        "acked_at": event["meta"]["emitted_at_unix_nano"],
+        **{key: event[key] for key in _ACK_COLUMNS},
+    }
+
+
+_DECISION_COLUMNS = ("target_agent", "kind", "version_id", "to_version", "action",
+                     "traffic_share", "automatic", "reason", "rule", "arms")  # fmt: skip
+_ACK_COLUMNS = ("replica_id", "pool", "version_id", "model_name", "status", "detail")
 
 
 Source = tuple[int, int]
@@ -411,6 +481,8 @@ EVENT_TABLES: dict[type[Event], str] = {
     Reward: "rewards",
     RolloutEvent: "rollouts",
     VersionEvent: "versions",
+    ReleaseDecision: "release_decisions",
+    ServingAck: "serving_acks",
     Feedback: "feedback",
 }
 """The table each type of event is written to."""
@@ -421,6 +493,8 @@ _ROWS: dict[str, Callable[[Fields], dict[str, Any]]] = {
     "rewards": _reward_row,
     "rollouts": _rollout_row,
     "versions": _version_row,
+    "release_decisions": _decision_row,
+    "serving_acks": _serving_ack_row,
     "feedback": _feedback_row,
 }
 

@@ -36,9 +36,13 @@ _PREFIX_BYTES = 4096
 _DETAIL_CHARS = 2000
 
 
-def topic_kinds(topics: TopicSettings) -> dict[str, EventType]:
-    """Which event type belongs on each of Fulmen's topics."""
-    return {topics.for_event(event_type): event_type for event_type in EVENT_MODELS}
+def topic_kinds(topics: TopicSettings) -> dict[str, frozenset[EventType]]:
+    """Which event types belong on each of Fulmen's topics (the control topic carries
+    versions, release decisions and serving replicas' acknowledgements)."""
+    kinds: dict[str, set[EventType]] = {}
+    for event_type in EVENT_MODELS:
+        kinds.setdefault(topics.for_event(event_type), set()).add(event_type)
+    return {topic: frozenset(types) for topic, types in kinds.items()}
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def decode_batch(
     messages: Sequence[Received],
     codec: Codec,
     *,
-    kinds: Mapping[str, EventType],
+    kinds: Mapping[str, frozenset[EventType]],
     max_event_bytes: int,
     is_new: Callable[[Event], bool],
 ) -> Intake:
@@ -156,9 +160,10 @@ def decode_batch(
             intake.dead.append(DeadLetter.of(message, error.problem, error.detail))
             continue
         event = decoded.event
-        expected = kinds.get(message.topic)
-        if event.event_type != expected:
-            detail = f"a {event.event_type} event on {message.topic}, which carries {expected}"
+        expected = kinds.get(message.topic, frozenset())
+        if event.event_type not in expected:
+            carries = " or ".join(sorted(expected)) or "no events"
+            detail = f"a {event.event_type} event on {message.topic}, which carries {carries}"
             intake.dead.append(DeadLetter.of(message, "wrong_topic", detail))
             continue
         if event.meta.event_id in in_batch or not is_new(event):

@@ -134,6 +134,8 @@ class TopicSettings(BaseModel):
             "reward": self.rewards,
             "rollout": self.rollouts,
             "version": self.control,
+            "decision": self.control,
+            "serving_ack": self.control,
             "episode": self.episodes,
             "feedback": self.feedback,
         }[event_type]

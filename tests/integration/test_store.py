@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from fulmen.schemas import Reward, RolloutEvent, Span
+from fulmen.schemas import ReleaseDecision, Reward, RolloutEvent, Span
 from fulmen.store import (
     BatchRejected,
     LightningStore,
@@ -174,7 +174,8 @@ def test_replicated_engines_are_selectable() -> None:
 def test_events_round_trip_and_a_replayed_batch_is_dropped(store: LightningStore) -> None:
     events = all_events("replayed-rollout")
     written = store.write_events(events, dedup_token="topic/0/100-105")
-    assert written == {"spans": 2, "rewards": 1, "rollouts": 2, "versions": 1, "feedback": 1}
+    assert written == {"spans": 2, "rewards": 1, "rollouts": 2, "versions": 1, "feedback": 1,
+                       "release_decisions": 1, "serving_acks": 1}  # fmt: skip
     store.write_events(events, dedup_token="topic/0/100-105")
     assert _count(store, "spans", "rollout_id = 'replayed-rollout'") == 2
     row = store.sql(
@@ -185,6 +186,14 @@ def test_events_round_trip_and_a_replayed_batch_is_dropped(store: LightningStore
     assert row["ids"] == [19, 20, 2]
     assert row["lp"] == [-0.25, -1.5, -0.125]
     assert dict(row["ints"]) == {"server.port": 8000}
+    (decision,) = [e for e in events if isinstance(e, ReleaseDecision)]
+    kept = store.sql(
+        f"SELECT action, to_version, arms FROM {store.settings.database}.release_decisions "
+        "WHERE event_id = {id:String}",
+        {"id": decision.meta.event_id},
+    ).to_pylist()
+    assert kept == [{"action": "rollback", "to_version": "calc-v1",
+                     "arms": [arm.model_dump() for arm in decision.arms]}]  # fmt: skip
 
 
 def _episode(
