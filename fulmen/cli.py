@@ -298,6 +298,74 @@ def scheduler(
 
 
 @app.command()
+def rollout(
+    once: bool = typer.Option(False, help="One pass, then exit."),
+) -> None:
+    """Decide canary releases: follow the control topic and, every
+    `FULMEN_RELEASE__INTERVAL_S`, compare each canary with the version it would replace from
+    the store's episodes, then promote it or roll it back (docs/versions.md). The rule's
+    parameters are `FULMEN_RELEASE__*`; Kafka and the store come from `FULMEN_*`.
+    """
+    import signal
+    import threading
+
+    from fulmen.producers import FulmenSettings
+    from fulmen.releases import ReleaseController, ReleaseSettings
+    from fulmen.schemas import ReleaseDecision
+    from fulmen.store import LightningStore
+
+    options = ReleaseSettings()
+    settings = FulmenSettings()
+
+    def show(decision: ReleaseDecision) -> None:
+        typer.echo(json.dumps(decision.model_dump(include={
+            "action", "target_agent", "kind", "version_id", "to_version", "reason"})))  # fmt: skip
+
+    store = LightningStore(settings.store)
+    controller = ReleaseController(options, settings, store=store, on_decision=show)
+    try:
+        if once:
+            controller.tick()
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda signum, frame: stop.set())
+            controller.run(stop)
+    finally:
+        controller.close()
+        store.close()
+
+
+@app.command()
+def rollback(
+    target: str = typer.Argument(..., help="The agent to roll back."),
+    to: str | None = typer.Option(None, "--to", help="The version to go back to."),
+    kind: str = typer.Option("model", help="model | prompt"),
+) -> None:
+    """Roll TARGET back now: its canary of `--kind` if one runs (to the canary's parent),
+    else the version in force (to its parent); `--to` picks the version. Published on the
+    control topic as a release decision (automatic=false) that agents apply at once."""
+    from fulmen.producers import FulmenSettings
+    from fulmen.releases import rollback as roll_back
+    from fulmen.schemas import VersionKind
+    from fulmen.store import LightningStore
+
+    kinds: dict[str, VersionKind] = {"model": "model", "prompt": "prompt"}
+    if kind not in kinds:
+        typer.echo(f"error: --kind is model or prompt, not {kind!r}", err=True)
+        raise typer.Exit(2)
+    settings = FulmenSettings()
+    decision = roll_back(settings, target, kind=kinds[kind], to_version=to)
+    store = LightningStore(settings.store)  # the audit trail, and what trainers fold
+    try:
+        store.write_events([decision])
+    finally:
+        store.close()
+    typer.echo(f"rolled {target} back from {decision.version_id} to "
+               f"{decision.to_version or 'the base deployment'}")  # fmt: skip
+
+
+@app.command()
 def serve(
     model: str = typer.Option(
         "smollm2", help='A Hugging Face model directory, or "smollm2" (built once, cached).'

@@ -182,25 +182,41 @@ def decide(canary: ArmStats, parent: ArmStats, rule: ReleaseRule) -> Verdict:
     (c_mean, c_int), (p_mean, p_int) = intervals
     arms = (_evidence(canary, c_mean, c_int), _evidence(parent, p_mean, p_int))
     if min(canary.scored, parent.scored) < rule.min_episodes:
-        return Verdict("hold", "waiting", f"waiting for {rule.min_episodes} scored episodes "
-                       "on each arm", arms)
+        return Verdict(
+            "hold", "waiting", f"waiting for {rule.min_episodes} scored episodes on each arm", arms
+        )
     tripped = _guardrail(canary, parent, rule, arm_alpha, rho)
     if tripped is not None:
         code, reason = tripped
         return Verdict("rollback", code, reason, arms)
     diff = difference(c_int, p_int)
     if diff.upper < 0.0:
-        return Verdict("rollback", "worse", f"canary reward surely lower than its parent's: "
-                       f"difference in [{diff.lower:.4f}, {diff.upper:.4f}]", arms)
+        return Verdict(
+            "rollback",
+            "worse",
+            f"canary reward surely lower than its parent's: "
+            f"difference in [{diff.lower:.4f}, {diff.upper:.4f}]",
+            arms,
+        )
     if diff.lower > -rule.margin:
-        return Verdict("promote", "not_worse", f"canary reward surely not lower than its "
-                       f"parent's by more than {rule.margin:g}: difference in "
-                       f"[{diff.lower:.4f}, {diff.upper:.4f}]", arms)
+        return Verdict(
+            "promote",
+            "not_worse",
+            f"canary reward surely not lower than its "
+            f"parent's by more than {rule.margin:g}: difference in "
+            f"[{diff.lower:.4f}, {diff.upper:.4f}]",
+            arms,
+        )
     if canary.scored >= rule.max_episodes:
-        return Verdict(rule.on_inconclusive, "inconclusive", f"no verdict after "
-                       f"{rule.max_episodes} canary episodes", arms)
-    return Verdict("hold", "undecided", "the reward difference's interval contains both 0 "
-                   "and -margin", arms)
+        return Verdict(
+            rule.on_inconclusive,
+            "inconclusive",
+            f"no verdict after {rule.max_episodes} canary episodes",
+            arms,
+        )
+    return Verdict(
+        "hold", "undecided", "the reward difference's interval contains both 0 and -margin", arms
+    )
 
 
 def _guardrail(

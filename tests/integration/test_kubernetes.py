@@ -262,7 +262,9 @@ def test_network_policies_admit_only_their_clients(namespace: Namespace) -> None
     store, policy, gateway = (by_name[f"fulmen-{n}"] for n in ("store", "policy", "gateway"))
     assert _selects(store["podSelector"], pods["fulmen-store"])
     assert not _selects(store["podSelector"], pods["fulmen-policy"])
-    assert admitted(store, 8123) == {"fulmen-worker", "trainer", "fulmen-scheduler", "analyst"}
+    assert admitted(store, 8123) == {
+        "fulmen-worker", "trainer", "fulmen-scheduler", "fulmen-release", "analyst"
+    }  # fmt: skip
     assert _selects(policy["podSelector"], pods["fulmen-policy"])
     assert admitted(policy, 8000) == {"agent", "fulmen-gateway"}
     assert _selects(gateway["podSelector"], pods["fulmen-gateway"])

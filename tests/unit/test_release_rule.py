@@ -79,9 +79,7 @@ def test_undecided_canaries_get_on_inconclusive_at_max_episodes() -> None:
     rng = np.random.default_rng(3)
     rewards = (rng.random(5000) < 0.5).astype(float)
     for fallback in ("hold", "rollback", "promote"):
-        rule = ReleaseRule(
-            min_episodes=20, max_episodes=40, margin=0.0, on_inconclusive=fallback
-        )
+        rule = ReleaseRule(min_episodes=20, max_episodes=40, margin=0.0, on_inconclusive=fallback)
         verdict = decide(_arm("c", rewards[:40]), _arm("p", rewards[40:200]), rule)
         assert (verdict.action, verdict.code) == (fallback, "inconclusive")
 
