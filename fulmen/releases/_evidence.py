@@ -62,10 +62,10 @@ def arm_stats(store: LightningStore, query: ArmQuery) -> dict[str, ArmStats]:
             WHERE rollout_id IN (SELECT rollout_id FROM arms)
             GROUP BY rollout_id, attempt
         )
-        SELECT arm, count() AS finished, countIf(scored) AS scored,
+        SELECT arm, count() AS finished_count, countIf(scored) AS scored_count,
                sumIf(reward, scored) AS reward_sum,
                sumIf(reward * reward, scored) AS reward_sq_sum,
-               countIf(status IN {{errors:Array(String)}}) AS errors,
+               countIf(status IN {{errors:Array(String)}}) AS error_count,
                avg(duration_s) AS latency_mean_s, avg(ifNull(tokens, 0)) AS tokens_mean
         FROM arms LEFT JOIN usage USING (rollout_id, attempt)
         GROUP BY arm
@@ -80,11 +80,11 @@ def arm_stats(store: LightningStore, query: ArmQuery) -> dict[str, ArmStats]:
     found = {
         row["arm"]: ArmStats(
             version_id=row["arm"],
-            finished=int(row["finished"]),
-            scored=int(row["scored"]),
+            finished=int(row["finished_count"]),
+            scored=int(row["scored_count"]),
             reward_sum=float(row["reward_sum"]),
             reward_sq_sum=float(row["reward_sq_sum"]),
-            errors=int(row["errors"]),
+            errors=int(row["error_count"]),
             latency_mean_s=max(float(row["latency_mean_s"]), 0.0),
             tokens_mean=float(row["tokens_mean"]),
         )

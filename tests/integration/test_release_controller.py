@@ -111,7 +111,7 @@ def episode_row(
         "scored": True, "reward": reward, "rewards": {"reward": reward},
         "credit_assignment": "final", "started_at": at - timedelta(seconds=2),
         "finished_at": at, "assembled_at": at, "num_spans": 1, "num_llm_calls": 1,
-        "num_tool_calls": 0, "num_tool_errors": 0, "input": None, "error": None,
+        "num_tool_calls": 0, "num_tool_errors": 0, "input": None, "error": None, "num_events": 3,
     }  # fmt: skip
 
 
@@ -189,8 +189,14 @@ def test_a_canary_a_replica_failed_to_load_is_rolled_back_at_once(
 ) -> None:
     store = new_store()
     start_canary(agent, "calc-v5", "calc-v6")
-    ack = ServingAck(meta=version_meta(), replica_id="policy-0", version_id="calc-v6",
-                     model_name="calc-v6-name", status="failed", detail="out of memory")  # fmt: skip
+    ack = ServingAck(
+        meta=version_meta(),
+        replica_id="policy-0",
+        version_id="calc-v6",
+        model_name="calc-v6-name",
+        status="failed",
+        detail="out of memory",
+    )
     publish_control(ack, agent)
     controller = ReleaseController(OPTIONS, agent, store=store)
     try:
