@@ -9,6 +9,7 @@ controller is driven pass by pass (`tick`), like `fulmen rollout --once`."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -32,7 +33,7 @@ from fulmen.producers import (
     version_meta,
 )
 from fulmen.releases import ArmQuery, ReleaseController, ReleaseSettings, arm_stats
-from fulmen.schemas import ServingAck, VersionEvent
+from fulmen.schemas import ReleaseDecision, ServingAck, VersionEvent
 from fulmen.store import TABLES, LightningStore
 from tests.support.events import version_event
 
@@ -122,6 +123,27 @@ def start_canary(settings: FulmenSettings, stable: str, candidate: str) -> None:
                "the agent runs the canary")  # fmt: skip
 
 
+def one_pass(settings: FulmenSettings, store: LightningStore) -> list[ReleaseDecision]:
+    """What one pass of a controller started afresh decides."""
+    controller = ReleaseController(OPTIONS, settings, store=store)
+    try:
+        return controller.tick()
+    finally:
+        controller.close()
+
+
+def cli_env(settings: FulmenSettings, store: LightningStore) -> dict[str, str]:
+    """The environment of a `fulmen` command on the same broker, topics and store."""
+    return {
+        "FULMEN_TRANSPORT": "kafka",
+        "FULMEN_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "FULMEN_TOPICS__PREFIX": settings.topics.prefix,
+        "FULMEN_STORE__PATH": str(store.settings.path),
+        "FULMEN_STORE__DATABASE": store.settings.database,
+        "FULMEN_RELEASE__MIN_EPISODES": str(OPTIONS.min_episodes),
+    }
+
+
 def decisions_in_store(store: LightningStore) -> list[tuple[str, str]]:
     table = store.sql(
         f"SELECT version_id, toString(action) AS action FROM {store.settings.database}"
@@ -159,11 +181,7 @@ def test_a_worse_canary_is_rolled_back_and_no_agent_is_left_on_it(
     assert {agent_runs(f"rollout-{i}").model_version for i in range(2000)} == {"calc-v1"}
     assert decisions_in_store(store) == [("calc-v2", "hold"), ("calc-v2", "rollback")]
     # A controller started afresh reads the decision on the topic: nothing to decide again.
-    again = ReleaseController(OPTIONS, agent, store=store)
-    try:
-        assert again.tick() == []
-    finally:
-        again.close()
+    assert one_pass(agent, store) == []
 
 
 def test_a_better_canary_is_promoted_to_every_rollout(
@@ -171,12 +189,8 @@ def test_a_better_canary_is_promoted_to_every_rollout(
 ) -> None:
     store = new_store()
     start_canary(agent, "calc-v3", "calc-v4")
-    controller = ReleaseController(OPTIONS, agent, store=store)
-    try:
-        serve_rollouts(store, 1500, {"calc-v3": 0.4, "calc-v4": 0.8}, seed=3)
-        [decision] = controller.tick()
-    finally:
-        controller.close()
+    serve_rollouts(store, 1500, {"calc-v3": 0.4, "calc-v4": 0.8}, seed=3)
+    [decision] = one_pass(agent, store)
     assert (decision.action, decision.to_version, decision.traffic_share) == (
         "promote", "calc-v4", 1.0
     )  # fmt: skip
@@ -198,14 +212,14 @@ def test_a_canary_a_replica_failed_to_load_is_rolled_back_at_once(
         detail="out of memory",
     )
     publish_control(ack, agent)
-    controller = ReleaseController(OPTIONS, agent, store=store)
-    try:
-        [decision] = controller.tick()
-    finally:
-        controller.close()
-    assert (decision.action, decision.to_version) == ("rollback", "calc-v5")
-    assert "policy-0" in decision.reason
-    assert "out of memory" in decision.reason
+    done = CliRunner().invoke(app, ["rollout", "--once"], env=cli_env(agent, store))
+    assert done.exit_code == 0, done.output
+    decision = json.loads(done.stdout)
+    assert (decision["action"], decision["to_version"]) == ("rollback", "calc-v5")
+    assert "policy-0" in decision["reason"]
+    assert "out of memory" in decision["reason"]
+    assert decisions_in_store(store) == [("calc-v6", "rollback")]
+    wait_until(lambda: not get_producer().versions.routes.canaries, "the rollback applied")
 
 
 def test_arm_stats_split_by_version_since_the_canary_started(
@@ -237,16 +251,10 @@ def test_arm_stats_split_by_version_since_the_canary_started(
 
 
 def test_rollback_by_hand(
-    settings: FulmenSettings, new_store: Callable[[], LightningStore], chdb_path: Path
+    settings: FulmenSettings, new_store: Callable[[], LightningStore]
 ) -> None:
     store = new_store()
-    env = {
-        "FULMEN_TRANSPORT": "kafka",
-        "FULMEN_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "FULMEN_TOPICS__PREFIX": settings.topics.prefix,
-        "FULMEN_STORE__PATH": str(chdb_path),
-        "FULMEN_STORE__DATABASE": store.settings.database,
-    }
+    env = cli_env(settings, store)
     runner = CliRunner()
     nothing = runner.invoke(app, ["rollback", "calc"], env=env)
     assert nothing.exit_code == 2
