@@ -35,7 +35,7 @@ from fulmen.producers import (
 from fulmen.releases import ArmQuery, ReleaseController, ReleaseSettings, arm_stats
 from fulmen.schemas import ReleaseDecision, ServingAck, VersionEvent
 from fulmen.store import TABLES, LightningStore
-from tests.support.events import version_event
+from tests.support.events import llm_span, version_event
 
 pytestmark = pytest.mark.integration
 
@@ -237,11 +237,14 @@ def test_arm_stats_split_by_version_since_the_canary_started(
     # A later revision of "c" with another reward: only the latest counts.
     late = episode_row("c", "v2", 0.25, now) | {"revision": 1}
     store.insert("episodes", pa.Table.from_pylist([late], schema=TABLES["episodes"]))
+    # Tokens: the LLM usage of each episode's spans (15 per span here); none for "b".
+    store.write_events([llm_span("a", 0), llm_span("a", 1), llm_span("c", 0)])
     since = int((now - timedelta(minutes=1)).timestamp() * 1e9)
     stats = arm_stats(store, ArmQuery("calc", "model", since, ("v2", "v1", "v9")))
     assert (stats["v1"].finished, stats["v1"].scored, stats["v1"].errors) == (2, 2, 1)
     assert stats["v1"].reward_sum == 1.0
     assert stats["v1"].latency_mean_s == pytest.approx(2.0)
+    assert (stats["v1"].tokens_mean, stats["v2"].tokens_mean) == (15.0, 15.0)
     assert (stats["v2"].scored, stats["v2"].reward_sum, stats["v2"].reward_sq_sum) == (
         1, 0.25, 0.0625
     )  # fmt: skip
