@@ -318,8 +318,8 @@ def rollout(
     settings = FulmenSettings()
 
     def show(decision: ReleaseDecision) -> None:
-        typer.echo(json.dumps(decision.model_dump(include={
-            "action", "target_agent", "kind", "version_id", "to_version", "reason"})))  # fmt: skip
+        shown = {"action", "target_agent", "kind", "version_id", "to_version", "reason"}
+        typer.echo(json.dumps(decision.model_dump(include=shown)))
 
     store = LightningStore(settings.store)
     controller = ReleaseController(options, settings, store=store, on_decision=show)
@@ -361,8 +361,8 @@ def rollback(
         store.write_events([decision])
     finally:
         store.close()
-    typer.echo(f"rolled {target} back from {decision.version_id} to "
-               f"{decision.to_version or 'the base deployment'}")  # fmt: skip
+    back_to = decision.to_version or "the base deployment"
+    typer.echo(f"rolled {target} back from {decision.version_id} to {back_to}")
 
 
 @app.command()

@@ -63,8 +63,9 @@ class ControlView:
             if not messages and self._reader.caught_up():
                 return
             if time.monotonic() > deadline:
-                raise ReleaseError(f"the control topic {self._topic} was not read to its end "
-                                   f"within {timeout_s} s")  # fmt: skip
+                raise ReleaseError(
+                    f"the control topic {self._topic} was not read to its end within {timeout_s} s"
+                )
 
     def close(self) -> None:
         self._reader.close()
