@@ -1,7 +1,8 @@
 """The release controller on a real broker (the control topic) and store (chDB): a canary
 at 20% whose rollouts score worse is rolled back from the stored episodes and no agent is
 left on it; a better one is promoted; a canary a serving replica failed to load is rolled
-back at once; `fulmen rollback` by hand.
+back at once; `fulmen rollback` by hand; and the first case again with the agent's calls
+answered by a real policy server that loads both versions.
 
 Rollouts are routed by a real agent (the SDK following the control topic); their episodes
 are written to the store by the test, with rewards drawn per arm from fixed seeds. The
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import openai
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
@@ -24,6 +26,7 @@ from typer.testing import CliRunner
 import fulmen
 from fulmen.cli import app
 from fulmen.kafka import KafkaSettings, create_topics
+from fulmen.models import tiny_model_dir
 from fulmen.producers import (
     FulmenSettings,
     Resources,
@@ -34,7 +37,9 @@ from fulmen.producers import (
 )
 from fulmen.releases import ArmQuery, ReleaseController, ReleaseSettings, arm_stats
 from fulmen.schemas import ReleaseDecision, ServingAck, VersionEvent
+from fulmen.serving import AdapterFollower, PolicyServer, serve_in_thread
 from fulmen.store import TABLES, LightningStore
+from tests.support.adapters import make_adapter
 from tests.support.events import llm_span, version_event
 
 pytestmark = pytest.mark.integration
@@ -274,3 +279,60 @@ def test_rollback_by_hand(
     assert done.exit_code == 0, done.output
     assert "from calc-v8 to calc-v7" in done.output
     assert decisions_in_store(store) == [("calc-v8", "rollback")]
+
+
+def test_through_the_policy_server_a_worse_canary_is_rolled_back_and_no_call_reaches_it(
+    settings: FulmenSettings, new_store: Callable[[], LightningStore], tmp_path: Path
+) -> None:
+    """The same, with the agent's calls going to a real policy server that loads both
+    versions as adapters: the SDK sends each rollout's call to its arm's model name; the
+    episode is recorded under the model that answered (as the stream stage stamps it), with
+    a reward drawn for that model."""
+    base = tiny_model_dir(tmp_path / "tiny", seed=3)
+    adapter = str(make_adapter(base, tmp_path / "adapter"))
+    stable = version_event("calc-v1", target="calc").model_copy(update={"artifact_uri": adapter})
+    candidate = canary("calc-v2").model_copy(update={"artifact_uri": adapter})
+    publish_version(stable, settings)
+    publish_version(candidate, settings)
+    store = new_store()
+    calling = settings.model_copy(update={"producer": settings.producer.model_copy(
+        update={"capture_openai": True})})  # fmt: skip
+    server = PolicyServer(base, name="base", model_roots=[tmp_path])
+    with serve_in_thread(server) as url:
+        follower = AdapterFollower(url, settings)
+        follower.start()
+        wait_until(lambda: len(follower.loaded) == 2, "both versions loaded", timeout_s=120)
+        fulmen.configure(calling)
+        try:
+            client = openai.OpenAI(base_url=url, api_key="unused")
+            versions = {"calc-v1-name": "calc-v1", "calc-v2-name": "calc-v2"}
+            chance = {"calc-v1": 0.8, "calc-v2": 0.2}
+            rng = random.Random(5)
+
+            def call(task: str) -> str:
+                with fulmen.rollout(task_id=task):
+                    reply = client.chat.completions.create(
+                        model="base", messages=[{"role": "user", "content": "2+2"}], max_tokens=1
+                    )
+                return versions[reply.model]
+
+            def serve(tasks: range) -> dict[str, int]:
+                now, rows, served = datetime.now(UTC), [], dict.fromkeys(chance, 0)
+                for index in tasks:
+                    version = call(f"task-{index}")
+                    served[version] += 1
+                    reward = float(rng.random() < chance[version])
+                    rows.append(episode_row(f"policy-{index}", version, reward, now))
+                store.insert("episodes", pa.Table.from_pylist(rows, schema=TABLES["episodes"]))
+                return served
+
+            wait_until(lambda: bool(get_producer().versions.routes.canaries), "canary in force")
+            served = serve(range(400))
+            assert served["calc-v2"] == pytest.approx(400 * SHARE, rel=0.35)
+            [decision] = one_pass(settings, store)
+            assert (decision.action, decision.to_version) == ("rollback", "calc-v1")
+            wait_until(lambda: not get_producer().versions.routes.canaries, "rollback applied")
+            assert serve(range(400, 600)) == {"calc-v1": 200, "calc-v2": 0}
+        finally:
+            fulmen.shutdown()
+            follower.stop()
