@@ -18,8 +18,10 @@ from fulmen.producers._control import (
     CONTROL_KEY,
     VersionFollower,
     VersionNotPublished,
+    decode_control,
     on_version,
     prompt,
+    publish_control,
     publish_version,
     resources,
     start_following,
@@ -37,12 +39,15 @@ from fulmen.producers._feedback import Thumb, emit_feedback
 from fulmen.producers._global import configure, get_producer, shutdown
 from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer, codec_for, transport_for
+from fulmen.producers._releases import Canary, ReleaseBoard, route_bucket
 from fulmen.producers._resources import (
     Resources,
+    Routes,
     VersionListener,
     VersionListeners,
     VersionNotInForce,
     VersionState,
+    routing_key,
 )
 from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._rollout import Rollout, rollout
@@ -53,6 +58,7 @@ from fulmen.producers.transport import InProcessBus, InProcessTransport, Transpo
 
 __all__ = [
     "CONTROL_KEY",
+    "Canary",
     "ControlReader",
     "Emitter",
     "EmitterStats",
@@ -68,9 +74,11 @@ __all__ = [
     "Redactor",
     "RedactorLoadError",
     "RegistrySettings",
+    "ReleaseBoard",
     "Resources",
     "RewardError",
     "Rollout",
+    "Routes",
     "Thumb",
     "Transport",
     "TransportFull",
@@ -82,15 +90,19 @@ __all__ = [
     "VersionState",
     "codec_for",
     "configure",
+    "decode_control",
     "emit_feedback",
     "emit_reward",
     "get_producer",
     "on_version",
     "prompt",
+    "publish_control",
     "publish_version",
     "redact_pii",
     "resources",
     "rollout",
+    "route_bucket",
+    "routing_key",
     "shutdown",
     "start_following",
     "step",

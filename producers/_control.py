@@ -32,7 +32,15 @@ from fulmen.producers._producer import Producer, codec_for, transport_for
 from fulmen.producers._resources import Resources, VersionListener, VersionState
 from fulmen.producers._settings import FulmenSettings
 from fulmen.producers.transport import InProcessBus, InProcessTransport, TransportFull
-from fulmen.schemas import Codec, DecodeError, EventMeta, VersionEvent
+from fulmen.schemas import (
+    Codec,
+    ControlEvent,
+    DecodeError,
+    EventMeta,
+    ReleaseDecision,
+    ServingAck,
+    VersionEvent,
+)
 
 logger = logging.getLogger("fulmen.producers")
 
@@ -83,7 +91,23 @@ def publish_version(
     bus: InProcessBus | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Put `event` on the control topic; return once it is delivered.
+    """Put `event` on the control topic; return once it is delivered (see `publish_control`).
+
+    With `traffic_share` below 1.0 the version starts as a canary on that share of its
+    target's rollouts, beside the version in force (docs/versions.md).
+    """
+    publish_control(event, settings, bus=bus, timeout_s=timeout_s)
+
+
+def publish_control(
+    event: ControlEvent,
+    settings: FulmenSettings | None = None,
+    *,
+    bus: InProcessBus | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Put a control event (a version, a release decision, a serving replica's
+    acknowledgement) on the control topic; return once it is delivered.
 
     `settings` say where: a trainer job passes its own; by default those of this process's
     configured producer, else the environment's (`FulmenSettings()`). On Kafka a producer of
@@ -91,13 +115,14 @@ def publish_version(
     the agent emits is waited for. On the in-process transport it is appended to `bus`, by
     default the configured producer's bus.
 
-    Every version is keyed `CONTROL_KEY`: agents apply versions in publication order.
+    Every control event is keyed `CONTROL_KEY`: everyone reads them in publication order.
     Raises `VersionNotPublished` when the broker has not acknowledged it within `timeout_s`,
     when it cannot be encoded, or when the in-process transport has no bus to go to.
     """
     producer = current_producer()
     if settings is None:
         settings = producer.settings if producer is not None else FulmenSettings()
+    name = _name_of(event)
     topic = settings.topics.for_event("version")
     if settings.transport == "inprocess" and bus is None:
         if producer is None or not isinstance(producer.transport, InProcessTransport):
@@ -113,7 +138,7 @@ def publish_version(
     try:
         value = codec.encode(event, topic=topic)
     except Exception as exc:  # an encoding or schema-registry failure: nothing was sent
-        raise VersionNotPublished(f"cannot encode version {event.version_id}: {exc}") from exc
+        raise VersionNotPublished(f"cannot encode {name}: {exc}") from exc
     # librdkafka gives up on the message itself at the deadline, so a timeout is a reported
     # failure rather than a message still in flight.
     config = settings.producer
@@ -133,31 +158,39 @@ def publish_version(
     try:
         transport.produce(topic, CONTROL_KEY, value)
     except TransportFull as exc:
-        raise VersionNotPublished(f"version {event.version_id} not queued: {exc}") from exc
+        raise VersionNotPublished(f"{name} not queued: {exc}") from exc
     remaining = transport.flush(timeout_s + 2.0)
     if remaining:
         transport.purge()
     if failures or remaining:
         reason = failures[0] if failures else "no acknowledgement"
-        raise VersionNotPublished(
-            f"version {event.version_id} not delivered to {topic} within {timeout_s} s: {reason}"
-        )
-    logger.info("fulmen published %s version %s on %s", event.kind, event.version_id, topic)
+        raise VersionNotPublished(f"{name} not delivered to {topic} within {timeout_s} s: {reason}")
+    logger.info("fulmen published %s on %s", name, topic)
+
+
+def _name_of(event: ControlEvent) -> str:
+    match event:
+        case VersionEvent():
+            return f"{event.kind} version {event.version_id}"
+        case ReleaseDecision():
+            return f"{event.action} decision on {event.version_id}"
+        case ServingAck():
+            return f"{event.replica_id}'s {event.status} of {event.version_id}"
 
 
 # -- following -------------------------------------------------------------------------------
 
 
-def decode_version(codec: Codec, topic: str, message: ControlMessage) -> VersionEvent | None:
-    """The version `message` holds; None, with a warning, for an undecodable message or an
-    event that is not a version."""
+def decode_control(codec: Codec, topic: str, message: ControlMessage) -> ControlEvent | None:
+    """The control event `message` holds; None, with a warning, for an undecodable message
+    or an event that does not belong on the control topic."""
     where = f"{topic}[{message.partition}]@{message.offset}"
     try:
         event = codec.decode(message.value, topic=topic)
     except DecodeError as exc:
         logger.warning("fulmen skipped an undecodable control message at %s: %s", where, exc)
         return None
-    if not isinstance(event, VersionEvent):
+    if not isinstance(event, VersionEvent | ReleaseDecision | ServingAck):
         logger.warning(
             "fulmen skipped a %s event on the control topic at %s", event.event_type, where
         )
@@ -201,7 +234,7 @@ class VersionFollower:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        backlog: list[VersionEvent] = []
+        backlog: list[ControlEvent] = []
         try:
             while not self._stopping.is_set():
                 try:
@@ -223,8 +256,8 @@ class VersionFollower:
                 logger.exception("fulmen control reader did not close cleanly")
 
     def _apply(
-        self, messages: list[ControlMessage], backlog: list[VersionEvent]
-    ) -> list[VersionEvent]:
+        self, messages: list[ControlMessage], backlog: list[ControlEvent]
+    ) -> list[ControlEvent]:
         """Swap in what `messages` hold, or add it to `backlog` until caught up (then the
         whole backlog is one swap); returns the backlog still to apply."""
         events = [e for m in messages if (e := self._decode(m)) is not None]
@@ -238,10 +271,10 @@ class VersionFollower:
         self._caught_up.set()
         return []
 
-    def _decode(self, message: ControlMessage) -> VersionEvent | None:
-        return decode_version(self._codec, self._topic, message)
+    def _decode(self, message: ControlMessage) -> ControlEvent | None:
+        return decode_control(self._codec, self._topic, message)
 
-    def _swap(self, events: list[VersionEvent]) -> None:
+    def _swap(self, events: list[ControlEvent]) -> None:
         resources = self._versions.apply(events)
         if resources is not None:
             logger.info(
@@ -313,7 +346,10 @@ def on_version(callback: VersionListener) -> Callable[[], None]:
     return version_listeners.add(callback)
 
 
-def wait_for_version(version_id: str, timeout_s: float = 30.0) -> Resources:
-    """Wait until `version_id` is the model or prompt version in force and return that
-    snapshot; raises `VersionNotInForce` after `timeout_s`."""
-    return get_producer().versions.wait_for(version_id, timeout_s)
+def wait_for_version(
+    version_id: str, timeout_s: float = 30.0, *, everywhere: bool = False
+) -> Resources:
+    """Wait until `version_id` is a model or prompt version in force — as a canary on some
+    rollouts will do; with `everywhere`, on every rollout — and return the stable snapshot;
+    raises `VersionNotInForce` after `timeout_s`."""
+    return get_producer().versions.wait_for(version_id, timeout_s, everywhere=everywhere)

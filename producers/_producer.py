@@ -68,6 +68,8 @@ class Producer:
             ),
             agent_name=config.agent_name,
             listeners=listeners,
+            await_replicas=config.await_replicas,
+            pool=config.serving_pool,
         )
         self.transport = transport
         self.codec = codec or codec_for(settings)

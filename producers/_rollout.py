@@ -25,6 +25,7 @@ from fulmen.producers._context import (
     to_json,
 )
 from fulmen.producers._global import get_producer
+from fulmen.producers._resources import routing_key
 from fulmen.producers._rewards import RewardError, emit_reward
 from fulmen.producers._served import rollout_meta
 from fulmen.producers._spans import emit_span
@@ -96,7 +97,9 @@ class Rollout:
         if "user_id" in options:
             self._metadata = {**self._metadata, USER_ID_LABEL: options["user_id"]}
         self._active: ActiveRollout | None = None
-        self._tokens: tuple[Token[ActiveRollout | None], Token[str | None]] | None = None
+        self._tokens: (
+            tuple[Token[ActiveRollout | None], Token[str | None], Token[str | None]] | None
+        ) = None
         self._start_ns = 0
 
     @property
@@ -203,6 +206,7 @@ class Rollout:
         self._tokens = (
             current_rollout.set(self._active),
             current_span_id.set(self._active.root_span_id),
+            routing_key.set(self._routing_key(producer.settings.producer.routing_key)),
         )
         self._start_ns = time.time_ns()
         producer.emit(
@@ -241,9 +245,22 @@ class Rollout:
                 metadata=self._metadata,
             )
         )
-        rollout_token, span_token = self._tokens
+        rollout_token, span_token, key_token = self._tokens
+        routing_key.reset(key_token)
         current_span_id.reset(span_token)
         current_rollout.reset(rollout_token)
+
+    def _routing_key(self, preferred: str) -> str:
+        """What assigns this rollout to a canary's arm: `preferred`, else the next of user
+        id, task id and rollout id that it has."""
+        assert self._active is not None
+        keys = {
+            "user_id": self._metadata.get(USER_ID_LABEL, ""),
+            "task_id": self._active.task_id,
+            "rollout_id": self._active.rollout_id,
+        }
+        order = list(keys)
+        return next(keys[name] for name in order[order.index(preferred) :] if keys[name])
 
     def _meta(self) -> EventMeta:
         assert self._active is not None

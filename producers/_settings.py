@@ -91,6 +91,23 @@ class ProducerSettings(BaseModel):
         ge=0,
         description="How long `configure` waits to learn the versions in force before going on.",
     )
+    await_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Apply a model version that names a model only once this many replicas of "
+        "`serving_pool` acknowledged it loaded on the control topic (0: at once). Set it to "
+        "the number of model-server replicas the agent's requests reach.",
+    )
+    serving_pool: str = Field(
+        default="default",
+        min_length=1,
+        description="The pool of model-server replicas this agent's requests reach.",
+    )
+    routing_key: Literal["user_id", "task_id", "rollout_id"] = Field(
+        default="user_id",
+        description="What assigns a rollout to a canary's arm, by a stable hash: the rollout's "
+        "user id, else its task id, else its rollout id (`task_id`: task, else rollout id).",
+    )
     openai_model_from_version: bool = Field(
         default=True,
         description="Send captured OpenAI calls to the model version's `model_name` (if any): "

@@ -17,7 +17,7 @@ import threading
 import httpx
 
 from fulmen.producers import FulmenSettings, KafkaControlReader
-from fulmen.producers._control import decode_version
+from fulmen.producers._control import decode_control
 from fulmen.producers._control_readers import ControlReader
 from fulmen.producers._producer import codec_for
 from fulmen.schemas import VersionEvent
@@ -65,8 +65,12 @@ class AdapterFollower:
             try:
                 while not self._stopping.is_set():
                     for message in self._reader.read(_POLL_S):
-                        event = decode_version(self._codec, self._topic, message)
-                        if event is not None and event.kind == "model" and event.artifact_uri:
+                        event = decode_control(self._codec, self._topic, message)
+                        if (
+                            isinstance(event, VersionEvent)
+                            and event.kind == "model"
+                            and event.artifact_uri
+                        ):
                             self._load(client, event)
             finally:
                 self._reader.close()

@@ -29,14 +29,12 @@ from fulmen.producers.gateway._run import (
 )
 from fulmen.producers.gateway._settings import GatewaySettings
 from fulmen.producers.gateway._sse import SseDecoder, SseEvent
-from fulmen.producers.gateway._versions import AgentVersions
 
 __all__ = [
     "AGENT_HEADER",
     "ATTEMPT_HEADER",
     "ROLLOUT_HEADER",
     "Added",
-    "AgentVersions",
     "BadIdentity",
     "FinishRollout",
     "Gateway",

@@ -43,7 +43,7 @@ from fulmen.producers._control import VersionFollower, start_following
 from fulmen.producers._llm_calls import Operation
 from fulmen.producers._metrics import ProducerCollector
 from fulmen.producers._producer import Producer
-from fulmen.producers._resources import Resources
+from fulmen.producers._resources import Resources, VersionState
 from fulmen.producers.gateway._admission import Admission, GatewayStats
 from fulmen.producers.gateway._identity import BadIdentity, Identity, parse_path, with_headers
 from fulmen.producers.gateway._record import CallRecord, error_message
@@ -65,7 +65,6 @@ from fulmen.producers.gateway._upstream import (
     unreachable,
     upstream_path,
 )
-from fulmen.producers.gateway._versions import AgentVersions
 
 logger = logging.getLogger("fulmen.gateway")
 
@@ -90,10 +89,12 @@ class Gateway:
         self.stats = GatewayStats()
         self._registry = CollectorRegistry()
         self._registry.register(ProducerCollector(producer))
-        self.versions = AgentVersions(
-            producer.versions.current,
+        self.versions = VersionState(
+            producer.versions.initial,
             agent_name=producer.agent_name,
             max_agents=settings.max_agents,
+            await_replicas=producer.settings.producer.await_replicas,
+            pool=producer.settings.producer.serving_pool,
         )
         self._admission = Admission(settings.max_in_flight, self.stats)
         self._rollouts = RolloutLifecycle(
@@ -242,7 +243,7 @@ class Gateway:
         body = _json_object(raw)
         if body is None:  # the upstream answers what is wrong with it
             return _Call(raw, None, Added())
-        resources: Resources = self.versions.for_agent(identity.agent_name)
+        resources: Resources = self.versions.for_agent(identity.agent_name, identity.rollout_id)
         recording = identity.rollout_id is not None
         rewritten = rewrite(body, operation, resources, self.settings, capture=recording)
         content = _dumps(rewritten.body) if rewritten.changed else raw

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from fulmen.producers._context import to_json
 from fulmen.producers._feedback import Thumb, feedback_event
 from fulmen.producers._producer import Producer
+from fulmen.producers._resources import VersionState
 from fulmen.producers._spans import emit_span
 from fulmen.producers.gateway._identity import Identity
-from fulmen.producers.gateway._versions import AgentVersions
 from fulmen.schemas import (
     EventMeta,
     FeedbackSource,
@@ -85,7 +85,7 @@ class PostFeedback(_Body):
 class RolloutLifecycle:
     """Emits the lifecycle and reward events of rollouts named by an `Identity`."""
 
-    def __init__(self, producer: Producer, versions: AgentVersions, *, max_open: int) -> None:
+    def __init__(self, producer: Producer, versions: VersionState, *, max_open: int) -> None:
         self._producer = producer
         self._versions = versions
         self._max_open = max_open
@@ -122,7 +122,7 @@ class RolloutLifecycle:
             end_ns=end_ns,
             error=None if body.status == "succeeded" else (body.error or body.status),
             producer=self._producer,
-            resources=self._versions.for_agent(identity.agent_name),
+            resources=self._versions.for_agent(identity.agent_name, identity.rollout_id),
         )
         self._producer.emit(
             RolloutEvent(
@@ -168,5 +168,5 @@ class RolloutLifecycle:
             identity.rollout_id,
             identity.attempt,
             agent_name=identity.agent_name,
-            resources=self._versions.for_agent(identity.agent_name),
+            resources=self._versions.for_agent(identity.agent_name, identity.rollout_id),
         )

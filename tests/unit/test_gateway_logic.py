@@ -11,11 +11,17 @@ import pytest
 from openai.types import Completion
 from starlette.testclient import TestClient
 
-from fulmen.producers import FulmenSettings, InProcessBus, InProcessTransport, Producer, Resources
+from fulmen.producers import (
+    FulmenSettings,
+    InProcessBus,
+    InProcessTransport,
+    Producer,
+    Resources,
+    VersionState,
+)
 from fulmen.producers._llm_calls import TextChunkAccumulator, from_text_completion
 from fulmen.producers.gateway import (
     Added,
-    AgentVersions,
     BadIdentity,
     Gateway,
     GatewaySettings,
@@ -169,7 +175,7 @@ def version(version_id: str, kind: str, target: str | None, **fields: Any) -> Ve
 
 
 def test_each_agent_gets_the_last_version_of_each_kind_that_targets_it() -> None:
-    versions = AgentVersions(Resources(model_version="base"), agent_name="calc")
+    versions = VersionState(Resources(model_version="base"), agent_name="calc")
     versions.apply([version("all-1", "model", None, model_name="m1")])
     versions.apply([version("calc-p", "prompt", "calc"), version("w-2", "model", "writer")])
     assert versions.for_agent("writer").model_version == "w-2"
