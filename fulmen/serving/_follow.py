@@ -72,7 +72,9 @@ class AdapterFollower:
         unload_grace_s: float = DEFAULT_UNLOAD_GRACE_S,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._settings = settings
+        # Acknowledgements go where the versions come from: the Kafka cluster of `settings`,
+        # whatever transport the environment names for events.
+        self._settings = settings.model_copy(update={"transport": "kafka"})
         self._topic = settings.topics.for_event("version")
         self._reader = reader or KafkaControlReader(settings.kafka, self._topic)
         self._codec = codec_for(settings)

@@ -173,7 +173,10 @@ def test_a_load_the_server_refuses_is_acknowledged_failed(
     outside = _adapter(base, tmp_path / "elsewhere" / "adapter")
     bad = version_event("v1").model_copy(update={"artifact_uri": outside})
     with _replica(base, [tmp_path / "artifacts"]) as (server, url):
-        follower = AdapterFollower(url, trainer, replica_id="policy-a", pool="gpu")
+        # Settings that name no transport (`fulmen serve` with only FULMEN_KAFKA__*): the
+        # acknowledgement still goes to the cluster the versions come from.
+        settings = trainer.model_copy(update={"transport": "inprocess"})
+        follower = AdapterFollower(url, settings, replica_id="policy-a", pool="gpu")
         follower.start()
         try:
             publish_version(bad, trainer)
