@@ -62,7 +62,7 @@ def arm_stats(store: LightningStore, query: ArmQuery) -> dict[str, ArmStats]:
             WHERE rollout_id IN (SELECT rollout_id FROM arms)
             GROUP BY rollout_id, attempt
         )
-        SELECT arm, count() AS finished, countIf(scored) AS scored,
+        SELECT arm, count() AS finished, countIf(scored) AS scored_episodes,
                sumIf(reward, scored) AS reward_sum,
                sumIf(reward * reward, scored) AS reward_sq_sum,
                countIf(status IN {{errors:Array(String)}}) AS errors,
@@ -81,7 +81,7 @@ def arm_stats(store: LightningStore, query: ArmQuery) -> dict[str, ArmStats]:
         row["arm"]: ArmStats(
             version_id=row["arm"],
             finished=int(row["finished"]),
-            scored=int(row["scored"]),
+            scored=int(row["scored_episodes"]),
             reward_sum=float(row["reward_sum"]),
             reward_sq_sum=float(row["reward_sq_sum"]),
             errors=int(row["errors"]),
