@@ -81,7 +81,7 @@ class AdapterFollower:
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.replica_id = replica_id or default_replica_id(base_url)
         self.pool = pool
-        self._plan = ReplicaPlan(replica_id=self.replica_id, pool=pool, grace_s=unload_grace_s)
+        self._plan = ReplicaPlan(pool=pool, grace_s=unload_grace_s)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulmen-adapters", daemon=True)
         self.loaded: list[str] = []

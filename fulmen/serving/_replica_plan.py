@@ -12,8 +12,8 @@ __all__ = ["ReplicaPlan"]
 
 
 class ReplicaPlan:
-    """The adapters replica `replica_id` of `pool` holds, against those the control topic
-    needs: every model name of a stable or canary model version of any target.
+    """The adapters one replica of `pool` holds, against those the control topic needs:
+    every model name of a stable or canary model version of any target.
 
     * **Load** each needed model version that has an artifact and is not held; one that
       failed to load here is tried again only when it is published again.
@@ -25,9 +25,8 @@ class ReplicaPlan:
       version then, until the canary is rolled back or the version loads.
     """
 
-    def __init__(self, *, replica_id: str, pool: str, grace_s: float) -> None:
-        self.board = ReleaseBoard()
-        self._replica_id = replica_id
+    def __init__(self, *, pool: str, grace_s: float) -> None:
+        self._board = ReleaseBoard()
         self._pool = pool
         self._grace_s = grace_s
         self._versions: dict[str, VersionEvent] = {}  # model name -> its last loadable version
@@ -38,7 +37,7 @@ class ReplicaPlan:
 
     def apply(self, event: ControlEvent) -> None:
         """Fold one control event, in topic order."""
-        self.board.apply(event)
+        self._board.apply(event)
         match event:
             case VersionEvent(kind="model", model_name=str(name), artifact_uri=str()):
                 self._versions[name] = event
@@ -54,12 +53,12 @@ class ReplicaPlan:
 
     def to_load(self) -> list[VersionEvent]:
         """The needed versions to load here, in name order."""
-        needed = self.board.needed_model_names() - self._held - self._failed
+        needed = self._board.needed_model_names() - self._held - self._failed
         return [self._versions[name] for name in sorted(needed) if name in self._versions]
 
     def to_unload(self, now: float) -> list[str]:
         """The held names whose grace ended by `now` (none while unloading waits)."""
-        needed = self.board.needed_model_names()
+        needed = self._board.needed_model_names()
         for name in self._held:
             if name in needed:
                 self._unneeded_since.pop(name, None)

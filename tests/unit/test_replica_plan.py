@@ -10,7 +10,7 @@ from tests.support.events import meta, version_event
 
 
 def _plan(*events: VersionEvent) -> ReplicaPlan:
-    plan = ReplicaPlan(replica_id="policy-a", pool="default", grace_s=10.0)
+    plan = ReplicaPlan(pool="default", grace_s=10.0)
     for event in events:
         plan.apply(event)
     return plan
