@@ -122,6 +122,9 @@ form.filters input, form.filters select { font: inherit; padding: 0.15rem 0.3rem
 .outcome-gate_failed, .release-hold { color: #b54708; font-weight: 600; }
 .release-promote { color: #16794c; font-weight: 600; }
 .release-rollback { color: #b42318; font-weight: 600; }
+.release-promote a, .release-hold a, .release-rollback a { color: inherit; }
+svg text.release-rollback { fill: #b42318; } svg text.release-promote { fill: #16794c; }
+svg text.release-hold { fill: #b54708; }
 .decision { background: #fff; border: 1px solid #e3e6eb; padding: 0.4rem 0.7rem;
             margin: 0.5rem 0; } .decision p { margin: 0.2rem 0; }
 .status-running { color: #175cd3; font-weight: 600; }

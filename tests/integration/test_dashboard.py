@@ -373,7 +373,7 @@ def test_versions_show_lineage_and_training_runs(
 
 
 def test_versions_show_canary_decisions_with_evidence_and_serving_replicas(
-    filled: Filled, browser: webdriver.Chrome
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     browser.get(f"{filled.url}/versions")
     release = {
@@ -391,6 +391,8 @@ def test_versions_show_canary_decisions_with_evidence_and_serving_replicas(
     assert "canary 25% · rolled back" in browser.find_element(By.ID, "lineage").text
 
     section = browser.find_element(By.ID, "release-calc-v3")
+    browser.execute_script("arguments[0].scrollIntoView()", section)
+    _screenshot(browser, "dashboard-releases.png", tmp_path)
     decisions = section.find_elements(By.CSS_SELECTOR, ".decision")
     assert [d.get_attribute("data-action") for d in decisions] == ["rollback", "hold"]
     assert _texts(browser, "#release-calc-v3 .how") == ["by hand", "automatic"]
