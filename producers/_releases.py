@@ -104,9 +104,10 @@ class ReleaseBoard:
         stays decided, even if it is published again)."""
         return version_id in self._decided
 
-    def slots_for(self, agent_name: str) -> Slots:
+    def slots_for(self, agent_name: str | None) -> Slots:
         """What the agent `agent_name` runs: its own slot, with untargeted versions and
-        canaries in force where they were published after its targeted ones."""
+        canaries in force where they were published after its targeted ones (None: what an
+        agent no version targeted runs, the untargeted slot)."""
         slots = self._targets.get(agent_name) or self._targets.get(None)
         return Slots() if slots is None else slots
 
