@@ -376,12 +376,23 @@ def serve(
     follow_versions: bool = typer.Option(
         False, help="Load each version published on the Kafka control topic (FULMEN_KAFKA__*)."
     ),
+    replica_id: str | None = typer.Option(
+        None, help="Acknowledge versions as this replica (FULMEN_SERVE_REPLICA_ID; HOSTNAME)."
+    ),
+    pool: str | None = typer.Option(
+        None, help='The replicas\' pool acknowledgements name (FULMEN_SERVE_POOL; "default").'
+    ),
+    unload_grace_s: float | None = typer.Option(
+        None, help="Unload versions no longer needed after this long (FULMEN_SERVE_UNLOAD_GRACE_S)."
+    ),
     access_log: bool = typer.Option(True, help="Log a line per request, like uvicorn."),
 ) -> None:
     """Serve a policy model with an OpenAI-compatible API, like vLLM (docs/serving.md).
 
     Chat completions with token ids and logprobs, and vLLM's runtime LoRA API
-    (/v1/load_lora_adapter, /v1/unload_lora_adapter) for published versions. API keys
+    (/v1/load_lora_adapter, /v1/unload_lora_adapter) for published versions; with
+    --follow-versions, loads are acknowledged on the control topic and versions no longer
+    needed are unloaded after a grace period (docs/serving.md#the-fleet). API keys
     (FULMEN_SERVE_API_KEYS, FULMEN_SERVE_API_KEY_FILE; required beyond loopback) and the
     directories versions load from (FULMEN_SERVE_MODEL_ROOTS) are settings.
     """
@@ -403,7 +414,14 @@ def serve(
     server = PolicyServer(directory, name=name, model_roots=settings.model_roots)
     typer.echo(f"serving {server.name} ({server.precision}) at http://{host}:{port}/v1")
     if follow_versions:  # it retries until the server below answers
-        follower = AdapterFollower(f"http://{host}:{port}/v1", FulmenSettings(), api_key=keys.own)
+        follower = AdapterFollower(
+            f"http://{host}:{port}/v1",
+            FulmenSettings(),
+            api_key=keys.own,
+            replica_id=replica_id or settings.replica_id,
+            pool=pool or settings.pool,
+            unload_grace_s=settings.unload_grace_s if unload_grace_s is None else unload_grace_s,
+        )
         follower.start()
     serve_policy(server, host=host, port=port, access_log=access_log, keys=keys)
 

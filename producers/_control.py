@@ -346,7 +346,10 @@ def on_version(callback: VersionListener) -> Callable[[], None]:
     return version_listeners.add(callback)
 
 
-def wait_for_version(version_id: str, timeout_s: float = 30.0) -> Resources:
-    """Wait until `version_id` is the model or prompt version in force and return that
-    snapshot; raises `VersionNotInForce` after `timeout_s`."""
-    return get_producer().versions.wait_for(version_id, timeout_s)
+def wait_for_version(
+    version_id: str, timeout_s: float = 30.0, *, everywhere: bool = False
+) -> Resources:
+    """Wait until `version_id` is a model or prompt version in force — as a canary on some
+    rollouts will do; with `everywhere`, on every rollout — and return the stable snapshot;
+    raises `VersionNotInForce` after `timeout_s`."""
+    return get_producer().versions.wait_for(version_id, timeout_s, everywhere=everywhere)

@@ -269,18 +269,22 @@ class VersionState:
             self._changed.notify_all()
             return routes.stable
 
-    def wait_for(self, version_id: str, timeout_s: float) -> Resources:
-        """Wait until `version_id` is a model or prompt version in force, stable or canary;
-        returns the stable snapshot, or raises `VersionNotInForce` after `timeout_s`."""
+    def wait_for(self, version_id: str, timeout_s: float, *, everywhere: bool = False) -> Resources:
+        """Wait until `version_id` is a model or prompt version in force: for some rollouts
+        (a canary) or, with `everywhere`, for every one; returns the stable snapshot, or
+        raises `VersionNotInForce` after `timeout_s`."""
 
         def in_force() -> bool:
             routes = self._routes
-            stable = routes.stable
-            return version_id in (
-                stable.model_version,
-                stable.resources_version,
-                *(c.version_id for c in routes.canaries),
-            )
+            stable = {
+                routes.stable.model_version: "model",
+                routes.stable.resources_version: "prompt",
+            }
+            canaries = {c.version_id: c.kind for c in routes.canaries}
+            if not everywhere:
+                return version_id in stable or version_id in canaries
+            kind = stable.get(version_id)
+            return kind is not None and kind not in canaries.values()
 
         with self._changed:
             if not self._changed.wait_for(in_force, timeout_s):

@@ -123,7 +123,7 @@ def run_job(
         console.print(gated.decision.reason)
         if not gated.decision.passed:
             return finish("gate_failed", gated.decision.reason, gated.metrics)
-        event = gated.version()
+        event = gated.version().model_copy(update={"traffic_share": settings.canary_share})
         publish(event)
         result = finish("published", gated.decision.reason, gated.metrics)
         return _with_version(result, event)

@@ -44,6 +44,10 @@ class TrainSettings(BaseSettings):
     snapshots_dir: Path = Path(".fulmen/windows")
     result_file: Path | None = None
     """Where to write the job's result as JSON (the local scheduler reads it)."""
+    canary_share: float = Field(default=1.0, gt=0.0, le=1.0)
+    """The share of the agent's rollouts a published version starts on: 1.0 switches every
+    rollout at once; below, it is a canary that the release controller (`fulmen rollout`)
+    promotes or rolls back from production rewards (docs/versions.md)."""
     relay_version: bool = False
     """On the embedded default: leave the published version to whoever reads the result
     file (`fulmen demo` puts it on the agents' in-process control topic, and the stream

@@ -1,6 +1,7 @@
 """The dashboard (`fulmen dashboard`): rollouts and episodes with filters, a rollout's span
-tree, reward by version over time, the versions' lineage and training runs, and the stream
-workers' health, as server-rendered pages over the LightningStore (docs/dashboard.md).
+tree, reward by version over time, the versions' lineage, releases and training runs, and
+the stream workers' health, as server-rendered pages over the LightningStore
+(docs/dashboard.md).
 
 `create_app(StoreReader(source, database))` is the Starlette app over any `SqlSource` (a
 `LightningStore`, or `ClientSource` around a clickhouse-connect client); `serve` runs it in

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fulmen.dashboard import _queries as queries
+from fulmen.dashboard import _release_queries as release_queries
 from fulmen.dashboard import _rollout_queries as rollout_queries
 from fulmen.dashboard._errors import BadFilter
 from fulmen.dashboard._filters import parse_nothing, parse_reward_query, parse_rollout_filter
@@ -20,9 +21,9 @@ from fulmen.dashboard._pages import (
     rewards_page,
     rollout_page,
     rollouts_page,
-    versions_page,
 )
 from fulmen.dashboard._reader import StoreReader
+from fulmen.dashboard._versions_page import versions_page
 from fulmen.dashboard._worker_metrics import read_worker
 
 
@@ -54,7 +55,14 @@ def create_app(reader: StoreReader, *, worker_metrics: Sequence[str] = ()) -> St
 
     def versions(request: Request) -> Response:
         parse_nothing(params(request))
-        return HTMLResponse(versions_page(queries.versions(reader), queries.training_runs(reader)))
+        return HTMLResponse(
+            versions_page(
+                queries.versions(reader),
+                queries.training_runs(reader),
+                release_queries.release_decisions(reader),
+                release_queries.serving_states(reader),
+            )
+        )
 
     def rewards(request: Request) -> Response:
         query = parse_reward_query(params(request))

@@ -1,12 +1,16 @@
-"""Inline SVG charts: reward by version over time, and the versions' lineage."""
+"""Inline SVG charts: reward by version over time, the versions' lineage, and the reward
+intervals of a canary's arms."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from fulmen.dashboard._html import Html, esc, path_part, when
+from fulmen.dashboard._html import Html, esc, interval, path_part, when
 from fulmen.dashboard._queries import RewardPoint, VersionRow
+from fulmen.dashboard._release_queries import OUTCOMES, DecisionRow, arm_role
+from fulmen.schemas import ReleaseAction
 
 _COLORS = ("#175cd3", "#16794c", "#b54708", "#b42318", "#6941c6", "#0e7090", "#c11574", "#4e5ba6")
 _WIDTH, _HEIGHT = 760, 280
@@ -90,10 +94,14 @@ def _axes(
     return "".join(parts)
 
 
-def lineage_graph(versions: Sequence[VersionRow]) -> Html:
+def lineage_graph(
+    versions: Sequence[VersionRow], actions: Mapping[str, ReleaseAction] | None = None
+) -> Html:
     """Each version a node, in the order first published, one lane per target agent, an
     arrow from its parent (when the parent is in the store too). A version published again
-    (a rollback) is marked with how many times."""
+    (a rollback) is marked with how many times; one first published as a canary says its
+    share and, from `actions` (a canary's latest release decision), whether it was promoted,
+    held or rolled back (a rolled-back node is red)."""
     if not versions:
         return Html('<p class="empty" id="lineage-empty">No versions published yet.</p>')
     first: dict[str, VersionRow] = {}
@@ -102,7 +110,8 @@ def lineage_graph(versions: Sequence[VersionRow]) -> Html:
         first.setdefault(version.version_id, version)
         publications[version.version_id] = publications.get(version.version_id, 0) + 1
     lanes = sorted({version.target_agent or "all agents" for version in first.values()})
-    step, lane_height = 150, 70
+    actions = actions or {}
+    step, lane_height = 150, 84
     width, height = 60 + step * len(first), 30 + lane_height * len(lanes)
     place: dict[str, tuple[float, float]] = {}
     for index, version in enumerate(first.values()):
@@ -125,12 +134,19 @@ def lineage_graph(versions: Sequence[VersionRow]) -> Html:
         version = first[version_id]
         again = publications[version_id] - 1
         label = version.algorithm + (f" · published {again + 1} times" if again else "")
+        action = actions.get(version_id)
+        release = [f"canary {version.traffic_share:.0%}"] if version.traffic_share < 1 else []
+        release += [OUTCOMES[action]] if action else []
+        fill = "#b42318" if action == "rollback" else "#175cd3"
         parts.append(
             f'<a href="#v-{esc(path_part(version_id))}"><circle cx="{cx:.0f}" cy="{cy:.0f}" '
-            f'r="7" fill="#175cd3"><title>{esc(version_id)}</title></circle></a>'
+            f'r="7" fill="{fill}" data-version="{esc(version_id)}">'
+            f"<title>{esc(version_id)}</title></circle></a>"
             f'<text x="{cx:.0f}" y="{cy + 20:.0f}" text-anchor="middle">{esc(version_id)}</text>'
             f'<text x="{cx:.0f}" y="{cy + 33:.0f}" text-anchor="middle" class="muted">'
             f"{esc(label)}</text>"
+            f'<text x="{cx:.0f}" y="{cy + 46:.0f}" text-anchor="middle" '
+            f'class="release-{esc(action or "none")}">{esc(" · ".join(release))}</text>'
         )
     return Html(
         f'<div style="overflow-x:auto"><svg id="lineage" width="{width}" height="{height}" '
@@ -138,4 +154,57 @@ def lineage_graph(versions: Sequence[VersionRow]) -> Html:
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#667085"/></marker>'
         f"</defs>{''.join(parts)}</svg></div>"
+    )
+
+
+def interval_plot(decision: DecisionRow) -> Html:
+    """The reward interval of each arm of `decision` (the canary first) as a bar from its
+    lower to its upper end, a dot at the mean; an unbounded end runs to the plot's edge.
+    Hovering an arm shows its numbers."""
+    arms = decision.arms
+    if not arms:
+        return Html("")
+    width, row, left, right = 520, 26, 150, 20
+    height = 24 + row * len(arms)
+    finite = [
+        value
+        for arm in arms
+        for value in (arm.reward_lower, arm.mean_reward, arm.reward_upper)
+        if math.isfinite(value)
+    ] or [0.0]
+    low, high = min(finite), max(finite)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    low, high = low - (high - low) * 0.05, high + (high - low) * 0.05
+
+    def x(value: float) -> float:
+        clamped = min(max(value, low), high) if not math.isnan(value) else low
+        return left + (clamped - low) / (high - low) * (width - left - right)
+
+    bottom = row * len(arms) + 4
+    parts = [
+        f'<line x1="{left}" x2="{width - right}" y1="{bottom}" y2="{bottom}" stroke="#667085"/>',
+        f'<text x="{left}" y="{bottom + 14}">{low:.2f}</text>',
+        f'<text x="{width - right}" y="{bottom + 14}" text-anchor="end">{high:.2f}</text>',
+    ]
+    for index, arm in enumerate(arms):
+        color = _COLORS[index % len(_COLORS)]
+        y = 14 + index * row
+        name = f"{arm_role(index)} {arm.version_id}"
+        tip = (
+            f"{name}: mean {arm.mean_reward:.3f}, interval "
+            f"{interval(arm.reward_lower, arm.reward_upper)}, {arm.episodes} episodes"
+        )
+        parts.append(
+            f'<g class="arm"><title>{esc(tip)}</title>'
+            f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{esc(name)}</text>'
+            f'<line x1="{x(arm.reward_lower):.1f}" x2="{x(arm.reward_upper):.1f}" y1="{y}" '
+            f'y2="{y}" stroke="{color}" stroke-width="4" stroke-linecap="round"/>'
+            f'<circle cx="{x(arm.mean_reward):.1f}" cy="{y}" r="5" fill="#fff" '
+            f'stroke="{color}" stroke-width="2"/></g>'
+        )
+    return Html(
+        f'<svg class="intervals" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="reward interval of each arm">'
+        f"{''.join(parts)}</svg>"
     )

@@ -4,6 +4,7 @@ built here from escaped parts. No templates, no JavaScript build step."""
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -38,9 +39,28 @@ def cell(value: Cell) -> Html:
     return esc(value)
 
 
+def badge(value: str, prefix: str = "status") -> Html:
+    """`value` in a span of class `{prefix}-{value}`: how a status or outcome is coloured."""
+    return Html(f'<span class="{esc(prefix)}-{esc(value)}">{esc(value)}</span>')
+
+
 def when(moment: datetime) -> str:
     """A time as `YYYY-MM-DD HH:MM:SS.mmm` in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def bound(value: float) -> str:
+    """An interval's end: three decimals, or ±∞ where the interval is unbounded."""
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3f}"
+
+
+def interval(lower: float, upper: float) -> str:
+    """`[lower, upper]`, each end as `bound` writes it."""
+    return f"[{bound(lower)}, {bound(upper)}]"
 
 
 def link(href: str, label: object, **attrs: str) -> Html:
@@ -99,7 +119,14 @@ form.filters input, form.filters select { font: inherit; padding: 0.15rem 0.3rem
 .status-succeeded, .outcome-published { color: #16794c; font-weight: 600; }
 .status-failed, .status-timeout, .status-cancelled, .outcome-failed { color: #b42318;
   font-weight: 600; }
-.outcome-gate_failed { color: #b54708; font-weight: 600; }
+.outcome-gate_failed, .release-hold { color: #b54708; font-weight: 600; }
+.release-promote { color: #16794c; font-weight: 600; }
+.release-rollback { color: #b42318; font-weight: 600; }
+.release-promote a, .release-hold a, .release-rollback a { color: inherit; }
+svg text.release-rollback { fill: #b42318; } svg text.release-promote { fill: #16794c; }
+svg text.release-hold { fill: #b54708; }
+.decision { background: #fff; border: 1px solid #e3e6eb; padding: 0.4rem 0.7rem;
+            margin: 0.5rem 0; } .decision p { margin: 0.2rem 0; }
 .status-running { color: #175cd3; font-weight: 600; }
 .none, .muted, .unscored { color: #98a2b3; }
 .pager { margin: 0.6rem 0; display: flex; gap: 1rem; }

@@ -6,15 +6,26 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fulmen.dashboard._charts import lineage_graph, reward_chart
+from fulmen.dashboard._charts import reward_chart
 from fulmen.dashboard._feedback import feedback_list
 from fulmen.dashboard._filters import BUCKETS, ROLLOUT_STATUSES, RewardQuery, RolloutFilter
-from fulmen.dashboard._html import Cell, Html, cell, esc, join, link, page, pairs, path_part, table
+from fulmen.dashboard._html import (
+    Cell,
+    Html,
+    badge,
+    cell,
+    esc,
+    join,
+    link,
+    page,
+    pairs,
+    path_part,
+    table,
+)
 from fulmen.dashboard._queries import (
     DeadLetterCount,
     DeadLetterRow,
     RewardPoint,
-    TrainingRunRow,
     VersionRow,
 )
 from fulmen.dashboard._rollout_queries import (
@@ -27,10 +38,6 @@ from fulmen.dashboard._rollout_queries import (
 )
 from fulmen.dashboard._tree import SpanNode, span_tree
 from fulmen.dashboard._worker_metrics import WorkerStatus
-
-
-def _status(status: str, prefix: str = "status") -> Html:
-    return Html(f'<span class="{esc(prefix)}-{esc(status)}">{esc(status)}</span>')
 
 
 def _reward(row: RolloutRow) -> Cell:
@@ -105,7 +112,7 @@ def rollouts_page(found: RolloutPage, where: RolloutFilter, choices: FilterChoic
             row.agent_name,
             row.task_id,
             row.model_version,
-            _status(row.status),
+            badge(row.status),
             _reward(row),
             row.num_spans,
             row.num_llm_calls,
@@ -190,7 +197,7 @@ def _span_item(node: SpanNode) -> Html:
     span = node.span
     summary = (
         f'<summary><b>{esc(span.name)}</b> <span class="kind">{esc(span.kind)}</span> '
-        f"{_status(span.status_code.lower(), 'code')} "
+        f"{badge(span.status_code.lower(), 'code')} "
         f'<span class="muted">{span.duration_ms:.1f} ms</span> {_reward_badges(node.rewards)}'
         "</summary>"
     )
@@ -234,7 +241,7 @@ def _attempt_section(detail: RolloutDetail, row: RolloutRow) -> Html:
         ("agent", row.agent_name),
         ("task", row.task_id),
         ("model version", row.model_version),
-        ("status", _status(row.status)),
+        ("status", badge(row.status)),
         ("started", row.started_at),
         ("finished", row.finished_at),
         ("reward", _reward(row)),
@@ -277,56 +284,6 @@ def rollout_page(rollout_id: str, detail: RolloutDetail) -> Html:
         f'<h1>Rollout <code id="rollout-id">{esc(rollout_id)}</code></h1>{sections}'
     )
     return page(f"Rollout {rollout_id}", "rollouts", body)
-
-
-def versions_page(published: Sequence[VersionRow], runs: Sequence[TrainingRunRow]) -> Html:
-    """/versions: the lineage graph, every publication (newest first) and the trainer jobs
-    with their outcome, the gate's or the failure's reason included."""
-    seen: set[str] = set()
-    rows: list[list[Cell]] = []
-    for version in published:
-        again = version.version_id in seen
-        seen.add(version.version_id)
-        parent = (
-            link(f"#v-{path_part(version.parent_version)}", version.parent_version)
-            if version.parent_version
-            else None
-        )
-        name = Html(
-            f'<span id="v-{esc(path_part(version.version_id))}" class="version">'
-            f"{esc(version.version_id)}</span>"
-            + (' <span class="muted">(published again: rollback)</span>' if again else "")
-        )
-        artifact = version.model_name or version.artifact_uri
-        rows.append([
-            version.published_at, name, version.kind, version.target_agent or "all agents",
-            parent, version.algorithm, version.window_id,
-            version.dataset_hash[:12] if version.dataset_hash else None,
-            artifact, ", ".join(version.prompt_names) or None, pairs(version.metrics),
-        ])  # fmt: skip
-    headers = ["published (UTC)", "version", "kind", "target", "parent", "algorithm", "window",
-               "dataset", "model / artifact", "prompts", "metrics"]  # fmt: skip
-    run_rows: list[list[Cell]] = [
-        [
-            run.started_at, run.run_id, run.agent_name, run.algorithm,
-            _status(run.outcome, "outcome"), run.candidate_version, run.parent_version,
-            run.window_id, run.episodes,
-            f"{(run.finished_at - run.started_at).total_seconds():.1f} s",
-            run.reason, pairs(run.metrics),
-        ]
-        for run in runs
-    ]  # fmt: skip
-    run_headers = ["started (UTC)", "run", "agent", "algorithm", "outcome", "candidate",
-                   "parent", "window", "episodes", "took", "reason", "metrics"]  # fmt: skip
-    body = Html(
-        "<h1>Versions</h1>"
-        + lineage_graph(published)
-        + "<h2>Publications</h2>"
-        + table(headers, list(reversed(rows)), table_id="versions", empty="No versions yet.")
-        + "<h2>Training runs</h2>"
-        + table(run_headers, run_rows, table_id="runs", empty="No training runs yet.")
-    )
-    return page("Versions", "versions", body)
 
 
 def rewards_page(

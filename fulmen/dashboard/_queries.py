@@ -29,6 +29,8 @@ class VersionRow:
     metrics: dict[str, float]
     prompt_names: list[str]
     published_at: datetime
+    traffic_share: float
+    """Below 1.0: published as a canary on that share of its target's rollouts."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def versions(reader: StoreReader) -> list[VersionRow]:
         SELECT version_id, toString(kind) AS kind, target_agent, parent_version,
                toString(algorithm) AS algorithm, window_id, dataset_hash, artifact_uri,
                model_name, metrics, mapKeys(prompt_templates) AS prompt_names,
-               toDateTime64(published_at, 3, 'UTC') AS published_at
+               toDateTime64(published_at, 3, 'UTC') AS published_at, traffic_share
         FROM $db.versions
         ORDER BY published_at, version_id
         LIMIT 1 BY event_id

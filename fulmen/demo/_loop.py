@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import fulmen
 from fulmen._progress import progress_for
 from fulmen.auth import ApiKeys
+from fulmen.demo._canary import DemoReleases, ReleaseRecord
 from fulmen.demo._plan import (
     MIN_TASKS,
     MIN_VERSIONS,
@@ -45,7 +46,7 @@ from fulmen.demo._plan import (
 )
 from fulmen.demo._settings import DemoSettings
 from fulmen.models import OMP_NUM_THREADS, base_model_dir, fastest_cpu_threads
-from fulmen.producers import FulmenSettings, InProcessBus, Resources, publish_version
+from fulmen.producers import FulmenSettings, InProcessBus
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
 from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
@@ -63,7 +64,6 @@ from fulmen.trainers.scheduler import (
 
 _CALIBRATION_TASKS = 2
 _PACE_ROLLOUTS = 48  # the pace is the mean of the latest rollouts: machines get busy
-_SWAP_TIMEOUT_S = 30.0
 _WINDOW_SEEN_S = 30.0
 _TICK_S = 0.5
 
@@ -87,6 +87,8 @@ class LoopRecord:
     """What the loop did: its jobs in order, and the store it filled (still served)."""
 
     jobs: list[JobRecord] = field(default_factory=list)
+    releases: list[ReleaseRecord] = field(default_factory=list)
+    """Each canary's fate, in order."""
     wall_s: float = 0.0
 
 
@@ -113,7 +115,10 @@ class DemoLoop:
         producer = {"agent_name": settings.agent_name, "spill_dir": out / "spill",
                     "request_token_ids": True}  # fmt: skip
         fulmen.configure(FulmenSettings(producer=producer), bus=self.bus)
-        fulmen.on_version(self._load_adapter)
+        self.releases = DemoReleases(
+            self.bus, store, self.server, agent_name=settings.agent_name,
+            share=settings.canary_share, alpha=settings.canary_alpha,
+        )  # fmt: skip
         # A grace period longer than the emitter's hand-off: an episode is assembled once,
         # with its reward, rather than revised when the reward arrives.
         self.runner = EmbeddedRunner(self.bus, store, policy=AssemblyPolicy(grace_s=1.0))
@@ -130,10 +135,6 @@ class DemoLoop:
         self._batch = 0
         self._window_done = 0  # rollouts of the current window already run
         self._rollout_seconds: list[float] = []
-
-    def _load_adapter(self, resources: Resources) -> None:
-        if resources.model_name and resources.artifact_uri:
-            self.server.load_adapter(resources.model_name, Path(resources.artifact_uri))
 
     def _local_jobs(self, heldout: int) -> LocalJobs:
         env = self._job_env(heldout)
@@ -189,6 +190,7 @@ class DemoLoop:
                 round_start = now
                 tasks, share_s = planned
                 self._agent_window(client, progress, tasks, until=now + share_s)
+                self._decide_release()
                 self._await_job(scheduler)
         self.jobs.close()
         self.runner.finish()
@@ -356,10 +358,25 @@ class DemoLoop:
         self.console.print(_job_line(job, event.reason))
 
     def _swap(self, event: VersionEvent) -> None:
-        """Put the job's version on the control topic; wait until the agent follows it."""
-        publish_version(event, bus=self.bus)
-        if not fulmen.wait_for_version(event.version_id, timeout_s=_SWAP_TIMEOUT_S):
-            raise RuntimeError(f"the agent did not swap to {event.version_id}")
+        """Start the job's version as a canary (or, with a share of 1, for every rollout)."""
+        self.releases.publish(event)
+
+    def _decide_release(self) -> None:
+        """After a window: the rule's verdict on the canary, stored before the next job
+        starts (it trains from the version in force)."""
+        record = self.releases.decide()
+        if record is None:
+            return
+        self.record.releases.append(record)
+        self.runner.step()
+        canary, parent = record.arms[0], record.arms[1]
+        styles = {"promote": "bold green", "rollback": "bold red", "hold": "yellow"}
+        self.console.print(
+            f"[{styles[record.action]}]{record.action}[/] canary {record.version} "
+            f"({canary.episodes} episodes, reward {canary.mean_reward:.2f}) against "
+            f"{parent.version_id or 'base'} ({parent.episodes}, {parent.mean_reward:.2f}): "
+            f"{record.reason}"
+        )
 
     def _progress(self) -> Progress:
         return progress_for(

@@ -17,6 +17,7 @@ from fulmen.store import LightningStore
 BASE = "base"
 """The summary's name for the model before any version (the store's empty version id)."""
 _ROLLING = 32
+_FATES = {"promote": "promoted", "rollback": "rolled back", "hold": "still a canary"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,9 @@ class VersionSummary:
     algorithm: str | None
     episodes: int
     heldout_reward: float | None
+    release: str | None = None
+    """What the release rule made of it as a canary (`promote`, `rollback`, `hold`), if it
+    was one."""
 
 
 def summarize(
@@ -47,11 +51,13 @@ def summarize(
         (j.metrics["heldout_reward_parent"] for j in record.jobs
          if "heldout_reward_parent" in j.metrics), None,
     )  # fmt: skip
+    fates = {r.version: r.action for r in record.releases}
     versions = [VersionSummary(BASE, None, counts.get(BASE, 0), base_score)]
     for job in record.jobs:
         if job.version is not None:
             score = job.metrics.get("heldout_reward")
-            versions.append(VersionSummary(job.version, algo, counts.get(job.version, 0), score))
+            versions.append(VersionSummary(job.version, algo, counts.get(job.version, 0), score,
+                                           fates.get(job.version)))  # fmt: skip
     return versions
 
 
@@ -61,18 +67,21 @@ def write_summary(path: Path, versions: list[VersionSummary], record: LoopRecord
          "version": j.version, "seconds": round(j.seconds, 1), "metrics": j.metrics}
         for j in record.jobs
     ]  # fmt: skip
-    document = {"versions": [asdict(v) for v in versions], "jobs": jobs,
+    releases = [asdict(r) | {"arms": [a.model_dump() for a in r.arms]} for r in record.releases]
+    document = {"versions": [asdict(v) for v in versions], "jobs": jobs, "releases": releases,
                 "wall_s": round(record.wall_s, 1)}  # fmt: skip
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def show_table(console: Console, versions: list[VersionSummary]) -> None:
     table = Table(title="held-out reward by version (the gate's greedy score)")
-    for column in ("version", "algorithm", "episodes run on it", "held-out reward"):
+    for column in ("version", "algorithm", "episodes run on it", "held-out reward",
+                   "canary"):  # fmt: skip
         table.add_column(column)
     for v in versions:
         score = "—" if v.heldout_reward is None else f"{v.heldout_reward:.2f}"
-        table.add_row(v.version, v.algorithm or "—", str(v.episodes), score)
+        fate = _FATES.get(v.release or "", "—")
+        table.add_row(v.version, v.algorithm or "—", str(v.episodes), score, fate)
     console.print(table)
 
 
@@ -110,7 +119,7 @@ def plot_reward(
     starts, scores = [], []
     for colour, version in enumerate(versions):
         xs = [i for i, name in enumerate(names) if name == version.version]
-        if version.heldout_reward is not None:  # a version with no traffic yet starts at the end
+        if version.heldout_reward is not None and version.release != "rollback":
             starts.append(xs[0] if xs else len(names))
             scores.append(version.heldout_reward)
         if not xs:
@@ -118,7 +127,10 @@ def plot_reward(
         begins = [max(xs[0], i - _ROLLING + 1) for i in xs]
         rolling = [sum(rewards[b : i + 1]) / (i + 1 - b) for b, i in zip(begins, xs, strict=True)]
         label = version.version + (f" ({version.algorithm})" if version.algorithm else "")
-        axes.plot(xs, rolling, color=f"C{colour}", label=f"{label}: sampled, rolling {_ROLLING}")
+        if version.release:
+            label += f", canary {_FATES[version.release]}"
+        axes.plot(xs, rolling, color=f"C{colour}", label=f"{label}: sampled, rolling {_ROLLING}",
+                  linestyle="--" if version.release == "rollback" else "-")  # fmt: skip
     if scores:
         axes.step([*starts, len(names)], [*scores, scores[-1]], where="post", color="black",
                   marker="o", markevery=list(range(len(scores))),

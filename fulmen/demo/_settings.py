@@ -47,6 +47,11 @@ class DemoSettings(BaseModel):
     """Time the first rollouts and size each window (at most `tasks_per_window` tasks) and
     the held-out set (at most `heldout_tasks`) so that at least two rounds fit the budget on
     this machine (`_plan.py`); False runs the sizes as given."""
+    canary_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    """The share of the agent's rollouts (by task) each new version starts on; after the next
+    window the release rule promotes or rolls it back. 1.0: every rollout at once."""
+    canary_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """The release rule's false-alarm rate (docs/versions.md)."""
     train_env: dict[str, str] = Field(
         default_factory=lambda: {
             "FULMEN_TRAIN_RL__LEARNING_RATE": "2e-4",

@@ -1,5 +1,5 @@
-"""The policy server's settings (`FULMEN_SERVE_*`): its API keys and where it may load
-adapters and models from."""
+"""The policy server's settings (`FULMEN_SERVE_*`): its API keys, where it may load
+adapters and models from, and how its version follower acknowledges and unloads versions."""
 
 from __future__ import annotations
 
@@ -28,4 +28,20 @@ class ServeSettings(ApiKeySettings):
         description="Directories adapters and models are loaded from (symlinks and `..` "
         "resolved); any other path is refused with 403. In the environment a JSON list: "
         '`FULMEN_SERVE_MODEL_ROOTS=["/artifacts"]`.',
+    )
+    replica_id: str | None = Field(
+        default=None,
+        description="The name this replica acknowledges versions under on the control topic "
+        "(default: the pod name, `HOSTNAME`, else host:port).",
+    )
+    pool: str = Field(
+        default="default",
+        description="The pool of replicas this one serves in; agents await the acknowledgements "
+        "of their pool (`FULMEN_PRODUCER__SERVING_POOL`).",
+    )
+    unload_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long an adapter no version needs any more stays loaded before it is "
+        "unloaded: longer than the longest rollout.",
     )

@@ -69,6 +69,17 @@ class UpSettings(BaseSettings):
     train_env: dict[str, str] = Field(default_factory=_tuned_train_env)
     """`FULMEN_TRAIN_*` defaults of the trainer jobs; the same variables set in the
     environment win."""
+    canary_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    """The share of the agents' rollouts each new version starts on; the release controller
+    (`fulmen rollout`) then promotes it or rolls it back. 1.0: every rollout at once."""
+    release_env: dict[str, str] = Field(
+        default_factory=lambda: {
+            "FULMEN_RELEASE__MIN_EPISODES": "30",
+            "FULMEN_RELEASE__INTERVAL_S": "10",
+        }
+    )
+    """`FULMEN_RELEASE__*` defaults of the release controller (a local stack's traffic is
+    small); the same variables set in the environment win."""
     ready_timeout_s: float = Field(default=300.0, gt=0)
     """How long a service may take to become ready (the policy server loads the model)."""
     stop_timeout_s: float = Field(default=30.0, gt=0)

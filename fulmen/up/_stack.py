@@ -1,7 +1,7 @@
 """The services of `fulmen up`, in the order they start, each with its command, its
 environment, its address and how it says it is ready.
 
-    kafka ─▶ store ─▶ worker ─▶ policy ─▶ scheduler ─▶ agent-1 … agent-N
+    kafka ─▶ store ─▶ worker ─▶ policy ─▶ scheduler ─▶ rollout ─▶ agent-1 … agent-N
 
 Every process gets the environment of `fulmen up` with the stack's own choices on top:
 the Kafka transport on the stack's broker, the store server's URL and its password
@@ -42,7 +42,8 @@ class Stack:
 
     broker: BrokerService
     services: list[ProcessService]
-    """store, worker, policy, scheduler, agent-1 … agent-N."""
+    """store, worker, policy, scheduler, rollout (the release controller), agent-1 …
+    agent-N."""
     store_url: str
     policy_url: str
     worker_metrics_url: str
@@ -128,15 +129,19 @@ def plan_stack(
             "FULMEN_TRAIN_SNAPSHOTS_DIR": str(root / "windows"),
             "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(settings.heldout_tasks),
             "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(settings.max_tokens),
+            "FULMEN_TRAIN_CANARY_SHARE": str(settings.canary_share),
         },
         log=logs / "scheduler.log",
     )  # fmt: skip
+    release_defaults = {k: v for k, v in settings.release_env.items() if k not in environ}
+    releases = ProcessService("rollout", [*_FULMEN, "rollout"], env=env | release_defaults,
+                              log=logs / "rollout.log")  # fmt: skip
     agent_env = env | {"OPENAI_API_KEY": api_key}  # the OpenAI client's own variable
     agents = [
         _agent(settings, i, agent_env, root, policy_url) for i in range(1, settings.agents + 1)
     ]
-    return Stack(broker, [store, worker, policy, scheduler, *agents], store_url, policy_url,
-                 metrics_url, key_file)  # fmt: skip
+    return Stack(broker, [store, worker, policy, scheduler, releases, *agents], store_url,
+                 policy_url, metrics_url, key_file)  # fmt: skip
 
 
 def _agent(

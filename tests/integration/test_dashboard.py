@@ -26,8 +26,16 @@ from prometheus_client import start_http_server
 
 import fulmen
 from fulmen.dashboard import StoreReader, create_app, serve_in_thread
-from fulmen.producers import FulmenSettings, InProcessBus, version_meta
-from fulmen.schemas import Algorithm, VersionEvent
+from fulmen.producers import FulmenSettings, InProcessBus, publish_control, version_meta
+from fulmen.schemas import (
+    Algorithm,
+    ArmEvidence,
+    ControlEvent,
+    ReleaseDecision,
+    ServingAck,
+    ServingStatus,
+    VersionEvent,
+)
 from fulmen.store import TABLES, LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner
 from fulmen.streams._metrics import WorkerMetrics
@@ -78,6 +86,57 @@ def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
     fulmen.wait_for_version(version_id, timeout_s=10)
 
 
+def _arm(version_id: str, episodes: int, mean: float, lower: float, upper: float,
+         error_rate: float, latency_s: float, tokens: float) -> ArmEvidence:  # fmt: skip
+    return ArmEvidence(
+        version_id=version_id, episodes=episodes, mean_reward=mean, reward_lower=lower,
+        reward_upper=upper, error_rate=error_rate, latency_mean_s=latency_s, tokens_mean=tokens,
+    )  # fmt: skip
+
+
+def _ack(
+    replica: str, version_id: str, status: ServingStatus, detail: str | None = None
+) -> ServingAck:
+    return ServingAck(
+        meta=version_meta(), replica_id=replica, version_id=version_id, model_name=version_id,
+        status=status, detail=detail,
+    )  # fmt: skip
+
+
+def _release_canary() -> None:
+    """calc-v3 as a canary on 25% beside calc-v2, held once (an unbounded interval) and then
+    rolled back by hand with HTML in the reason; two replicas load calc-v2, one fails to load
+    calc-v3 and the other unloads it after the rollback."""
+    canary = VersionEvent(
+        meta=version_meta(), version_id="calc-v3", kind="model", target_agent="calc",
+        parent_version="calc-v2", algorithm="rl", window_id="window-8", model_name="calc-v3",
+        traffic_share=0.25,
+    )  # fmt: skip
+    decided = {"target_agent": "calc", "kind": "model", "version_id": "calc-v3"}
+    events: list[ControlEvent] = [
+        _ack("replica-a", "calc-v2", "loaded"),
+        _ack("replica-b", "calc-v2", "loaded"),
+        canary,
+        _ack("replica-a", "calc-v3", "loaded"),
+        _ack("replica-b", "calc-v3", "failed", "CUDA out of memory"),
+        ReleaseDecision(
+            meta=version_meta(), **decided, action="hold", traffic_share=0.25, automatic=True,
+            reason="too few episodes to tell", rule="anytime-valid reward interval",
+            arms=[_arm("calc-v3", 12, 0.5, float("-inf"), 0.7, 0.0, 1.5, 400.0),
+                  _arm("calc-v2", 11, 0.6, 0.2, 0.9, 0.0, 1.25, 380.0)],
+        ),
+        ReleaseDecision(
+            meta=version_meta(), **decided, to_version="calc-v2", action="rollback",
+            traffic_share=0.0, reason=f"canary worse{INJECTED}",
+            arms=[_arm("calc-v3", 120, 0.41, 0.33, 0.49, 0.08, 1.9, 512.0),
+                  _arm("calc-v2", 118, 0.72, 0.64, 0.8, 0.01, 1.2, 480.0)],
+        ),
+        _ack("replica-a", "calc-v3", "unloaded"),
+    ]  # fmt: skip
+    for event in events:
+        publish_control(event)
+
+
 def _run_agent(store: LightningStore, spill: Path) -> None:
     """16 rollouts, 8 under each of two model versions; every 4th divides by zero (a failed
     tool call and a failed rollout); rollout 5 carries HTML in its prompt and in the comment
@@ -116,6 +175,7 @@ def _run_agent(store: LightningStore, spill: Path) -> None:
             with contextlib.suppress(ZeroDivisionError):
                 agent(i, i % 5, i % 4)
             runner.step()
+    _release_canary()
     assert fulmen.get_producer().flush(10)
     fulmen.shutdown()
     bus.append("fulmen.spans", b"k", b"garbage, not an Avro event")
@@ -297,12 +357,12 @@ def test_versions_show_lineage_and_training_runs(
         row.find_element(By.CSS_SELECTOR, ".version").text: row
         for row in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
     }
-    assert set(rows) == {"calc-v1", "calc-v2"}
+    assert set(rows) == {"calc-v1", "calc-v2", "calc-v3"}
     parent = rows["calc-v2"].find_element(By.CSS_SELECTOR, "td:nth-child(5) a")
     assert parent.text == "calc-v1"
     assert parent.get_attribute("href").endswith("#v-calc-v1")
     assert "heldout_reward=0.75" in rows["calc-v2"].text
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage path[marker-end]")) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage path[marker-end]")) == 2
     outcomes = _texts(browser, "#runs tbody td:nth-child(5)")
     assert outcomes == ["failed", "gate_failed", "published"]  # newest first
     reasons = _texts(browser, "#runs tbody td:nth-child(11)")
@@ -310,6 +370,65 @@ def test_versions_show_lineage_and_training_runs(
         "EmptyWindow: no episodes in window-9",
         "held-out reward 0.61 < parent's 0.75",
     ]
+
+
+def test_versions_show_canary_decisions_with_evidence_and_serving_replicas(
+    filled: Filled, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{filled.url}/versions")
+    release = {
+        row.find_element(By.CSS_SELECTOR, ".version").text: row.find_element(
+            By.CSS_SELECTOR, "td:nth-child(6)"
+        )
+        for row in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
+    }
+    assert release["calc-v2"].text == "100%"
+    assert release["calc-v3"].text == "canary 25% → rolled back"
+    outcome = release["calc-v3"].find_element(By.CSS_SELECTOR, ".release-rollback a")
+    assert outcome.get_attribute("href").endswith("#release-calc-v3")
+    node = browser.find_element(By.CSS_SELECTOR, '#lineage circle[data-version="calc-v3"]')
+    assert node.get_attribute("fill") == "#b42318"  # rolled back: red
+    assert "canary 25% · rolled back" in browser.find_element(By.ID, "lineage").text
+
+    section = browser.find_element(By.ID, "release-calc-v3")
+    browser.execute_script("arguments[0].scrollIntoView()", section)
+    _screenshot(browser, "dashboard-releases.png", tmp_path)
+    decisions = section.find_elements(By.CSS_SELECTOR, ".decision")
+    assert [d.get_attribute("data-action") for d in decisions] == ["rollback", "hold"]
+    assert _texts(browser, "#release-calc-v3 .how") == ["by hand", "automatic"]
+    assert "target runs calc-v2" in decisions[0].text
+    assert "stays on 25% of rollouts" in decisions[1].text
+    assert "anytime-valid reward interval" in decisions[1].text
+    # The hostile reason is text: the page's title is untouched and nothing was rendered.
+    assert _texts(browser, "#release-calc-v3 .reason") == [
+        f"canary worse{INJECTED}",
+        "too few episodes to tell",
+    ]
+    assert browser.title == "Versions · Fulmen"
+    assert browser.find_elements(By.XPATH, "//p[@class='reason']//*") == []
+    arms = [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in decisions[0].find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
+    assert arms == [
+        ["canary", "calc-v3", "120", "0.410", "[0.330, 0.490]", "8.0%", "1.90 s", "512.0"],
+        ["baseline", "calc-v2", "118", "0.720", "[0.640, 0.800]", "1.0%", "1.20 s", "480.0"],
+    ]
+    held = decisions[1].find_element(By.CSS_SELECTOR, "tbody tr td:nth-child(5)")
+    assert held.text == "[-∞, 0.700]"
+    # The latest decision's arms as an interval plot, the canary first.
+    assert len(section.find_elements(By.CSS_SELECTOR, "svg.intervals g.arm")) == 2
+
+    serving = {
+        row.find_element(By.TAG_NAME, "td").text: [
+            cell.text for cell in row.find_elements(By.TAG_NAME, "td")[3:6]
+        ]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#serving tbody tr")
+    }
+    assert serving == {
+        "calc-v2": ["replica-a, replica-b", "-", "-"],
+        "calc-v3": ["-", "replica-b (CUDA out of memory)", "replica-a"],
+    }
 
 
 def test_rewards_chart_has_a_line_per_version(

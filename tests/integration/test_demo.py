@@ -41,11 +41,22 @@ def test_the_demo_loop_trains_swaps_and_reports(
     assert "heldout_reward" in first.log.read_text()
     summary = json.loads(result.summary.read_text())
     rows = summary["versions"]
-    assert rows[0] == {"version": BASE, "algorithm": None, "episodes": 24,
-                       "heldout_reward": first.metrics["heldout_reward_parent"]}  # fmt: skip
-    assert rows[1] == {"version": first.version, "algorithm": "rl", "episodes": 24,
-                       "heldout_reward": first.metrics["heldout_reward"]}  # fmt: skip
+    # The first version ran as a canary on half the tasks of the second window.
+    [release] = summary["releases"]
+    canary, parent = release["arms"]
+    assert (release["version"], release["parent"], release["share"]) == (first.version, "", 0.5)
+    assert (canary["version_id"], parent["version_id"]) == (first.version, "")
+    assert canary["episodes"] + parent["episodes"] == 24
+    assert rows[0] == {"version": BASE, "algorithm": None, "episodes": 24 + parent["episodes"],
+                       "heldout_reward": first.metrics["heldout_reward_parent"],
+                       "release": None}  # fmt: skip
+    assert rows[1] == {"version": first.version, "algorithm": "rl",
+                       "episodes": canary["episodes"],
+                       "heldout_reward": first.metrics["heldout_reward"],
+                       "release": release["action"]}  # fmt: skip
     assert rows[1]["heldout_reward"] >= rows[0]["heldout_reward"]
+    assert release["action"] in ("promote", "rollback", "hold")
+    assert f"{release['action']} canary {first.version}" in out.getvalue()
     assert [j["outcome"] for j in summary["jobs"]] == [first.outcome, second.outcome]
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "held-out reward by version" in out.getvalue()
@@ -57,6 +68,17 @@ def test_the_demo_loop_trains_swaps_and_reports(
         f"(SELECT count() FROM {db}.training_runs) AS runs"
     ).to_pylist()
     assert counts == [{"rewards": 48, "calls": 48, "runs": 2}]
+    # The decision is in the store, and the second job trained from the version in force.
+    decided = store.sql(
+        f"SELECT action, version_id, to_version FROM {db}.release_decisions"
+    ).to_pylist()
+    in_force = {"promote": first.version, "rollback": None, "hold": None}[release["action"]]
+    assert decided == [{"action": release["action"], "version_id": first.version,
+                        "to_version": in_force}]  # fmt: skip
+    parents = store.sql(
+        f"SELECT parent_version FROM {db}.training_runs ORDER BY started_at"
+    ).to_pylist()
+    assert [p["parent_version"] for p in parents] == [None, in_force]
     # The second window's calls were made after the swap: they asked for the new version.
     swapped = store.sql(
         f"SELECT DISTINCT request_model, model_version FROM {db}.triplets WHERE model_version != ''"

@@ -22,14 +22,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pydantic import SecretStr
 
 from fulmen.models import tiny_model_dir
-from fulmen.schemas import SingleObjectCodec, VersionEvent
+from fulmen.schemas import (
+    ControlEvent,
+    ReleaseDecision,
+    ServingAck,
+    SingleObjectCodec,
+    VersionEvent,
+)
 from fulmen.store import LightningStore, StoreSettings
 from fulmen.up import group_alive
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.timeout(900)  # minutes on 2 shared cores: six services and a job
 
-_SERVICES = ["kafka", "store", "worker", "policy", "scheduler", "agent-1"]
+_SERVICES = ["kafka", "store", "worker", "policy", "scheduler", "rollout", "agent-1"]
 _AGENT = "calculator"
 _STORE_PASSWORD = "up-test-secret"
 
@@ -52,6 +58,8 @@ def _up_env(tmp_path: Path) -> dict[str, str]:
         "FULMEN_SCHEDULER_WINDOW__SETTLE_SECONDS": "2",
         "FULMEN_SCHEDULER_RETRIES": "0",
         "FULMEN_STORE__PASSWORD": _STORE_PASSWORD,
+        "FULMEN_RELEASE__MIN_EPISODES": "4",
+        "FULMEN_RELEASE__INTERVAL_S": "2",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
     return env | {f"FULMEN_UP_{k}": v for k, v in up.items()} | others
@@ -59,6 +67,15 @@ def _up_env(tmp_path: Path) -> dict[str, str]:
 
 def _versions(bootstrap: str) -> list[VersionEvent]:
     """Every version on the control topic so far."""
+    return [event for event in _control(bootstrap) if isinstance(event, VersionEvent)]
+
+
+def _decisions(bootstrap: str) -> list[ReleaseDecision]:
+    return [event for event in _control(bootstrap) if isinstance(event, ReleaseDecision)]
+
+
+def _control(bootstrap: str) -> list[ControlEvent]:
+    """Every event on the control topic so far."""
     topic = "fulmen.control"
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-up",
                          "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
@@ -67,7 +84,7 @@ def _versions(bootstrap: str) -> list[VersionEvent]:
     try:
         while (message := consumer.poll(10)) is not None and message.error() is None:
             event = codec.decode(message.value() or b"", topic=topic)
-            assert isinstance(event, VersionEvent)
+            assert isinstance(event, VersionEvent | ReleaseDecision | ServingAck)
             found.append(event)
     finally:
         consumer.close()
@@ -115,6 +132,7 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
         wait_for(lambda: bool(_versions(state["kafka"])), timeout_s=300, what="a version")
         [version, *_] = _versions(state["kafka"])
         assert (version.target_agent, version.algorithm) == (_AGENT, "sft")
+        assert version.traffic_share == 0.5  # a canary: `fulmen rollout` decides it
         runs = store.sql(
             f"SELECT outcome, candidate_version FROM {db}.training_runs ORDER BY started_at"
         ).to_pylist()
@@ -144,6 +162,21 @@ def test_fulmen_up_runs_the_loop_as_processes_and_stops_them(tmp_path: Path) -> 
             f"AND model_version = '{version.version_id}'"
         )
         wait_for(lambda: count(swapped) > 0, timeout_s=120, what="calls to the new version")
+
+        # The release controller decides the canary from the episodes of both arms.
+        def decided() -> list[ReleaseDecision]:
+            found = [d for d in _decisions(state["kafka"]) if d.action != "hold"]
+            return [d for d in found if d.version_id == version.version_id]
+
+        wait_for(lambda: bool(decided()), timeout_s=240, what="a release decision")
+        [decision] = decided()
+        assert decision.automatic
+        assert [arm.version_id for arm in decision.arms] == [version.version_id, ""]
+        kept = store.sql(
+            f"SELECT action FROM {db}.release_decisions WHERE event_id = {{e:String}}",
+            {"e": decision.meta.event_id},
+        ).to_pylist()
+        assert kept == [{"action": decision.action}]
         store.close()
     finally:
         up.send_signal(signal.SIGINT)

@@ -4,7 +4,8 @@ until serving replicas acknowledge them, and the same through `fulmen.rollout` o
 
 from __future__ import annotations
 
-import threading
+import ast
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from fulmen.producers import (
     InProcessBus,
     ReleaseBoard,
     Resources,
+    VersionNotInForce,
     VersionState,
     publish_control,
     publish_version,
@@ -187,9 +189,25 @@ def test_a_rollout_runs_one_arm_chosen_by_its_user_then_its_task(bus: InProcessB
     assert {task: served(task_id=task) for task in expected} == expected
     assert fulmen.resources().model_version == "calc-v1"  # outside a rollout: stable
 
-    swapped = threading.Event()
-    stop = fulmen.on_version(lambda _now: swapped.set())
     publish_control(decision("calc-v2", "rollback", "calc-v1"))
-    assert swapped.wait(5)
-    stop()
+    fulmen.wait_for_version("calc-v1", timeout_s=5, everywhere=True)
+    with pytest.raises(VersionNotInForce):
+        fulmen.wait_for_version("calc-v2", timeout_s=0.5)
     assert {served(user_id=user) for user in KEYS[:300]} == {"calc-v1"}
+
+
+def test_the_canary_example_in_versions_md(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "versions.md"
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(), re.DOTALL)
+    (canary_block,) = [block for block in blocks if "traffic_share" in block]
+    try:
+        exec(compile(canary_block, "docs/versions.md", "exec"), {"__name__": "docs_example"})
+    finally:
+        fulmen.shutdown()
+    split, promoted = [
+        ast.literal_eval(line.removeprefix("Counter(").removesuffix(")"))
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    assert set(split) == {"calc-1", "calc-2"}
+    assert 150 < split["calc-2"] < 250
+    assert promoted == {"calc-2": 1_000}
