@@ -136,7 +136,9 @@ def plan_stack(
     release_defaults = {k: v for k, v in settings.release_env.items() if k not in environ}
     releases = ProcessService("rollout", [*_FULMEN, "rollout"], env=env | release_defaults,
                               log=logs / "rollout.log")  # fmt: skip
-    agent_env = env | {"OPENAI_API_KEY": api_key}  # the OpenAI client's own variable
+    # The OpenAI client's own variable; agents switch to a model version once the policy
+    # server acknowledged it loaded (it is the stack's one replica).
+    agent_env = env | {"OPENAI_API_KEY": api_key, "FULMEN_PRODUCER__AWAIT_REPLICAS": "1"}
     agents = [
         _agent(settings, i, agent_env, root, policy_url) for i in range(1, settings.agents + 1)
     ]
