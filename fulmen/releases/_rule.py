@@ -67,6 +67,12 @@ class ReleaseRule(BaseModel):
     max_tokens_ratio: float = Field(default=1.5, gt=0.0)
     """Roll back when the canary's mean tokens per episode exceed the parent's this many
     times."""
+    min_latency_increase_s: float = Field(default=0.5, ge=0.0)
+    """The latency guardrail trips only when the canary is also this many seconds slower:
+    a ratio of two short means (an agent answering in 30 ms) is mostly noise."""
+    min_tokens_increase: float = Field(default=32.0, ge=0.0)
+    """The tokens guardrail trips only when the canary also spends this many more tokens
+    per episode."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ReleaseRule:
@@ -84,7 +90,8 @@ class ReleaseRule(BaseModel):
             f"max={self.max_episodes} planned={self.planned_episodes} margin={self.margin:g} "
             f"inconclusive={self.on_inconclusive} var_floor={self.variance_floor:g}; "
             f"guardrails error+{self.max_error_rate_increase:g} "
-            f"latency x{self.max_latency_ratio:g} tokens x{self.max_tokens_ratio:g}"
+            f"latency x{self.max_latency_ratio:g}+{self.min_latency_increase_s:g}s "
+            f"tokens x{self.max_tokens_ratio:g}+{self.min_tokens_increase:g}"
         )
 
 
@@ -241,12 +248,14 @@ def _guardrail(
             f"canary error rate {c_rate:.3f} surely above its parent's {p_rate:.3f} by more "
             f"than {rule.max_error_rate_increase:g} (difference at least {errors.lower:.3f})"
         )
-    ratios: tuple[tuple[VerdictCode, float, float, float], ...] = (
-        ("latency", canary.latency_mean_s, parent.latency_mean_s, rule.max_latency_ratio),
-        ("tokens", canary.tokens_mean, parent.tokens_mean, rule.max_tokens_ratio),
-    )
-    for code, mine, theirs, limit in ratios:
-        if theirs > 0.0 and mine > limit * theirs:
+    ratios: tuple[tuple[VerdictCode, float, float, float, float], ...] = (
+        ("latency", canary.latency_mean_s, parent.latency_mean_s, rule.max_latency_ratio,
+         rule.min_latency_increase_s),
+        ("tokens", canary.tokens_mean, parent.tokens_mean, rule.max_tokens_ratio,
+         rule.min_tokens_increase),
+    )  # fmt: skip
+    for code, mine, theirs, limit, least in ratios:
+        if theirs > 0.0 and mine > limit * theirs and mine - theirs > least:
             return code, (
                 f"canary mean {_MEASURES[code]} {mine:.4g} above {limit:g}x its parent's "
                 f"{theirs:.4g}"

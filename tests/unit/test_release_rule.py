@@ -111,6 +111,10 @@ def test_guardrails_roll_back_a_canary_with_better_rewards() -> None:
                     latency=2.0), rule)  # fmt: skip
     assert (within.action, within.code) == ("promote", "not_worse")
     assert errors.arms[0].error_rate == pytest.approx(0.3)
+    # Twice as slow but 20 ms slower, 60 % more tokens but 6 more: noise, not a regression.
+    quick = decide(_arm("c", good, latency=0.04), _arm("p", fine, latency=0.02), rule)
+    terse = decide(_arm("c", good, tokens=16.0), _arm("p", fine, tokens=10.0), rule)
+    assert [(v.action, v.code) for v in (quick, terse)] == [("promote", "not_worse")] * 2
 
 
 def test_a_small_raw_error_increase_is_not_enough() -> None:
