@@ -59,6 +59,7 @@ def _up_env(tmp_path: Path) -> dict[str, str]:
         "FULMEN_SCHEDULER_RETRIES": "0",
         "FULMEN_STORE__PASSWORD": _STORE_PASSWORD,
         "FULMEN_RELEASE__MIN_EPISODES": "4",
+        "FULMEN_RELEASE__MAX_EPISODES": "8",  # a verdict before the next window's canary
         "FULMEN_RELEASE__INTERVAL_S": "2",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULMEN_")}
