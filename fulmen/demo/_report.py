@@ -124,8 +124,11 @@ def plot_reward(
             scores.append(version.heldout_reward)
         if not xs:
             continue
-        begins = [max(xs[0], i - _ROLLING + 1) for i in xs]
-        rolling = [sum(rewards[b : i + 1]) / (i + 1 - b) for b, i in zip(begins, xs, strict=True)]
+        own = [rewards[i] for i in xs]  # a canary's episodes interleave with its parent's
+        rolling = [
+            sum(own[max(0, k - _ROLLING + 1) : k + 1]) / (k + 1 - max(0, k - _ROLLING + 1))
+            for k in range(len(own))
+        ]
         label = version.version + (f" ({version.algorithm})" if version.algorithm else "")
         if version.release:
             label += f", canary {_FATES[version.release]}"
