@@ -285,54 +285,64 @@ def test_through_the_policy_server_a_worse_canary_is_rolled_back_and_no_call_rea
     settings: FulmenSettings, new_store: Callable[[], LightningStore], tmp_path: Path
 ) -> None:
     """The same, with the agent's calls going to a real policy server that loads both
-    versions as adapters: the SDK sends each rollout's call to its arm's model name; the
-    episode is recorded under the model that answered (as the stream stage stamps it), with
-    a reward drawn for that model."""
+    versions as adapters, and rewards scored from the answers: the task is to answer as the
+    base model does (greedy). The stable version's adapter leaves the base's outputs as they
+    are; the canary's changes them, so it answers wrongly. The SDK sends each rollout's call
+    to its arm's model name; the episode is recorded under the model that answered (as the
+    stream stage stamps it)."""
     base = tiny_model_dir(tmp_path / "tiny", seed=3)
-    adapter = str(make_adapter(base, tmp_path / "adapter"))
-    stable = version_event("calc-v1", target="calc").model_copy(update={"artifact_uri": adapter})
-    candidate = canary("calc-v2").model_copy(update={"artifact_uri": adapter})
-    publish_version(stable, settings)
-    publish_version(candidate, settings)
+    right = str(make_adapter(base, tmp_path / "right", changes_outputs=False))
+    wrong = str(make_adapter(base, tmp_path / "wrong"))
+    stable = version_event("calc-v1", target="calc").model_copy(update={"artifact_uri": right})
+    candidate = canary("calc-v2").model_copy(update={"artifact_uri": wrong})
     store = new_store()
     calling = settings.model_copy(update={"producer": settings.producer.model_copy(
         update={"capture_openai": True})})  # fmt: skip
     server = PolicyServer(base, name="base", model_roots=[tmp_path])
+    prompts = [f"{a}+{b}" for a in range(4) for b in range(4)]
     with serve_in_thread(server) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused")
+
+        def answer(prompt: str) -> tuple[str, str]:
+            reply = client.chat.completions.create(
+                model="base", messages=[{"role": "user", "content": prompt}], max_tokens=4,
+                temperature=0.0,
+            )  # fmt: skip
+            return reply.model, reply.choices[0].message.content or ""
+
+        expected = {prompt: answer(prompt)[1] for prompt in prompts}  # before any version
+        publish_version(stable, settings)
+        publish_version(candidate, settings)
         follower = AdapterFollower(url, settings)
         follower.start()
         wait_until(lambda: len(follower.loaded) == 2, "both versions loaded", timeout_s=120)
         fulmen.configure(calling)
         try:
-            client = openai.OpenAI(base_url=url, api_key="unused")
             versions = {"calc-v1-name": "calc-v1", "calc-v2-name": "calc-v2"}
-            chance = {"calc-v1": 0.8, "calc-v2": 0.2}
-            rng = random.Random(5)
 
-            def call(task: str) -> str:
-                with fulmen.rollout(task_id=task):
-                    reply = client.chat.completions.create(
-                        model="base", messages=[{"role": "user", "content": "2+2"}], max_tokens=1
-                    )
-                return versions[reply.model]
-
-            def serve(tasks: range) -> dict[str, int]:
-                now, rows, served = datetime.now(UTC), [], dict.fromkeys(chance, 0)
+            def serve(tasks: range) -> dict[str, list[float]]:
+                now, rows = datetime.now(UTC), []
+                rewards: dict[str, list[float]] = {"calc-v1": [], "calc-v2": []}
                 for index in tasks:
-                    version = call(f"task-{index}")
-                    served[version] += 1
-                    reward = float(rng.random() < chance[version])
+                    prompt = prompts[index % len(prompts)]
+                    with fulmen.rollout(task_id=f"task-{index}"):
+                        model, text = answer(prompt)
+                    version, reward = versions[model], float(text == expected[prompt])
+                    rewards[version].append(reward)
                     rows.append(episode_row(f"policy-{index}", version, reward, now))
                 store.insert("episodes", pa.Table.from_pylist(rows, schema=TABLES["episodes"]))
-                return served
+                return rewards
 
             wait_until(lambda: bool(get_producer().versions.routes.canaries), "canary in force")
-            served = serve(range(400))
-            assert served["calc-v2"] == pytest.approx(400 * SHARE, rel=0.35)
+            rewards = serve(range(400))
+            assert len(rewards["calc-v2"]) == pytest.approx(400 * SHARE, rel=0.35)
+            assert sum(rewards["calc-v1"]) == len(rewards["calc-v1"])  # the base's answers
+            assert sum(rewards["calc-v2"]) < 0.5 * len(rewards["calc-v2"])
             [decision] = one_pass(settings, store)
             assert (decision.action, decision.to_version) == ("rollback", "calc-v1")
             wait_until(lambda: not get_producer().versions.routes.canaries, "rollback applied")
-            assert serve(range(400, 600)) == {"calc-v1": 200, "calc-v2": 0}
+            after = serve(range(400, 600))
+            assert (len(after["calc-v1"]), after["calc-v2"]) == (200, [])
         finally:
             fulmen.shutdown()
             follower.stop()
