@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fulmen
-from fulmen.producers import InProcessBus, publish_control, version_meta
-from fulmen.releases import ReleaseRule, decide, traffic_share_after
-from fulmen.releases._evidence import ArmQuery, arm_stats
-from fulmen.schemas import ArmEvidence, ReleaseAction, ReleaseDecision, VersionEvent
+from fulmen.producers import Canary, InProcessBus, publish_control
+from fulmen.releases import ReleaseRule, automatic_decision, canary_arms, decide
+from fulmen.schemas import ArmEvidence, ReleaseAction, VersionEvent
 from fulmen.serving import PolicyServer
 from fulmen.store import LightningStore
 
@@ -59,7 +58,7 @@ class DemoReleases:
         self._agent = agent_name
         self._share = share
         self._alpha = alpha
-        self._canary: tuple[VersionEvent, str, int] | None = None
+        self._canary: Canary | None = None
         self.records: list[ReleaseRecord] = []
 
     def publish(self, event: VersionEvent) -> None:
@@ -67,39 +66,34 @@ class DemoReleases:
         in force (at once, for every rollout, with a share of 1.0)."""
         if event.model_name and event.artifact_uri:  # before any rollout asks for it
             self._server.load_adapter(event.model_name, Path(event.artifact_uri))
-        parent = fulmen.get_producer().versions.stable.model_version
+        parent = fulmen.get_producer().versions.stable.model_event
         canary = event.model_copy(update={"traffic_share": self._share})
         publish_control(canary, bus=self._bus)
         fulmen.wait_for_version(event.version_id, timeout_s=_SWAP_TIMEOUT_S)
         if canary.is_canary:
-            self._canary = (canary, parent, time.time_ns())
+            self._canary = Canary(canary.target_agent, "model", canary, parent, time.time_ns())
 
     def decide(self) -> ReleaseRecord | None:
         """The rule's verdict on the canary from the episodes since it started, published
         as a decision (hold: the canary goes on); None when no canary runs."""
         if self._canary is None:
             return None
-        canary, parent, since_ns = self._canary
-        versions = (canary.version_id, parent)
-        stats = arm_stats(self._store, ArmQuery(self._agent, "model", since_ns, versions))
-        scored = stats[canary.version_id].scored
-        rule = ReleaseRule(alpha=self._alpha, min_episodes=2, max_episodes=max(2, scored),
-                           planned_episodes=max(2, scored), on_inconclusive="promote")  # fmt: skip
-        verdict = decide(stats[canary.version_id], stats[parent], rule)
-        after = {"promote": canary.version_id, "rollback": parent or None, "hold": None}
-        decision = ReleaseDecision(
-            meta=version_meta(), target_agent=canary.target_agent, kind="model",
-            version_id=canary.version_id, to_version=after[verdict.action],
-            action=verdict.action, traffic_share=traffic_share_after(verdict.action, self._share),
-            automatic=True, reason=verdict.reason, rule=rule.describe(), arms=list(verdict.arms),
-        )  # fmt: skip
+        canary = self._canary
+        mine, theirs = canary_arms(self._store, canary, base_version="")
+        looked = max(2, mine.scored)  # the one look: a verdict now
+        rule = ReleaseRule(alpha=self._alpha, min_episodes=2, max_episodes=looked,
+                           planned_episodes=looked, on_inconclusive="promote")  # fmt: skip
+        verdict = decide(mine, theirs, rule)
+        decision = automatic_decision(canary, verdict.action, verdict.reason, verdict.arms, rule)
         publish_control(decision, bus=self._bus)
         if verdict.action != "hold":
             self._canary = None
-            in_force = after[verdict.action] or ""
-            if in_force:
-                fulmen.wait_for_version(in_force, timeout_s=_SWAP_TIMEOUT_S, everywhere=True)
-        record = ReleaseRecord(canary.version_id, parent, self._share, verdict.action,
-                               verdict.code, verdict.reason, verdict.arms)  # fmt: skip
+            if decision.to_version:
+                fulmen.wait_for_version(
+                    decision.to_version, timeout_s=_SWAP_TIMEOUT_S, everywhere=True
+                )
+        version, parent = canary.event.version_id, theirs.version_id
+        record = ReleaseRecord(version, parent, self._share, verdict.action, verdict.code,
+                               verdict.reason, verdict.arms)  # fmt: skip
         self.records.append(record)
         return record

@@ -7,6 +7,7 @@ store, and promotes it or rolls it back (docs/versions.md, "Canary releases").
 """
 
 from fulmen.releases._controller import DecisionListener, ReleaseController
+from fulmen.releases._decision import automatic_decision, canary_arms
 from fulmen.releases._errors import ReleaseError
 from fulmen.releases._evidence import ERROR_STATUSES, ArmQuery, arm_stats
 from fulmen.releases._manual import rollback, rollback_decision
@@ -41,6 +42,8 @@ __all__ = [
     "Verdict",
     "VerdictCode",
     "arm_stats",
+    "automatic_decision",
+    "canary_arms",
     "control_reader",
     "decide",
     "half_width",

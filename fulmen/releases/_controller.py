@@ -13,10 +13,9 @@ from fulmen.producers import (
     FulmenSettings,
     InProcessBus,
     publish_control,
-    version_meta,
 )
-from fulmen.releases._evidence import ArmQuery, arm_stats
-from fulmen.releases._rule import ReleaseRule, Verdict, decide, traffic_share_after
+from fulmen.releases._decision import automatic_decision, canary_arms
+from fulmen.releases._rule import ReleaseRule, Verdict, decide
 from fulmen.releases._settings import ReleaseSettings
 from fulmen.releases._topic import ControlView, control_reader
 from fulmen.schemas import ArmEvidence, ReleaseAction, ReleaseDecision
@@ -104,13 +103,8 @@ class ReleaseController:
         return self._decision(canary, verdict.action, verdict.reason, verdict.arms)
 
     def _verdict(self, canary: Canary) -> Verdict:
-        version_id = canary.event.version_id
-        parent_id = (
-            canary.parent.version_id if canary.parent is not None else self._options.base_version
-        )
-        query = ArmQuery(canary.target_agent, canary.kind, canary.since_ns, (version_id, parent_id))
-        stats = arm_stats(self._store, query)
-        return decide(stats[version_id], stats[parent_id], self._rule)
+        arms = canary_arms(self._store, canary, base_version=self._options.base_version)
+        return decide(*arms, self._rule)
 
     def _decision(
         self,
@@ -119,24 +113,7 @@ class ReleaseController:
         reason: str,
         arms: Sequence[ArmEvidence],
     ) -> ReleaseDecision:
-        to_version = {
-            "promote": canary.event.version_id,
-            "rollback": canary.parent.version_id if canary.parent is not None else None,
-            "hold": None,
-        }[action]
-        return ReleaseDecision(
-            meta=version_meta(),
-            target_agent=canary.target_agent,
-            kind=canary.kind,
-            version_id=canary.event.version_id,
-            to_version=to_version,
-            action=action,
-            traffic_share=traffic_share_after(action, canary.event.traffic_share),
-            automatic=True,
-            reason=reason,
-            rule=self._rule.describe(),
-            arms=list(arms),
-        )
+        return automatic_decision(canary, action, reason, arms, self._rule)
 
     def _publish(self, decision: ReleaseDecision) -> None:
         publish_control(
