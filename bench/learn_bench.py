@@ -23,7 +23,9 @@ tasks, 13 groups with mixed rewards) — the signal every algorithm learns from.
 bench/results/learn.json, keeping the other algorithms' from an earlier run. Sizes:
 BENCH_LEARN_MINUTES (per algorithm, default 10), BENCH_LEARN_HELDOUT (default 100),
 BENCH_LEARN_TASKS (tasks per round, 32), BENCH_LEARN_ATTEMPTS (attempts per task, 4),
-BENCH_LEARN_TEMPERATURE (0.5), BENCH_LEARN_THREADS (torch threads; default torch's own).
+BENCH_LEARN_TEMPERATURE (0.5), BENCH_LEARN_THREADS (torch threads; default torch's own),
+BENCH_LEARN_MAX_ROUNDS (stop after this many rounds even within the budget; default none:
+to see whether further rounds stay stable, with a longer budget).
 """
 
 from __future__ import annotations
@@ -53,11 +55,11 @@ from fulmen.trainers import (
     LoggedFeedback,
     LoraSettings,
     PreferenceInput,
-    PreferenceSettings,
     RewardPairs,
     RlSettings,
     SftSettings,
     ThumbPairs,
+    TrainSettings,
     Window,
     best_episodes,
     rl_samples,
@@ -78,12 +80,13 @@ TASKS = int(os.environ.get("BENCH_LEARN_TASKS", "32"))
 ATTEMPTS = int(os.environ.get("BENCH_LEARN_ATTEMPTS", "4"))
 TEMPERATURE = float(os.environ.get("BENCH_LEARN_TEMPERATURE", "0.5"))
 THREADS = int(os.environ.get("BENCH_LEARN_THREADS", "0"))
+MAX_ROUNDS = int(os.environ.get("BENCH_LEARN_MAX_ROUNDS", "0"))
 GATE = GateSettings(heldout_tasks=HELDOUT, max_new_tokens=40, batch_size=50)
 TASK = CalculatorTask()
 FLIPPED = 0.1
 """The share of simulated thumbs that say the opposite of the reward (noisy users)."""
-DPO = PreferenceSettings(learning_rate=2e-4, beta=0.1, epochs=2, sft_weight=1.0)
-KTO = PreferenceSettings(learning_rate=3e-4, beta=0.1, epochs=1, batch_size=4)
+DEFAULTS = TrainSettings()
+"""DPO and KTO train with the hyper-parameters a job has by default."""
 
 
 def _window(
@@ -115,6 +118,8 @@ def _continual(
     model, tokenizer = trainable_policy(base_model_dir(), None, lora=LoraSettings())
     start, round_, episodes, sampled, longest = time.perf_counter(), 0, 0, 0.0, 0.0
     while time.perf_counter() - start + longest <= MINUTES * 60:  # a round must fit the budget
+        if round_ == MAX_ROUNDS:
+            break
         round_start = time.perf_counter()
         window = _window(model, tokenizer, round_, version=f"{name}-{round_}")
         episodes += window.episodes
@@ -151,7 +156,7 @@ def _sft(model: PeftModel, tokenizer: PreTrainedTokenizerBase, window: Window) -
 def _dpo(model: PeftModel, tokenizer: PreTrainedTokenizerBase, window: Window) -> None:
     pairs = RewardPairs().pairs(PreferenceInput(window, correction_ids(tokenizer)))
     if pairs:
-        train_dpo(model, tokenizer, pairs, settings=DPO)
+        train_dpo(model, tokenizer, pairs, settings=DEFAULTS.dpo)
 
 
 def simulated_thumbs(window: Window, *, seed: int) -> tuple[LoggedFeedback, ...]:
@@ -173,7 +178,7 @@ def _kto(model: PeftModel, tokenizer: PreTrainedTokenizerBase, window: Window) -
     rated = replace(window, feedback=simulated_thumbs(window, seed=seed))
     judged = ThumbPairs().judged(PreferenceInput(rated, correction_ids(tokenizer)))
     if len({j.desirable for j in judged}) == 2:
-        train_kto(model, tokenizer, judged, settings=KTO)
+        train_kto(model, tokenizer, judged, settings=DEFAULTS.kto)
 
 
 ALGORITHMS: dict[str, Callable[[PeftModel, PreTrainedTokenizerBase, Window], None]] = {

@@ -11,25 +11,34 @@ from fulmen.trainers._window import ScoredEpisode
 class RewardPairs(PairingRule):
     """Every two scored attempts of a task whose rewards differ by at least `min_gap`: the
     higher-scored one is chosen, at the step where the two parted (`decision_point`).
-    A task with n attempts gives at most n·(n-1)/2 pairs; unscored attempts give none."""
+    A task with n attempts has up to n·(n-1)/2 such pairs; at most `max_per_task` of them
+    are kept, the widest reward gaps first (ties in attempt order), so that a task sampled
+    many times does not outweigh the window. Unscored attempts give none."""
 
-    def __init__(self, *, min_gap: float = 0.5) -> None:
+    def __init__(self, *, min_gap: float = 0.5, max_per_task: int = 16) -> None:
         if min_gap <= 0:
             raise ValueError(f"min_gap must be positive, got {min_gap}")
+        if max_per_task < 1:
+            raise ValueError(f"max_per_task must be at least 1, got {max_per_task}")
         self.min_gap = min_gap
-        self.name = f"rewards(min_gap={min_gap:g})"
+        self.max_per_task = max_per_task
+        self.name = f"rewards(min_gap={min_gap:g}, max_per_task={max_per_task})"
 
     def pairs(self, data: PreferenceInput) -> list[PreferencePair]:
         by_task: dict[str, list[ScoredEpisode]] = defaultdict(list)
         for episode in data.window.scored_episodes():
             by_task[episode.calls[0].task_id].append(episode)
-        pairs: dict[PreferencePair, None] = {}
+        pairs: list[PreferencePair] = []
         for task_id, episodes in sorted(by_task.items()):
+            gaps: dict[PreferencePair, float] = {}
             for better in episodes:
                 for worse in episodes:
-                    if better.reward - worse.reward < self.min_gap:
+                    gap = better.reward - worse.reward
+                    if gap < self.min_gap:
                         continue
                     parted = decision_point(better.calls, worse.calls)
                     if parted is not None:
-                        pairs[PreferencePair(task_id, *parted)] = None
-        return list(pairs)
+                        gaps.setdefault(PreferencePair(task_id, *parted), gap)
+            widest = sorted(gaps, key=lambda pair: -gaps[pair])  # stable: attempt order
+            pairs.extend(widest[: self.max_per_task])
+        return list(dict.fromkeys(pairs))

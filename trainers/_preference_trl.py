@@ -102,10 +102,19 @@ def dpo_dataset(pairs: Sequence[PreferencePair]) -> Dataset:
 
 
 def kto_dataset(judged: Sequence[JudgedCompletion], *, seed: int) -> Dataset:
-    """The judged completions in a seeded shuffled order: KTO reads them sequentially (its
-    KL estimate pairs neighbours), so the order is fixed here, not by its sampler."""
-    rows = list(judged)
-    random.Random(seed).shuffle(rows)
+    """The judged completions in a fixed order that spreads each label evenly: KTO reads
+    them sequentially (its KL estimate pairs neighbours), and a batch of undesirable answers
+    alone makes an optimizer step that only pushes probability down — with Adam's
+    normalised steps, a run of such batches lowers the desirable answers too. Each label's
+    rows are shuffled (seeded) and placed at even intervals, so every batch holds the two
+    labels in about the window's proportion."""
+    rng = random.Random(seed)
+    placed: list[tuple[float, JudgedCompletion]] = []
+    for label in (True, False):
+        rows = [j for j in judged if j.desirable is label]
+        rng.shuffle(rows)
+        placed += [((k + rng.random()) / len(rows), row) for k, row in enumerate(rows)]
+    rows = [row for _, row in sorted(placed, key=lambda item: item[0])]
     return Dataset.from_dict(
         {
             "prompt_ids": [list(j.prompt_ids) for j in rows],

@@ -63,10 +63,9 @@ class TrainSettings(BaseSettings):
     apo: ApoSettings = Field(default_factory=ApoSettings)
     dpo: PreferenceSettings = Field(default_factory=lambda: PreferenceSettings(sft_weight=1.0))
     """DPO's hyper-parameters; an SFT term on the chosen answers by default (docs/trainers.md)."""
-    kto: PreferenceSettings = Field(
-        default_factory=lambda: PreferenceSettings(learning_rate=3e-4, epochs=1, batch_size=4)
-    )
-    """KTO's hyper-parameters: one pass in batches of 4 (every attempt is an example)."""
+    kto: PreferenceSettings = Field(default_factory=lambda: PreferenceSettings(epochs=1))
+    """KTO's hyper-parameters: one pass (every attempt is an example), in batches of 8 that
+    each hold both labels in about the window's proportion (docs/trainers.md)."""
     pairing: str | None = None
     """DPO and KTO: the `PairingRule` that builds their preference data (`rewards`, `thumbs`,
     or `module:attribute`); None: `rewards` for DPO, `thumbs` for KTO."""

@@ -27,6 +27,8 @@ class VersionRow:
     artifact_uri: str | None
     model_name: str | None
     metrics: dict[str, float]
+    recipe: dict[str, str]
+    """How it was trained beyond its algorithm, e.g. `pairing` (the preference data's rule)."""
     prompt_names: list[str]
     published_at: datetime
     traffic_share: float
@@ -91,14 +93,17 @@ def versions(reader: StoreReader) -> list[VersionRow]:
         """
         SELECT version_id, toString(kind) AS kind, target_agent, parent_version,
                toString(algorithm) AS algorithm, window_id, dataset_hash, artifact_uri,
-               model_name, metrics, mapKeys(prompt_templates) AS prompt_names,
+               model_name, metrics, recipe, mapKeys(prompt_templates) AS prompt_names,
                toDateTime64(published_at, 3, 'UTC') AS published_at, traffic_share
         FROM $db.versions
         ORDER BY published_at, version_id
         LIMIT 1 BY event_id
         """
     )
-    return [VersionRow(**(row | {"metrics": dict(row["metrics"])})) for row in rows]
+    return [
+        VersionRow(**(row | {"metrics": dict(row["metrics"]), "recipe": dict(row["recipe"])}))
+        for row in rows
+    ]
 
 
 def training_runs(reader: StoreReader, *, limit: int = 200) -> list[TrainingRunRow]:

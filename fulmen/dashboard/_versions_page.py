@@ -40,6 +40,21 @@ def _anchor(version_id: str) -> str:
     return f"release-{path_part(version_id)}"
 
 
+def _algorithm(version: VersionRow) -> Cell:
+    """The algorithm, and its recipe beneath it (the pairing rule of DPO and KTO)."""
+    if not version.recipe:
+        return version.algorithm
+    recipe = "<br>".join(
+        f'<span class="muted" title="{esc(value)}">{esc(key)}: {esc(_short(value))}</span>'
+        for key, value in sorted(version.recipe.items())
+    )
+    return Html(f"{esc(version.algorithm)}<br>{recipe}")
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 48 else value[:12] + "…"
+
+
 def release_cell(version: VersionRow, actions: Mapping[str, ReleaseAction]) -> Html:
     """How one publication was released: at 100%, or as a canary on its share with its
     latest decision (linked to the decisions)."""
@@ -177,7 +192,7 @@ def versions_page(
         artifact = version.model_name or version.artifact_uri
         rows.append([
             version.published_at, name, version.kind, version.target_agent or "all agents",
-            parent, release_cell(version, actions), version.algorithm, version.window_id,
+            parent, release_cell(version, actions), _algorithm(version), version.window_id,
             version.dataset_hash[:12] if version.dataset_hash else None,
             artifact, ", ".join(version.prompt_names) or None, pairs(version.metrics),
         ])  # fmt: skip

@@ -68,7 +68,9 @@ class Filled:
     injected_rollout: str
 
 
-def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
+def _publish(
+    version_id: str, parent: str | None, algorithm: Algorithm, recipe: dict[str, str] | None = None
+) -> None:
     fulmen.publish_version(
         VersionEvent(
             meta=version_meta(),
@@ -81,6 +83,7 @@ def _publish(version_id: str, parent: str | None, algorithm: Algorithm) -> None:
             dataset_hash=None if parent is None else "ab" * 32,
             model_name=version_id,
             metrics={} if parent is None else {"heldout_reward": 0.75},
+            recipe=recipe or {},
         )
     )
     fulmen.wait_for_version(version_id, timeout_s=10)
@@ -171,7 +174,12 @@ def _run_agent(store: LightningStore, spill: Path) -> None:
         _publish("calc-v1", None, "base")
         for i in range(2 * ROLLOUTS_PER_VERSION):
             if i == ROLLOUTS_PER_VERSION:
-                _publish("calc-v2", "calc-v1", "rl")
+                _publish(
+                    "calc-v2",
+                    "calc-v1",
+                    "dpo",
+                    {"pairing": "rewards(min_gap=0.5, max_per_task=16)"},
+                )
             with contextlib.suppress(ZeroDivisionError):
                 agent(i, i % 5, i % 4)
             runner.step()
@@ -362,6 +370,8 @@ def test_versions_show_lineage_and_training_runs(
     assert parent.text == "calc-v1"
     assert parent.get_attribute("href").endswith("#v-calc-v1")
     assert "heldout_reward=0.75" in rows["calc-v2"].text
+    algorithm = rows["calc-v2"].find_element(By.CSS_SELECTOR, "td:nth-child(7)").text
+    assert algorithm.splitlines() == ["dpo", "pairing: rewards(min_gap=0.5, max_per_task=16)"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage path[marker-end]")) == 2
     outcomes = _texts(browser, "#runs tbody td:nth-child(5)")
     assert outcomes == ["failed", "gate_failed", "published"]  # newest first

@@ -128,7 +128,7 @@ def test_thumbs_reach_the_store_and_preference_jobs_publish_with_their_pairing(
     assert loop.store.sql(f"SELECT count() AS n FROM {db}.episodes").to_pylist() == [{"n": 24}]
 
     published: list[VersionEvent] = []
-    for algo, pairing in (("dpo", "rewards(min_gap=0.5)"), ("kto", "thumbs")):
+    for algo, pairing in (("dpo", "rewards(min_gap=0.5, max_per_task=16)"), ("kto", "thumbs")):
         result = run_job(loop.job(algo), store=loop.store, publish=published.append)
         assert result.outcome == "published", result.reason
         assert result.metrics["examples"] > 0
@@ -145,7 +145,7 @@ def test_thumbs_reach_the_store_and_preference_jobs_publish_with_their_pairing(
         f"SELECT algorithm, recipe['pairing'] AS pairing FROM {db}.versions ORDER BY published_at"
     ).to_pylist()
     assert lineage == [
-        {"algorithm": "dpo", "pairing": "rewards(min_gap=0.5)"},
+        {"algorithm": "dpo", "pairing": "rewards(min_gap=0.5, max_per_task=16)"},
         {"algorithm": "kto", "pairing": "thumbs"},
     ]
     assert Lineage.from_store(loop.store).current("digits").version_id == kto.version_id  # type: ignore[union-attr]

@@ -101,7 +101,7 @@ def all_events(rollout_id: str = "rollout-1") -> list[Event]:
             parent_version="calc-v1",
             algorithm="dpo",
             metrics={"heldout_reward": 0.8},
-            recipe={"pairing": "rewards(min_gap=0.5)"},
+            recipe={"pairing": "rewards(min_gap=0.5, max_per_task=16)"},
         ),
         Feedback(
             meta=meta(rollout_id, 6),

@@ -80,7 +80,7 @@ def _version_schema_before_preferences() -> dict[str, Any]:
 def _version(**overrides: Any) -> VersionEvent:
     fields: dict[str, Any] = {
         "meta": meta("run-1"), "version_id": "dpo-1", "kind": "model", "algorithm": "dpo",
-        "recipe": {"pairing": "rewards(min_gap=0.5)"},
+        "recipe": {"pairing": "rewards(min_gap=0.5, max_per_task=16)"},
     }  # fmt: skip
     return VersionEvent(**(fields | overrides))
 

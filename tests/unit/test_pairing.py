@@ -22,6 +22,7 @@ from fulmen.trainers import (
     decision_point,
     load_pairing_rule,
 )
+from fulmen.trainers._preference_trl import kto_dataset
 
 PROMPT = (1, 2, 3)
 
@@ -67,7 +68,27 @@ def test_attempts_that_scored_differently_make_pairs_the_better_one_chosen() -> 
         PreferencePair("t1", PROMPT, (7,), (8,)),
         PreferencePair("t1", PROMPT, (7,), (9,)),
     ]
-    assert RewardPairs(min_gap=0.5).name == "rewards(min_gap=0.5)"
+    assert RewardPairs(min_gap=0.5).name == "rewards(min_gap=0.5, max_per_task=16)"
+
+
+@pytest.mark.parametrize("cap", [1, 3, 7, 40])
+def test_a_task_keeps_at_most_its_cap_of_pairs_the_widest_gaps_first(cap: int) -> None:
+    rewards = [1.0, 0.9, 0.8, 0.75, 0.3, 0.2, 0.1, 0.0]  # 4 x 4 pairs cross the gap ...
+    calls = [_call(f"r{i}", (10 + i,), reward) for i, reward in enumerate(rewards)]
+    calls += [_call(f"s{i}", (30 + i,), reward, task="t2") for i, reward in enumerate(rewards)]
+    gap = {c.response_ids: c.reward or 0.0 for c in calls}
+
+    pairs = RewardPairs(max_per_task=cap).pairs(_input(calls))
+
+    every = RewardPairs(max_per_task=100).pairs(_input(calls))
+    assert len(every) == 2 * 15  # ... but 0.75 against 0.3
+    for task in ("t1", "t2"):
+        kept = [p for p in pairs if p.task_id == task]
+        dropped = [p for p in every if p.task_id == task and p not in kept]
+        assert len(kept) == min(cap, 15)
+        widths = [gap[p.chosen_ids] - gap[p.rejected_ids] for p in kept]
+        assert widths == sorted(widths, reverse=True)
+        assert all(gap[p.chosen_ids] - gap[p.rejected_ids] <= widths[-1] for p in dropped)
 
 
 def test_unscored_attempts_make_no_reward_pairs() -> None:
@@ -150,3 +171,25 @@ def test_rules_load_by_name_or_import_path() -> None:
         load_pairing_rule("fulmen.trainers:Window")
     with pytest.raises(ValueError, match="min_gap"):
         RewardPairs(min_gap=0)
+    with pytest.raises(ValueError, match="max_per_task"):
+        RewardPairs(max_per_task=0)
+
+
+@pytest.mark.parametrize(("desirable", "undesirable"), [(3, 29), (16, 96), (30, 30), (50, 7)])
+def test_kto_reads_each_label_spread_evenly_through_its_batches(
+    desirable: int, undesirable: int
+) -> None:
+    judged = [
+        JudgedCompletion("t", PROMPT, (i,), i < desirable) for i in range(desirable + undesirable)
+    ]
+
+    rows = kto_dataset(judged, seed=7)
+
+    assert sorted(map(tuple, rows["completion_ids"])) == [(i,) for i in range(len(judged))]
+    assert rows["label"] == [i < desirable for i in (ids[0] for ids in rows["completion_ids"])]
+    assert kto_dataset(judged, seed=7)["completion_ids"] == rows["completion_ids"]
+    rarer = min(desirable, undesirable) / len(judged)
+    for start in range(0, len(judged) - 7, 8):  # every full batch of 8
+        batch = rows["label"][start : start + 8]
+        rare = min(batch.count(True), batch.count(False))
+        assert abs(rare - 8 * rarer) < 2  # the window's proportion, give or take one
