@@ -121,13 +121,12 @@ class KubernetesJobs(JobExecutor):
     def _status(self, job: Manifest) -> JobStatus:
         metadata = job["metadata"]
         outcome = self._launcher.outcome(job)
-        reason = None
-        if outcome.phase == "failed" and outcome.reason is not None:
-            reason = self._failure_reason(metadata["name"], outcome.reason)
         return JobStatus(
             window=decode_window(metadata["annotations"][WINDOW_ANNOTATION]),
             phase=outcome.phase,
-            reason=reason,
+            reason=None
+            if outcome.reason is None
+            else self._failure_reason(metadata["name"], outcome.reason),
             started_at=outcome.started_at,
             finished_at=outcome.finished_at,
         )

@@ -35,6 +35,9 @@ class Launcher(ABC):
     and labelled as the scheduler's (`SELECTOR`); every object is returned as the API's
     JSON (camelCase keys, times as strings)."""
 
+    completed: str
+    """The status condition of an object that succeeded (a failed one's is `Failed`)."""
+
     def __init__(
         self,
         api: client.ApiClient,
@@ -68,9 +71,6 @@ class Launcher(ABC):
     @abstractmethod
     def delete(self, name: str) -> None:
         """Delete the object and what it owns; nothing when it is gone already."""
-
-    completed: str
-    """The status condition of an object that succeeded (a failed one's is `Failed`)."""
 
     def outcome(self, obj: Manifest) -> Outcome:
         """The object's phase, failure condition and times, from its status: started at
