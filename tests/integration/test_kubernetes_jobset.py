@@ -149,8 +149,8 @@ def test_one_jobset_per_window_its_job_runs_and_its_status_is_recorded(
     start = datetime.now(UTC) - timedelta(hours=1)
     insert_episodes(store, "calc", [start + timedelta(seconds=i) for i in range(8)])
     settings = settings_for(namespace, tmp_path, template=kwok_template(complete_after_s=2),
-                            pods=2, agents=["calc"], retries=1, delete_finished=True)  # fmt: skip
-    settings.kubernetes.launcher = "jobset"
+                            pods=2, launcher="jobset", agents=["calc"], retries=1,
+                            delete_finished=True)  # fmt: skip
     first_jobs, second_jobs = kubernetes_jobs(settings), kubernetes_jobs(settings)
     first = Scheduler(settings, store=store, jobs=first_jobs)
     second = Scheduler(settings, store=store, jobs=second_jobs)

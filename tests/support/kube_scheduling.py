@@ -18,6 +18,7 @@ from fulmen.local import kube_bin_dir
 from fulmen.store import LightningStore
 from fulmen.trainers.scheduler import (
     KubernetesJobSettings,
+    LauncherName,
     SchedulerSettings,
     Toleration,
     WindowRule,
@@ -112,8 +113,17 @@ class Namespace:
 
 
 def settings_for(
-    namespace: Namespace, tmp_path: Path, *, template: str, pods: int = 1, **overrides: Any
+    namespace: Namespace,
+    tmp_path: Path,
+    *,
+    template: str,
+    pods: int = 1,
+    launcher: LauncherName = "job",
+    **overrides: Any,
 ) -> SchedulerSettings:
+    """The scheduler's settings for `namespace`, with its own token: trainers from
+    `template`, a GPU each on the kwok node, through the queue `fulmen-trainers`; windows of
+    4 episodes; `overrides` of any other setting."""
     template_file = tmp_path / f"template-{uuid.uuid4().hex[:6]}.yaml"
     template_file.write_text(template)
     kubernetes = KubernetesJobSettings(
@@ -125,6 +135,7 @@ def settings_for(
         tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         queue_name="fulmen-trainers",
         pods=pods,
+        launcher=launcher,
     )
     options: dict[str, Any] = {
         "executor": "kubernetes",
