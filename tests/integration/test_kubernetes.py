@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,106 +21,32 @@ from typing import Any
 import pytest
 import yaml
 
-from fulmen.local import kube_bin_dir
 from fulmen.store import LightningStore
 from fulmen.trainers.scheduler import (
     KubernetesJobSettings,
     PlannedWindow,
     Scheduler,
-    SchedulerSettings,
     Target,
     Toleration,
-    WindowRule,
     kubernetes_jobs,
 )
-from fulmen.trainers.scheduler._kubernetes import (
-    SELECTOR,
-    job_manifest,
-    load_template,
-    service_manifest,
-)
+from fulmen.trainers.scheduler._manifests import job_manifest, load_template, service_manifest
 from tests.support.episodes import insert_episodes
 from tests.support.kube import NODE, KubeCluster
+from tests.support.kube_scheduling import (
+    KUSTOMIZE,
+    PROBE_JOB,
+    Namespace,
+    kustomize,
+    kwok_template,
+    server_dry_run,
+    settings_for,
+    until,
+    window_rows,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
-
-ROOT = Path(__file__).resolve().parents[2]
-KUSTOMIZE = ROOT / "k8s"
-_FAIL_STAGE = "pod-container-running-failed.stage.kwok.x-k8s.io"
 _STRIMZI_CRDS = ("KafkaTopic", "KafkaUser")
-
-
-def kustomize(path: Path) -> list[dict[str, Any]]:
-    rendered = subprocess.run(
-        [str(kube_bin_dir() / "kubectl"), "kustomize", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
-
-
-def kwok_template(*, complete_after_s: float = 2, fail: bool = False) -> str:
-    """A trainer Job template for kwok: the pod completes after `complete_after_s`, or
-    fails (exit code 1, reason and message set) when `fail`."""
-    delay = f"{int(complete_after_s * 1000)}ms"
-    annotations = {
-        "pod-complete.stage.kwok.x-k8s.io/delay": delay,
-        "pod-complete.stage.kwok.x-k8s.io/jitter-delay": delay,
-    }
-    labels = {}
-    if fail:
-        labels[_FAIL_STAGE] = "true"
-        annotations |= {
-            f"{_FAIL_STAGE}/reason": "Error",
-            f"{_FAIL_STAGE}/message": "CUDA out of memory",
-            f"{_FAIL_STAGE}/exit-code": "1",
-            f"{_FAIL_STAGE}/delay": "500ms",
-            f"{_FAIL_STAGE}/jitter-delay": "500ms",
-        }
-    template = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "spec": {
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {
-                    "serviceAccountName": "fulmen-trainer",
-                    "containers": [
-                        {"name": "trainer", "image": "fulmen:test", "args": ["fulmen", "train"]}
-                    ],
-                },
-            }
-        },
-    }
-    return yaml.safe_dump(template)
-
-
-class Namespace:
-    """A test namespace with the scheduler's RBAC from k8s/base, and tokens."""
-
-    def __init__(self, cluster: KubeCluster, name: str) -> None:
-        self.cluster = cluster
-        self.name = name
-        cluster.kubectl("create", "namespace", name)
-        wanted = {"ServiceAccount", "Role", "RoleBinding"}
-        docs = [d for d in kustomize(KUSTOMIZE / "base") if d["kind"] in wanted]
-        for doc in docs:
-            doc["metadata"]["namespace"] = name
-            for subject in doc.get("subjects", []):
-                subject["namespace"] = name
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-
-    def kubeconfig(self, service_account: str) -> Path:
-        token = self.cluster.kubectl(
-            "create", "token", service_account, "-n", self.name, "--duration=1h"
-        ).stdout.strip()
-        return self.cluster.kubeconfig(f"{self.name}-{service_account}", token)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        out = self.cluster.kubectl("get", "jobs", "-n", self.name, "-l", SELECTOR, "-o", "json")
-        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-        return items
 
 
 @pytest.fixture
@@ -129,46 +54,6 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[Namespace]:
     ns = Namespace(kube_cluster, f"t-{uuid.uuid4().hex[:8]}")
     yield ns
     kube_cluster.kubectl("delete", "namespace", ns.name, "--wait=false", check=False)
-
-
-def settings_for(
-    namespace: Namespace, tmp_path: Path, *, template: str, pods: int = 1, **overrides: Any
-) -> SchedulerSettings:
-    template_file = tmp_path / f"template-{uuid.uuid4().hex[:6]}.yaml"
-    template_file.write_text(template)
-    kubernetes = KubernetesJobSettings(
-        namespace=namespace.name,
-        kubeconfig=namespace.kubeconfig("fulmen-scheduler"),
-        job_template=template_file,
-        gpus=1,
-        node_selector={"type": "kwok"},
-        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-        queue_name="fulmen-trainers",
-        pods=pods,
-    )
-    options: dict[str, Any] = {
-        "executor": "kubernetes",
-        "window": WindowRule(every_episodes=4, settle_seconds=0),
-        "poll_seconds": 0.5,
-        "kubernetes": kubernetes,
-    }
-    return SchedulerSettings.model_validate(options | overrides)
-
-
-def until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
-def window_rows(store: LightningStore) -> list[dict[str, Any]]:
-    db = store.settings.database
-    return store.sql(
-        f"SELECT window_id, job_name, state, episodes, since, until, reason "
-        f"FROM {db}.training_windows ORDER BY until, state"
-    ).to_pylist()
 
 
 # --- manifests -------------------------------------------------------------------------
@@ -182,12 +67,7 @@ def test_every_manifest_passes_a_server_side_dry_run(kube_cluster: KubeCluster) 
         kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_stub_crd(kind)))
     kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     for overlay in ("dev", "prod", "strimzi"):
-        docs = kustomize(KUSTOMIZE / "overlays" / overlay)
-        applied = kube_cluster.kubectl(
-            "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs), check=False
-        )
-        assert applied.returncode == 0, f"{overlay}: {applied.stderr}"
-        assert applied.stdout.count("(server dry run)") == len(docs)
+        server_dry_run(kube_cluster, kustomize(KUSTOMIZE / "overlays" / overlay))
     # The trainer Job template as it is, and as the scheduler fills it in for a window.
     template = KUSTOMIZE / "base" / "trainer" / "job-template.yaml"
     window = PlannedWindow(Target("calculator", "rl"), None, datetime.now(UTC), 64, 0.5, "episodes")
@@ -201,11 +81,7 @@ def test_every_manifest_passes_a_server_side_dry_run(kube_cluster: KubeCluster) 
     multi = job_manifest(load_template(sharded), window, sharded, retries=2)
     service = service_manifest(window, sharded, job_uid=str(uuid.uuid4()))
     for manifest in (yaml.safe_load(template.read_text()), job, multi, service):
-        applied = kube_cluster.kubectl(
-            "apply", "--dry-run=server", "-n", "fulmen", "-f", "-",
-            stdin=yaml.safe_dump(manifest), check=False,
-        )  # fmt: skip
-        assert applied.returncode == 0, applied.stderr
+        server_dry_run(kube_cluster, [manifest], namespace="fulmen")
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -526,11 +402,7 @@ def test_the_scheduler_account_can_do_only_what_its_role_allows(
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sneaky"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
     })  # fmt: skip
-    job = yaml.safe_dump({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rbac-probe"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "c", "image": "busybox"}]}}},
-    })  # fmt: skip
+    job = PROBE_JOB
 
     resident = pod.replace("sneaky", "resident")
     kube_cluster.kubectl("create", *ns, "-f", "-", stdin=resident)  # the admin's pod

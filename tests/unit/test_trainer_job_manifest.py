@@ -12,7 +12,7 @@ from fulmen.trainers.scheduler import (
     Toleration,
     window_env,
 )
-from fulmen.trainers.scheduler._kubernetes import _decode, job_manifest, load_template
+from fulmen.trainers.scheduler._manifests import decode_window, job_manifest, load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "k8s" / "base" / "trainer" / "job-template.yaml"
 SINCE = datetime(2026, 11, 26, 10, tzinfo=UTC)
@@ -32,7 +32,7 @@ def test_the_job_is_the_template_named_and_filled_in_for_the_window() -> None:
     assert (metadata["name"], metadata["namespace"]) == (WINDOW.job_name, "team-a")
     assert metadata["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert metadata["labels"]["app.kubernetes.io/managed-by"] == "fulmen-scheduler"
-    assert _decode(metadata["annotations"]["fulmen.dev/window"]) == WINDOW
+    assert decode_window(metadata["annotations"]["fulmen.dev/window"]) == WINDOW
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (3, 6 * 3600)
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [3, 4]
     pod = spec["template"]["spec"]

@@ -26,6 +26,7 @@ from fulmen.trainers.scheduler._scheduler import EventKind, Scheduler, Scheduler
 from fulmen.trainers.scheduler._settings import (
     ExecutorName,
     KubernetesJobSettings,
+    LauncherName,
     LocalJobSettings,
     SchedulerSettings,
     Toleration,
@@ -40,6 +41,7 @@ __all__ = [
     "JobPhase",
     "JobStatus",
     "KubernetesJobSettings",
+    "LauncherName",
     "LocalJobSettings",
     "LocalJobs",
     "OpenWindow",

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fulmen.trainers.scheduler._policy import WindowRule
 
 ExecutorName = Literal["kubernetes", "local"]
+LauncherName = Literal["job", "jobset"]
 
 
 class Toleration(BaseModel):
@@ -42,10 +43,16 @@ class KubernetesJobSettings(BaseModel):
     gpus: int = Field(default=0, ge=0)
     """GPUs each trainer pod requests (and is limited to)."""
     gpu_resource: str = "nvidia.com/gpu"
+    launcher: LauncherName = "job"
+    """What a window's trainer is: a Job (`batch/v1`, Kubernetes alone), or a JobSet
+    (`jobset.x-k8s.io/v1alpha2`, where the JobSet controller runs: the group's own headless
+    Service, and the whole group restarted when a pod fails). Both start from the Job
+    template."""
     pods: int = Field(default=1, ge=1)
     """Processes of one trainer job, a pod each. Above 1: an indexed Job whose pods find
-    each other through a headless Service of the Job's name (created with it, deleted with
-    it) and train sharded, as under torchrun; give each pod one GPU."""
+    each other through a headless Service (the scheduler's, of the Job's name, created and
+    deleted with it; or the JobSet's) and train sharded, as under torchrun; give each pod
+    one GPU."""
     rendezvous_port: int = Field(default=29500, ge=1, le=65535)
     """The port rank 0 listens on for the other ranks (torch.distributed's MASTER_PORT)."""
     node_selector: dict[str, str] = Field(default_factory=dict)
