@@ -1,7 +1,8 @@
 """`make bench-store`: the LightningStore on embedded chDB and through `fulmen store serve`
 (a StoreServer on loopback) — span inserts in Arrow batches of 10k rows and a trainer window
 read into Arrow on each, and the hourly reward-per-version question over 10M span rows
-(embedded). Writes bench/results/store.json, with the load average at start and end.
+(embedded); and the engine's own ceilings for the same work (`_engine_ceilings`). Writes
+bench/results/store.json, with the load average at start and end.
 
 Sizes: BENCH_SPAN_ROWS (default 10M), BENCH_TRIPLET_ROWS (default 2M).
 """
@@ -194,6 +195,7 @@ def main() -> None:
         insert_rows_per_s = _insert_spans(store, span_rows, "chDB")
         analyst_s, raw_s = _analyst_questions(store)
         window_rows, window_s = _read_window(store, triplet_rows, "chDB")
+        ceilings = _engine_ceilings(store, Path(tmp))
         # chDB hosts one data directory per process: the server shares it, and the served
         # run writes its own database there.
         with shared_store(StoreSettings(path=Path(tmp), database="served")) as reachable:
@@ -208,8 +210,11 @@ def main() -> None:
         {
             "insert_rows_per_s": round(insert_rows_per_s),
             "window_read_rows_per_s": round(window_rows / window_s),
+            "insert_rows_per_s_embedded": round(insert_rows_per_s),
+            "window_read_rows_per_s_embedded": round(window_rows / window_s),
             "insert_rows_per_s_served": round(served_insert_rows_per_s),
             "window_read_rows_per_s_served": round(window_rows / served_window_s),
+            **{key: round(value) for key, value in ceilings.items()},
             "analyst_query_s": round(analyst_s, 4),
             "raw_span_group_by_s": round(raw_s, 4),
             "span_rows": span_rows // BATCH * BATCH,
@@ -240,6 +245,37 @@ def _insert_spans(store: LightningStore, span_rows: int, label: str) -> float:
         spent += time.perf_counter() - t0
         store.insert("rewards", rewards, dedup_token=f"rewards/{b}")
     return batches * BATCH / spent
+
+
+def _engine_ceilings(store: LightningStore, tmp: Path) -> dict[str, float]:
+    """What the engine alone does, with no Python and no client on the way: rows/s of one
+    10k-row span batch read from an Arrow file into `spans` (parsing, the part, its index
+    and the views on `spans`) and into a Null-engine copy (parsing only), best of 5; and of
+    every triplet read into Arrow bytes and into nothing (no filter, no order), best of 3."""
+    db = store.settings.database
+    batch = _span_batch(0, time.time_ns() - 12 * HOUR_NS, np.random.default_rng(0))
+    source = tmp / "ceiling.arrow"
+    with pa.ipc.new_file(source, batch.schema) as writer:
+        writer.write_table(batch)
+    store.client.command(f"CREATE TABLE {db}.spans_parsed AS {db}.spans ENGINE = Null")
+    tokens = iter(range(1_000_000))
+
+    def insert(table: str) -> Callable[[], object]:
+        return lambda: store.client.command(
+            f"INSERT INTO {db}.{table} FROM INFILE '{source}' SETTINGS "
+            f"insert_deduplication_token = 'ceiling/{next(tokens)}' FORMAT Arrow"
+        )
+
+    rows = store.client.query(f"SELECT count() FROM {db}.triplets").result_rows[0][0]
+    scan = f"SELECT * FROM {db}.triplets"
+    return {
+        "insert_engine_rows_per_s": BATCH / _best_of(5, insert("spans")),
+        "insert_engine_parse_rows_per_s": BATCH / _best_of(5, insert("spans_parsed")),
+        "triplet_scan_arrow_rows_per_s": rows
+        / _best_of(3, lambda: store.client.raw_query(scan, fmt="Arrow")),
+        "triplet_scan_rows_per_s": rows
+        / _best_of(3, lambda: store.client.raw_query(scan, fmt="Null")),
+    }
 
 
 def _analyst_questions(store: LightningStore) -> tuple[float, float]:

@@ -12,10 +12,13 @@ the way to rank episodes by reward, whatever the window holds.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fulmen.store import LightningStore, Snapshot, WindowQuery
@@ -144,26 +147,38 @@ def with_feedback(window: Window, snapshot: Snapshot) -> Window:
 
 
 def load_window(snapshot: Snapshot, *, window_id: str | None = None) -> Window:
-    """Read an exported snapshot (its file never changes once written)."""
-    rows = pq.read_table(snapshot.path).to_pylist()
+    """Read an exported snapshot (its file never changes once written), column by column:
+    no row is turned into a dict on the way."""
+    table = pq.read_table(snapshot.path)
     calls = tuple(
         LoggedCall(
-            rollout_id=row["rollout_id"],
-            attempt=row["attempt"],
-            step=row["step"],
-            task_id=row["task_id"],
-            model_version=row["model_version"],
-            prompt_ids=tuple(row["prompt_token_ids"]),
-            response_ids=tuple(row["response_token_ids"]),
-            logprobs=tuple(row["response_logprobs"]),
-            reward=row["reward"],
-            prompt=row["prompt"],
-            response=row["response"],
-            span_id=row["span_id"],
+            rollout_id=rollout_id, attempt=attempt, step=step, task_id=task_id,
+            model_version=model_version, prompt_ids=prompt_ids, response_ids=response_ids,
+            logprobs=logprobs, reward=reward, prompt=prompt, response=response, span_id=span_id,
         )
-        for row in rows
-    )
+        for (
+            rollout_id, attempt, step, task_id, model_version, prompt_ids, response_ids,
+            logprobs, reward, prompt, response, span_id,
+        ) in zip(
+            *(table.column(name).to_pylist() for name in (
+                "rollout_id", "attempt", "step", "task_id", "model_version")),
+            _tuples(table.column("prompt_token_ids")),
+            _tuples(table.column("response_token_ids")),
+            _tuples(table.column("response_logprobs")),
+            *(table.column(name).to_pylist() for name in (
+                "reward", "prompt", "response", "span_id")),
+            strict=True,
+        )
+    )  # fmt: skip
     return Window(window_id=window_id or snapshot.sha256[:16], snapshot=snapshot, calls=calls)
+
+
+def _tuples(column: pa.ChunkedArray) -> Iterator[tuple[Any, ...]]:
+    """The lists of a non-null list column as tuples, from its flat values and offsets."""
+    for chunk in column.chunks:
+        values = chunk.values.to_numpy(zero_copy_only=False).tolist()
+        for start, end in pairwise(chunk.offsets.to_numpy().tolist()):
+            yield tuple(values[start:end])
 
 
 def best_episodes(window: Window, *, min_reward: float) -> list[Sequence[LoggedCall]]:
