@@ -99,10 +99,10 @@ def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> t
     """Events/s draining a backlog, and the workers' CPU µs per event meanwhile."""
     messages = _encoded("t", EVENTS, stack)
     before = _raw_rows(store)
+    rollouts = _episodes(store) + len(messages) // 9  # before: episodes come while producing
     cpu_before = _cpu_s(workers)
     started = time.perf_counter()
     produce_all(stack, messages)
-    rollouts = _episodes(store) + len(messages) // 9
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{len(workers)} worker(s) draining", total=len(messages))
         while (done := _raw_rows(store) - before) < len(messages):
