@@ -19,10 +19,12 @@ benchmark needs a quiet machine. Writes bench/results/streams.json.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,20 @@ def _producer(bootstrap: str) -> Producer:
     )
 
 
+def produce_all(stack: Stack, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """Produce `messages` (topic, key, value) as fast as the producer takes them."""
+    producer = _producer(stack.bootstrap)
+    for topic, key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+
+
 def _raw_rows(store: LightningStore) -> int:
     db = store.settings.database
     sql = " + ".join(f"(SELECT count() FROM {db}.{t})" for t in ("spans", "rewards", "rollouts"))
@@ -82,20 +98,11 @@ def _raw_rows(store: LightningStore) -> int:
 def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> tuple[float, float]:
     """Events/s draining a backlog, and the workers' CPU µs per event meanwhile."""
     messages = _encoded("t", EVENTS, stack)
-    producer = _producer(stack.bootstrap)
     before = _raw_rows(store)
+    rollouts = _episodes(store) + len(messages) // 9  # before: episodes come while producing
     cpu_before = _cpu_s(workers)
     started = time.perf_counter()
-    for topic, key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(60)
-    rollouts = _episodes(store) + len(messages) // 9
+    produce_all(stack, messages)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{len(workers)} worker(s) draining", total=len(messages))
         while (done := _raw_rows(store) - before) < len(messages):
@@ -158,8 +165,19 @@ def _latencies(stack: Stack, store: LightningStore) -> np.ndarray:
     latencies = []
     for (partition, offset), produced_at in sent.items():
         visible = next(t for t, high in seen[partition] if high >= offset)
-        latencies.append(visible - produced_at)
-    return np.array(latencies)
+        latencies.append((produced_at - started, visible - produced_at))
+    return np.array(sorted(latencies))
+
+
+def _p99_by_window(latencies: np.ndarray, window_s: float = 5.0) -> list[float]:
+    """The p99 latency of the spans produced in each `window_s` of the latency run: a tail
+    from the run's start differs from one that recurs."""
+    windows = (latencies[:, 0] // window_s).astype(int)
+    return [
+        round(float(np.percentile(latencies[windows == w, 1], 99)), 3)
+        for w in range(int(windows.max()) + 1)
+        if (windows == w).any()
+    ]
 
 
 def _bind(callback: Any, produced_at: float) -> Any:
@@ -195,38 +213,44 @@ def _stop(workers: list[Worker]) -> None:
         worker.stop()
 
 
-def main() -> None:
-    load_at_start = [round(load, 2) for load in os.getloadavg()]
+@contextlib.contextmanager
+def running_stack(prefix: str) -> Iterator[Stack]:
+    """A broker and a store server, on a temporary directory, for topics of `prefix`."""
     with tempfile.TemporaryDirectory(prefix="fulmen-bench-streams-") as tmp:
         root = Path(tmp)
         broker = KafkaBroker(data_dir=root / "kafka")
         broker.start()
         try:
-            stack = Stack(root, broker.bootstrap_servers, "bench.", partitions=PARTITIONS)
+            stack = Stack(root, broker.bootstrap_servers, prefix, partitions=PARTITIONS)
             stack.start_store()
             try:
-                workers = _started(stack, "bench", 1)
-                try:
-                    store = stack.client("bench")
-                    events_per_s, cpu_us = _throughput(stack, store, workers)
-                    console.print(
-                        f"1 worker: {events_per_s:,.0f} events/s, {cpu_us:.0f} µs CPU each"
-                    )
-                    latencies = _latencies(stack, store)
-                    metrics = workers[0].metrics()
-                finally:
-                    _stop(workers)
-                pair = stack.with_topics("bench2.", partitions=PARTITIONS)
-                workers = _started(pair, "bench2", 2)
-                try:
-                    events_per_s_2, cpu_us_2 = _throughput(pair, pair.client("bench2"), workers)
-                    console.print(f"2 workers: {events_per_s_2:,.0f} events/s")
-                finally:
-                    _stop(workers)
+                yield stack
             finally:
                 stack.store.stop()
         finally:
             broker.stop()
+
+
+def main() -> None:
+    load_at_start = [round(load, 2) for load in os.getloadavg()]
+    with running_stack("bench.") as stack:
+        workers = _started(stack, "bench", 1)
+        try:
+            store = stack.client("bench")
+            events_per_s, cpu_us = _throughput(stack, store, workers)
+            console.print(f"1 worker: {events_per_s:,.0f} events/s, {cpu_us:.0f} µs CPU each")
+            drained = workers[0].metrics()
+            latencies = _latencies(stack, store)
+            metrics = workers[0].metrics()
+        finally:
+            _stop(workers)
+        pair = stack.with_topics("bench2.", partitions=PARTITIONS)
+        workers = _started(pair, "bench2", 2)
+        try:
+            events_per_s_2, cpu_us_2 = _throughput(pair, pair.client("bench2"), workers)
+            console.print(f"2 workers: {events_per_s_2:,.0f} events/s")
+        finally:
+            _stop(workers)
     console.print("measuring Agent Lightning 0.3.0's store (../shared/peers) …")
     peers = agl_figures()
     write_result(
@@ -234,10 +258,11 @@ def main() -> None:
         {
             "events_per_s": round(events_per_s),
             "worker_cpu_us_per_event": round(cpu_us, 1),
-            "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "latency_p99_s": round(float(np.percentile(latencies, 99)), 3),
+            "latency_p50_s": round(float(np.percentile(latencies[:, 1], 50)), 3),
+            "latency_p99_s": round(float(np.percentile(latencies[:, 1], 99)), 3),
+            "latency_p99_s_by_5s": _p99_by_window(latencies),
             "latency_rate_events_per_s": LATENCY_RATE,
-            "latency_samples": int(latencies.size),
+            "latency_samples": len(latencies),
             "events_per_s_2_workers": round(events_per_s_2),
             "worker_cpu_us_per_event_2_workers": round(cpu_us_2, 1),
             **{k: round(v) for k, v in peers.items()},
@@ -246,6 +271,14 @@ def main() -> None:
             "load_average_at_start": load_at_start,
             "worker_batch_max": 5000,
             "sink_mean_s_per_batch": _histogram_mean(metrics, "raw"),
+            "latency_run_sink_mean_s": {
+                kind: _histogram_mean(metrics, kind, since=drained)
+                for kind in ("raw", "check", "episodes")
+            },
+            "latency_run_sink_writes": {
+                kind: _histogram_count(metrics, kind, since=drained)
+                for kind in ("raw", "check", "episodes")
+            },
             "events_per_batch": round(
                 metrics["fulmen_worker_events_in_total"]
                 / max(metrics.get('fulmen_worker_sink_latency_seconds_count{kind="raw"}', 1), 1)
@@ -257,10 +290,24 @@ def main() -> None:
     )
 
 
-def _histogram_mean(metrics: dict[str, float], kind: str) -> float:
-    total = metrics.get(f'fulmen_worker_sink_latency_seconds_sum{{kind="{kind}"}}', 0.0)
-    count = metrics.get(f'fulmen_worker_sink_latency_seconds_count{{kind="{kind}"}}', 0.0)
+def _histogram_mean(
+    metrics: dict[str, float], kind: str, *, since: dict[str, float] | None = None
+) -> float:
+    """The mean store call of `kind` (since the `since` sample of the metrics)."""
+    total = _sample(metrics, f'fulmen_worker_sink_latency_seconds_sum{{kind="{kind}"}}', since)
+    count = _histogram_count(metrics, kind, since=since)
     return round(total / count, 4) if count else 0.0
+
+
+def _histogram_count(
+    metrics: dict[str, float], kind: str, *, since: dict[str, float] | None = None
+) -> int:
+    name = f'fulmen_worker_sink_latency_seconds_count{{kind="{kind}"}}'
+    return int(_sample(metrics, name, since))
+
+
+def _sample(metrics: dict[str, float], name: str, since: dict[str, float] | None) -> float:
+    return metrics.get(name, 0.0) - (since or {}).get(name, 0.0)
 
 
 if __name__ == "__main__":

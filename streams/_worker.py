@@ -26,9 +26,10 @@ be refused. The topics it reads and writes are created at start-up when missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import faust
@@ -44,6 +45,7 @@ from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_episode_input, is_expired
 from fulmen.streams._batch_consumer import Batch, BatchApp, BatchConsumer, Record
+from fulmen.streams._collector import collector_paused, time_collections, tune_collector
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._kafka_auth import broker_credentials
 from fulmen.streams._metrics import WorkerMetrics
@@ -160,27 +162,28 @@ class StreamWorker:
             await self._flush()
 
     async def _flush(self) -> None:
-        async with self._lock:
+        async with self._lock, _batch_scope():
             batch, self._pending, self._pending_count = self._pending, {}, 0
             if not batch:
                 return
             sink = await self._store_sink()
             messages = self._untaken(batch)
+            states = _BatchStates(self.buffers)
             intake = decode_batch(
                 messages,
                 self.codec,
                 kinds=self.kinds,
                 max_event_bytes=self.worker.max_event_bytes,
-                is_new=self._is_new,
+                is_new=states.is_new,
             )
-            self._refuse_over_budget(intake)
+            self._refuse_over_budget(intake, states)
             self.metrics.count_intake(len(messages), intake)
             for dead in intake.dead:
                 await self._send_dead_letter(dead)
             await self._retrying("dead", lambda: sink.write_dead(intake.dead))
             written = await self._retrying("raw", lambda: sink.write_raw(intake))
             self.metrics.raw_rows.inc(written)
-            self._buffer(intake, now=time.time())
+            self._buffer(intake, states, now=time.time())
             cast(BatchConsumer, self.app.consumer).ack_batch(batch)
             for tp, records in batch.items():
                 self._taken[tp] = max(self._taken.get(tp, -1), records[-1].offset)
@@ -202,7 +205,7 @@ class StreamWorker:
         waited = time.monotonic() - self._pending_since
         if self._pending and waited >= self.worker.batch_within_s:
             await self._flush()
-        async with self._lock:
+        async with self._lock, _batch_scope():
             # Also after a restart with nothing new to read: recovered buffers may be due.
             sink, now = await self._store_sink(), time.time()
             # Between sweeps only rollouts with news can be due; a sweep also finds those
@@ -227,12 +230,7 @@ class StreamWorker:
                 self._next_sweep = now + _SWEEP_S
                 self.metrics.buffered_rollouts.set(len(owned))
 
-    def _is_new(self, event: Event) -> bool:
-        state: RolloutState | None = self.buffers.get(event.meta.rollout_id.encode())
-        buffer = state.attempts.get(event.meta.attempt) if state else None
-        return buffer is None or event.meta.event_id not in buffer.seen
-
-    def _refuse_over_budget(self, intake: Intake) -> None:
+    def _refuse_over_budget(self, intake: Intake, states: _BatchStates) -> None:
         """Refuse the events that would take their rollout's buffered bytes (this batch's
         included) past `max_rollout_bytes`: a changelog record must stay writable."""
         budget = self.worker.max_rollout_bytes
@@ -243,7 +241,7 @@ class StreamWorker:
                 continue
             key = event.meta.rollout_id.encode()
             if key not in sizes:
-                state: RolloutState | None = self.buffers.get(key)
+                state = states.get(key)
                 sizes[key] = state.size_bytes if state else 0
             if sizes[key] + len(message.value) > budget:
                 refused[index] = (
@@ -255,13 +253,13 @@ class StreamWorker:
         if refused:
             intake.refuse(refused, "rollout_too_large")
 
-    def _buffer(self, intake: Intake, *, now: float) -> None:
+    def _buffer(self, intake: Intake, states: _BatchStates, *, now: float) -> None:
         touched: dict[bytes, RolloutState] = {}
         for event, message in zip(intake.events, intake.messages, strict=True):
             if not is_episode_input(event):
                 continue
             key = event.meta.rollout_id.encode()
-            state = touched.get(key) or self.buffers.get(key) or RolloutState()
+            state = touched.get(key) or states.get(key) or RolloutState()
             touched[key] = state
             state.add(event, message.value, now=now)
         for key, state in touched.items():
@@ -364,7 +362,37 @@ class StreamWorker:
 
     def run(self) -> None:
         """Run the worker until SIGINT/SIGTERM (Faust's worker handles the signals)."""
+        time_collections(self.metrics.gc_pauses)
+        tune_collector()
         faust.Worker(self.app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+class _BatchStates:
+    """The buffer table's states as one batch reads them: each rollout's looked up once (a
+    Faust table read runs its sensors and its store's lookup), not once per event."""
+
+    def __init__(self, table: faust.Table[bytes, RolloutState]) -> None:
+        self._table = table
+        self._read: dict[bytes, RolloutState | None] = {}
+
+    def get(self, key: bytes) -> RolloutState | None:
+        if key in self._read:
+            return self._read[key]
+        state = self._read[key] = self._table.get(key)
+        return state
+
+    def is_new(self, event: Event) -> bool:
+        """Whether `event` is not in its rollout's buffer yet."""
+        state = self.get(event.meta.rollout_id.encode())
+        buffer = state.attempts.get(event.meta.attempt) if state else None
+        return buffer is None or event.meta.event_id not in buffer.seen
+
+
+@contextlib.asynccontextmanager
+async def _batch_scope() -> AsyncIterator[None]:
+    """A batch or a tick, run with the garbage collector paused (see `collector_paused`)."""
+    with collector_paused():
+        yield
 
 
 def _has_news(state: RolloutState) -> bool:
