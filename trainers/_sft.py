@@ -101,6 +101,9 @@ def train_sft(
             ),
             max_length=settings.max_length,
             completion_only_loss=True,
+            # The loss is the token mean over all ranks' examples, as in one process (not the
+            # mean of per-rank means); the default, pinned because the sharded update needs it.
+            average_tokens_across_devices=True,
             fsdp="full_shard" if ranks.distributed else "",
             fsdp_config=_fsdp2(trained) if ranks.distributed else None,
         )
