@@ -1,8 +1,8 @@
 """`fulmen train` under torchrun: 2 processes (gloo, CPU) train the same window as one process
-and publish the same version, for RL (our FSDP2 step) and SFT (TRL's SFTTrainer with
-accelerate's FSDP2). One store engine, served over HTTP (as the scheduler serves it to local
-jobs), holds two databases with the same episodes: one per run, so each run starts from the
-base and both publish a first version.
+and publish the same version, for RL (our FSDP2 step) and SFT (TRL's SFTTrainer under
+accelerate). One store engine, served over HTTP (as the scheduler serves it to local jobs),
+holds two databases with the same episodes: one per run, so each run starts from the base and
+both publish a first version.
 
 On a CPU accelerate has no FSDP (its multi-CPU mode is DDP): the SFT case runs the Trainer's
 gloo DDP, the policy replicated and gradients all-reduced, not sharded; its FSDP2 engages on
@@ -14,11 +14,13 @@ Tolerance: the LoRA weights of the two artifacts agree to 1e-4 (absolute). fp32 
 the same examples in every optimizer step; the runs differ in summation order only (two
 ranks' gradients reduced across processes vs one process's batch; 1 vs 2 OpenMP threads), so
 the gradients agree to fp32 rounding (~1e-7 relative). For SFT the Trainer's
-`average_tokens_across_devices` (on by default) makes the loss the token mean over both ranks'
-examples, as in one process (not the mean of two per-rank means). AdamW divides each gradient
-by its own running scale, so the updates carry the same ~1e-7 relative error: ~1e-9 absolute a
-step at learning rates of a few 1e-3, far below 1e-4 after a few steps (measured: SFT's
-weights came out bitwise equal, below the weights' fp32 spacing; losses within 1e-6).
+`average_tokens_across_devices` (pinned on in `train_sft`) makes the loss the token mean over
+both ranks' examples, as in one process, not the mean of two per-rank means: with it off,
+the weights of a window like this one differ by ~2e-2, which the tolerance catches. AdamW
+divides each gradient by its own running scale, so the updates carry the same ~1e-7 relative
+error: ~1e-9 absolute a step at learning rates of a few 1e-3, far below 1e-4 after a few
+steps (measured: SFT's weights came out bitwise equal, below the weights' fp32 spacing;
+losses within 1e-6).
 """
 
 from __future__ import annotations
