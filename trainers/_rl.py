@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 
-from fulmen.models._precision import Precision, bf16_pays
+from fulmen.models._precision import Precision, uses_bf16
 from fulmen.trainers._distributed import SINGLE, Ranks, rank_share
 from fulmen.trainers._fsdp import gather_trained, shard_policy
 from fulmen.trainers._logprobs import ResponseLogprobs
@@ -112,7 +112,7 @@ def train_rl(
     sharded = shard_policy(model, ranks=ranks) if ranks.distributed else None
     policy: PeftModel | ResponseLogprobs = model if sharded is None else sharded
     device = next(policy.parameters()).device
-    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and bf16_pays(device))
+    bf16 = uses_bf16(device, settings.precision)
     config = RLStepConfig(
         max_tokens=settings.max_tokens,
         # A micro-batch costs kernel launches on a GPU (fewer, bigger ones pay) but little on

@@ -2,9 +2,11 @@
 prompt → completion examples, trained with TRL's SFTTrainer on the policy's LoRA adapter
 (loss on completion tokens only).
 
-With several processes the Trainer shards the policy with FSDP2 (accelerate's
-`fsdp_version` 2, one unit per decoder layer) and splits each step's examples across ranks,
-`batch_size` staying the examples of one optimizer step over all ranks; the trained
+With several processes the Trainer splits each step's examples across ranks, `batch_size`
+staying the examples of one optimizer step over all ranks, and its loss is the token mean
+over all ranks' examples (`average_tokens_across_devices`), as in one process. On GPUs it
+shards the policy with FSDP2 (accelerate's `fsdp_version` 2, one unit per decoder layer); on
+CPUs accelerate has no FSDP and replicates the policy with DDP (gloo). The trained
 parameters are then gathered into rank 0's policy, which gates."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
+from fulmen.models._precision import Precision
 from fulmen.trainers._distributed import SINGLE, Ranks
 from fulmen.trainers._fsdp import gather_trained
 from fulmen.trainers._trl_args import callbacks, final_loss, job_args, steps_for
@@ -39,6 +42,9 @@ class SftSettings:
     little to show)."""
     max_length: int = 1024
     seed: int = 0
+    precision: Precision = "auto"
+    """The Trainer's mixed precision: `auto` is bf16 where it pays (CUDA, CPUs with
+    AMX/AVX-512 BF16), fp32 elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +97,13 @@ def train_sft(
                 max_steps=steps,
                 batch_size=math.ceil(settings.batch_size / ranks.world_size),
                 seed=settings.seed,
+                precision=settings.precision,
             ),
             max_length=settings.max_length,
             completion_only_loss=True,
+            # The loss is the token mean over all ranks' examples, as in one process (not the
+            # mean of per-rank means); the default, pinned because the sharded update needs it.
+            average_tokens_across_devices=True,
             fsdp="full_shard" if ranks.distributed else "",
             fsdp_config=_fsdp2(trained) if ranks.distributed else None,
         )

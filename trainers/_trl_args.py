@@ -11,7 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 
-from fulmen.models._precision import bf16_pays
+from fulmen.models._precision import Precision, uses_bf16
 
 
 class StepReporter(TrainerCallback):
@@ -33,15 +33,17 @@ def job_args(
     max_steps: int,
     batch_size: int,
     seed: int,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
-    """The TRL config arguments shared by SFT, DPO and KTO jobs."""
+    """The TRL config arguments shared by SFT, DPO and KTO jobs; `precision` picks the
+    Trainer's bf16 mixed precision (`auto`: where it pays)."""
     return {
         "output_dir": scratch,
         "learning_rate": learning_rate,
         "num_train_epochs": epochs,
         "max_steps": max_steps,
         "per_device_train_batch_size": batch_size,
-        "bf16": bf16_pays(model.device),  # on an AVX2-only CPU bf16 runs many times slower
+        "bf16": uses_bf16(model.device, precision),  # an AVX2-only CPU emulates bf16, slowly
         "use_cpu": not torch.cuda.is_available(),
         "seed": seed,
         "save_strategy": "no",

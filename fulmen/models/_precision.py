@@ -30,6 +30,11 @@ def bf16_pays(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
+def uses_bf16(device: torch.device, precision: Precision) -> bool:
+    """Whether `precision` computes in bf16 on `device`: `bf16`, or `auto` where `bf16_pays`."""
+    return precision == "bf16" or (precision == "auto" and bf16_pays(device))
+
+
 def autocast(
     device: torch.device, precision: Precision = "auto"
 ) -> contextlib.AbstractContextManager[object]:
