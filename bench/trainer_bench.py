@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ PACKED_TOKENS = {"qwen2-0.5b": 32768, "qwen2-1.5b": 16384, "qwen2-7b": 8192}
 """Real tokens per packed micro-batch on one H200: as many as activations leave room for
 beside both arms' weights and optimizer state (fewer, bigger micro-batches pay on a GPU)."""
 PACK_BUCKET = 1024
+Variant = Literal["packed-compiled", "packed", "padded"]
 
 
 @dataclass(frozen=True)
@@ -324,10 +325,12 @@ def packed_check(model: Any, samples: list[Sample], precision: Precision) -> dic
 
 
 def run(
-    device: str, shape: str, precision: Precision, w: Workload, *, lora: bool, trl: bool
-) -> dict[str, Any]:
+    device: str, shape: str, precision: Precision, w: Workload, *, lora: bool, trl: bool,
+    variant: Variant = "packed-compiled",
+) -> dict[str, Any]:  # fmt: skip
     """Our step against TRL's (unless `trl` is off), steps interleaved. On CUDA ours runs
-    packed rows with flex attention and compiled decoder layers (`packed_policy`)."""
+    `variant`: packed rows with flex attention (`packed_policy`), its decoder layers compiled
+    or eager; or the padded rows of the eager model, as before packing."""
     console.print(f"[bold]trainer bench[/]: {shape} on {device}, {precision}, lora={lora}, {w}")
     gpu = device == "cuda"
     data = logged_steps(w, model_config(shape).vocab_size, w.warmup + w.steps)
@@ -345,11 +348,16 @@ def run(
         )
         with contextlib.redirect_stdout(io.StringIO()):
             trainer = trl_trainer(trl_model, w, precision, device)
-    layout: Layout = "packed" if gpu else "padded"
+    layout: Layout = "packed" if gpu and variant != "padded" else "padded"
     config = step_config(w, precision, layout, PACKED_TOKENS.get(shape, 0))
     timed: list[dict[str, float]] = []
     _peak_gib(device)
-    with packed_policy(ours_model, compile_layers=True) if gpu else contextlib.nullcontext():
+    compiled = variant == "packed-compiled"
+    with (
+        packed_policy(ours_model, compile_layers=compiled)
+        if layout == "packed"
+        else contextlib.nullcontext()
+    ):
         for step, warm, samples in steps(data, w):
             _sync(device)
             start = time.perf_counter()
@@ -551,6 +559,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--shape", choices=SHAPES, default=None)
+    parser.add_argument(
+        "--variant", choices=get_args(Variant), default="packed-compiled",
+        help="CUDA: our step's layout; other than the default, figures go under gpu_ablation",
+    )  # fmt: skip
     parser.add_argument("--lora", action="store_true", help=f"LoRA rank {LORA_RANK}, all linear")
     parser.add_argument(
         "--no-trl", action="store_true", help="our step alone (TRL's cannot fit a 7B LoRA run)"
@@ -592,9 +604,17 @@ def main() -> None:
         block = "fsdp_1gpu" if args.device == "cuda" else "fsdp_cpu"
         write_result("trainer", {**previous, block: {**card, **figures}}, console=console)
         return
-    figures = run(args.device, shape, precision, w, lora=args.lora, trl=not args.no_trl)
+    figures = run(
+        args.device, shape, precision, w, lora=args.lora, trl=not args.no_trl,
+        variant=args.variant,
+    )  # fmt: skip
     if args.device == "cuda":
         name = f"{shape}-lora" if args.lora else shape
+        if args.variant != "packed-compiled":
+            kept = {k: v for k, v in figures.items() if k != "max_tokens_per_micro_batch"}
+            ablation = {**previous.get("gpu_ablation", {}), f"{name}/{args.variant}": kept}
+            write_result("trainer", {**previous, "gpu_ablation": ablation}, console=console)
+            return
         block = {"card": torch.cuda.get_device_name(), **figures}
         shapes = {**previous.get("gpu_shapes", {}), name: block}
         metrics = {**previous, "gpu_shapes": shapes}
