@@ -16,8 +16,14 @@ the two arms interleaved step by step so that a noisy machine hurts both alike.
   `loss_type="dapo"` (token mean over the step, like ours), epsilon 0.2/0.28, and
   `importance_sampling_ratio` switched on (token_truncate at the same cap) as with vLLM.
 
-CPU (default): SmolLM2-135M shape. `--device cuda`: Qwen2-0.5B shape, figures merged under
-"gpu" (with the card's name) into the same bench/results/trainer.json.
+CPU (default): SmolLM2-135M shape, our step padded. `--device cuda`: `--shape qwen2-0.5b`
+(default), `qwen2-1.5b` or `qwen2-7b` (`--lora`: rank-16 adapters on every linear layer;
+`--no-trl`: our arm alone), our step packed with flex attention and compiled decoder
+layers, at least 12 timed steps, with the bench's own MFU (`bench/_trainer_shapes.py`),
+median and p90 step time and peak memory; merged under "gpu_shapes", one block per shape
+(`qwen2-7b-lora` for the LoRA run). `--variant packed|padded`: our step with eager layers,
+or padded as before packing, merged under "gpu_ablation". The older "gpu" block is the
+padded eager step of an earlier run.
 
 `--fsdp`: the sharded path against the unsharded one instead of TRL, both our `rl_step` on the
 same data and init: the policy sharded by FSDP2 (`shard_policy`) in a process group of one
@@ -32,13 +38,10 @@ import contextlib
 import importlib.metadata
 import io
 import json
-import math
 import os
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -55,61 +58,33 @@ from bench._trainer_shapes import (
     model_config,
     step_flops,
 )
+from bench._trainer_workload import WORKLOADS, Workload, logged_steps
+from bench._trl_arm import (
+    CLIP_HIGH,
+    CLIP_LOW,
+    LR,
+    TIS_CAP,
+    trl_micro_batches,
+    trl_step,
+    trl_trainer,
+)
 from fulmen.trainers._distributed import process_group
 from fulmen.trainers._fsdp import shard_policy
 from fulmen.trainers._logprobs import response_logprobs
 from fulmen.trainers._packed_policy import packed_policy
 from fulmen.trainers._rl_batch import collate
-from fulmen.trainers._rl_loss import group_advantages
 from fulmen.trainers._rl_pack import pack
 from fulmen.trainers._rl_step import Layout, Precision, RLStepConfig, rl_step
 from fulmen.trainers._samples import Sample
 
 console = Console()
 RESULT = ROOT / "bench" / "results" / "trainer.json"
-CLIP_LOW, CLIP_HIGH, TIS_CAP, LR = 0.2, 0.28, 2.0, 1e-6
 LORA_RANK = 16
 PACKED_TOKENS = {"qwen2-0.5b": 32768, "qwen2-1.5b": 16384, "qwen2-7b": 8192}
 """Real tokens per packed micro-batch on one H200: as many as activations leave room for
 beside both arms' weights and optimizer state (fewer, bigger micro-batches pay on a GPU)."""
 PACK_BUCKET = 1024
 Variant = Literal["packed-compiled", "packed", "padded"]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One optimizer step's logged calls: `groups` tasks x `group_size` calls each."""
-
-    groups: int
-    group_size: int
-    prompt_median: int
-    prompt_max: int
-    response_median: int
-    response_max: int
-    max_tokens: int  # padded tokens per micro-batch, both arms
-    overhead_tokens: int  # ours: what one more micro-batch costs (RLStepConfig)
-    head_chunk_tokens: int
-    warmup: int
-    steps: int
-    warmup_rows: int = 0  # samples in a warm-up step (0: all); full warm-ups cost minutes on CPU
-
-
-# fmt: off
-WORKLOADS = {
-    # 2 shared cores: ~8 calls of ~50 + ~20 tokens a step keep the run at a few minutes
-    "cpu": Workload(
-        groups=2, group_size=4, prompt_median=40, prompt_max=192, response_median=14,
-        response_max=64, max_tokens=1024, overhead_tokens=32, head_chunk_tokens=512,
-        warmup=1, steps=2, warmup_rows=2,
-    ),
-    # one card: 64 calls a step, prompts ~0.5k (up to 4k), responses ~160 (up to 1.5k)
-    "cuda": Workload(
-        groups=8, group_size=8, prompt_median=512, prompt_max=4096, response_median=160,
-        response_max=1536, max_tokens=16384, overhead_tokens=8192, head_chunk_tokens=2048,
-        warmup=3, steps=12,
-    ),
-}
-# fmt: on
 
 
 def build_model(shape: str, device: str, *, lora: bool = False) -> Any:
@@ -123,140 +98,6 @@ def build_model(shape: str, device: str, *, lora: bool = False) -> Any:
         return model
     adapter = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")
     return get_peft_model(model, adapter)
-
-
-def logged_steps(w: Workload, vocab: int, n_steps: int, seed: int = 0) -> list[list[Sample]]:
-    """Synthetic logged LLM calls, one list per optimizer step.
-
-    A task's calls share a system prompt + task (per-task length); each call adds a history of
-    earlier turns and tool results of its own, so prompts within a group differ too. Lengths
-    are log-normal with a long tail (capped), as in agent traffic. Behaviour logprobs look like
-    a served model's (mostly near 0, a tail of surprising tokens); rewards are 0/1 per call.
-    """
-    rng = np.random.default_rng(seed)
-    steps = []
-    for _ in range(n_steps):
-        samples, rewards, groups = [], [], []
-        for g in range(w.groups):
-            base = rng.lognormal(math.log(w.prompt_median * 0.6), 0.6)
-            for _ in range(w.group_size):
-                history = rng.lognormal(math.log(w.prompt_median * 0.4), 1.0) * rng.integers(0, 3)
-                prompt = int(np.clip(base + history, 8, w.prompt_max))
-                response = int(
-                    np.clip(rng.lognormal(math.log(w.response_median), 0.9), 2, w.response_max)
-                )
-                behaviour = -rng.exponential(0.7, response)
-                samples.append(
-                    (rng.integers(0, vocab, prompt), rng.integers(0, vocab, response), behaviour)
-                )
-                rewards.append(float(rng.random() < 0.5))
-                groups.append(f"task-{g}")
-        advantages = group_advantages(rewards, groups)
-        steps.append(
-            [
-                Sample(tuple(p.tolist()), tuple(r.tolist()), tuple(b.tolist()), a)
-                for (p, r, b), a in zip(samples, advantages, strict=True)
-            ]
-        )
-    return steps
-
-
-# ---------------------------------------------------------------------------------------- TRL
-def trl_trainer(model: Any, w: Workload, precision: Precision, device: str) -> Any:
-    from datasets import Dataset
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-    from trl import GRPOConfig, GRPOTrainer
-
-    tokenizer = PreTrainedTokenizerFast(  # TRL wants a processing class; nothing is tokenized
-        tokenizer_object=Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1}, unk_token="<pad>")),
-        pad_token="<pad>", eos_token="<eos>",
-    )  # fmt: skip
-    n = w.groups * w.group_size
-    args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
-        use_cpu=device == "cpu", bf16=precision == "bf16", fp16=False,
-        per_device_train_batch_size=n, gradient_accumulation_steps=1, num_generations=w.group_size,
-        loss_type="dapo", beta=0.0, epsilon=CLIP_LOW, epsilon_high=CLIP_HIGH,
-        importance_sampling_level="token", vllm_importance_sampling_mode="token_truncate",
-        vllm_importance_sampling_clip_max=TIS_CAP, gradient_checkpointing=False,
-        learning_rate=LR, max_grad_norm=1.0, report_to="none", save_strategy="no",
-        temperature=1.0, log_completions=False,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer = GRPOTrainer(
-            model=model, reward_funcs=lambda **_: [0.0] * n, args=args,
-            train_dataset=Dataset.from_dict({"prompt": ["x"] * n}), processing_class=tokenizer,
-        )  # fmt: skip
-    # What `use_vllm=True` + `vllm_importance_sampling_correction=True` switch on in compute_loss:
-    # the per-token loss times `inputs["importance_sampling_ratio"]` (we pass it, as vLLM would).
-    trainer.use_vllm = True
-    trainer.vllm_importance_sampling_correction = True
-    trainer.current_gradient_accumulation_steps = 1  # == steps_per_generation: normaliser = tokens
-    assert not getattr(trainer.model, "is_gradient_checkpointing", False)
-    return trainer
-
-
-def trl_micro_batches(samples: list[Sample], w: Workload, device: str) -> list[dict[str, Any]]:
-    """What `_generate_and_score_completions` returns for one generation batch, split as TRL does.
-
-    Rows per micro-batch: the largest divisor of the sample count whose padded rows fit the
-    same `max_tokens` budget as ours (at least 1).
-    """
-    rng = np.random.default_rng(len(samples))
-    order = rng.permutation(len(samples))  # TRL shuffles the generation batch before splitting
-    rows = [samples[i] for i in order]
-    p_len = max(len(s.prompt_ids) for s in rows)
-    c_len = max(len(s.response_ids) for s in rows)
-    prompt_ids = torch.zeros((len(rows), p_len), dtype=torch.long)
-    prompt_mask = torch.zeros((len(rows), p_len), dtype=torch.long)
-    completion_ids = torch.zeros((len(rows), c_len), dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), c_len), dtype=torch.long)
-    sampling = torch.zeros((len(rows), c_len))
-    for i, s in enumerate(rows):
-        p, c = len(s.prompt_ids), len(s.response_ids)
-        prompt_ids[i, p_len - p :], prompt_mask[i, p_len - p :] = torch.tensor(s.prompt_ids), 1
-        completion_ids[i, :c], completion_mask[i, :c] = torch.tensor(s.response_ids), 1
-        sampling[i, :c] = torch.tensor(s.behaviour_logprobs)
-    # TRL computes this from an extra no-grad forward (old_per_token_logps) that we do not charge
-    # to it; the values do not change the cost, so a plausible min(exp(delta), cap) stands in.
-    ratio = torch.exp(torch.randn((len(rows), c_len)) * 0.3).clamp(max=TIS_CAP) * completion_mask
-    batch = {
-        "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
-        "completion_ids": completion_ids, "completion_mask": completion_mask,
-        "advantages": torch.tensor([s.advantage for s in rows]),
-        "importance_sampling_ratio": ratio, "sampling_per_token_logps": sampling,
-    }  # fmt: skip
-    per_mb = max(
-        [
-            d
-            for d in range(1, len(rows) + 1)
-            if len(rows) % d == 0 and d * (p_len + c_len) <= w.max_tokens
-        ],
-        default=1,
-    )
-    num_items = completion_mask.sum().to(device)
-    return [
-        {
-            **{k: v[i : i + per_mb].to(device) for k, v in batch.items()},
-            "num_items_in_batch": num_items,
-        }
-        for i in range(0, len(rows), per_mb)
-    ]
-
-
-def trl_step(trainer: Any, optimizer: torch.optim.Optimizer, inputs: list[dict[str, Any]]) -> None:
-    """One optimizer step through TRL's loss path, as Trainer.training_step runs it."""
-    model = trainer.model
-    model.train()
-    for mb in inputs:
-        with trainer.compute_loss_context_manager():
-            loss = trainer.compute_loss(model, mb)
-        trainer.accelerator.backward(loss)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 # -------------------------------------------------------------------------------------- driver

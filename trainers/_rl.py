@@ -110,12 +110,12 @@ def train_rl(
     of each batch (`rank_share`) with the policy sharded by FSDP2 on its device, and the
     trained parameters are gathered back into rank 0's `model` at the end; the update is
     one process's over the same batches, up to floating-point summation order."""
-    gpu = (ranks.device if ranks.distributed else next(model.parameters()).device).type == "cuda"
-    if not gpu:
-        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, gpu=False)
-    # packed rows, flex attention; compiled layers where FSDP's hooks are not in the way
-    with packed_policy(model, compile_layers=not ranks.distributed):
-        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, gpu=True)
+    if ranks.distributed or next(model.parameters()).device.type != "cuda":
+        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, packed=False)
+    # one GPU: packed rows, flex attention, compiled layers (sharded steps stay padded: the
+    # packed path has not been run under FSDP2)
+    with packed_policy(model, compile_layers=True):
+        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, packed=True)
 
 
 def _train(
@@ -125,7 +125,7 @@ def _train(
     settings: RlSettings,
     on_step: Callable[[int, int, StepStats], None] | None,
     ranks: Ranks,
-    gpu: bool,
+    packed: bool,
 ) -> list[StepStats]:
     sharded = shard_policy(model, ranks=ranks) if ranks.distributed else None
     policy: PeftModel | ResponseLogprobs = model if sharded is None else sharded
@@ -136,8 +136,8 @@ def _train(
         # A micro-batch costs kernel launches on a GPU (fewer, bigger ones pay) but little on
         # a CPU, where padding is the waste to avoid.
         micro_batch_overhead_tokens=8192 if device.type == "cuda" else 32,
-        layout="packed" if gpu else "padded",
-        pack_bucket_tokens=1024 if gpu else 1,
+        layout="packed" if packed else "padded",
+        pack_bucket_tokens=1024 if packed else 1,
         clip_low=settings.clip_low,
         clip_high=settings.clip_high,
         tis_cap=settings.tis_cap,

@@ -8,6 +8,8 @@ Where the FLOPs go and what this file does about it:
   instead of stored: the (tokens, vocab) fp32 logits are never materialised at once.
 - Rows are length-sorted into micro-batches under a padded-token budget
   (`micro_batches`) and right-padded, so attention needs no mask (SDPA's causal fast path).
+  On a GPU, `layout="packed"` lays each micro-batch's samples end to end in one row with
+  no padding instead (`fulmen.trainers._rl_pack`), for flex attention's document mask.
 - The head all prompts of a micro-batch share (`shared_head`: system prompt, examples) runs
   once, its keys/values shared by every row.
 - bf16 autocast where the hardware has bf16 matmuls (CUDA; CPUs with AMX/AVX512-BF16);
