@@ -16,8 +16,14 @@ the two arms interleaved step by step so that a noisy machine hurts both alike.
   `loss_type="dapo"` (token mean over the step, like ours), epsilon 0.2/0.28, and
   `importance_sampling_ratio` switched on (token_truncate at the same cap) as with vLLM.
 
-CPU (default): SmolLM2-135M shape. `--device cuda`: Qwen2-0.5B shape, figures merged under
-"gpu" (with the card's name) into the same bench/results/trainer.json.
+CPU (default): SmolLM2-135M shape, our step padded. `--device cuda`: `--shape qwen2-0.5b`
+(default), `qwen2-1.5b` or `qwen2-7b` (`--lora`: rank-16 adapters on every linear layer;
+`--no-trl`: our arm alone), our step packed with flex attention and compiled decoder
+layers, at least 12 timed steps, with the bench's own MFU (`bench/_trainer_shapes.py`),
+median and p90 step time and peak memory; merged under "gpu_shapes", one block per shape
+(`qwen2-7b-lora` for the LoRA run). `--variant packed|padded`: our step with eager layers,
+or padded as before packing, merged under "gpu_ablation". The older "gpu" block is the
+padded eager step of an earlier run.
 
 `--fsdp`: the sharded path against the unsharded one instead of TRL, both our `rl_step` on the
 same data and init: the policy sharded by FSDP2 (`shard_policy`) in a process group of one
@@ -32,233 +38,77 @@ import contextlib
 import importlib.metadata
 import io
 import json
-import math
 import os
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from rich.console import Console
 
 from bench._results import ROOT, write_result
+from bench._trainer_shapes import (
+    H200_BF16_PEAK,
+    SHAPES,
+    head_flops_not_needed,
+    model_config,
+    step_flops,
+)
+from bench._trainer_workload import WORKLOADS, Workload, logged_steps
+from bench._trl_arm import (
+    CLIP_HIGH,
+    CLIP_LOW,
+    LR,
+    TIS_CAP,
+    trl_micro_batches,
+    trl_step,
+    trl_trainer,
+)
 from fulmen.trainers._distributed import process_group
 from fulmen.trainers._fsdp import shard_policy
-from fulmen.trainers._rl_loss import group_advantages
-from fulmen.trainers._rl_step import Precision, RLStepConfig, rl_step
+from fulmen.trainers._logprobs import response_logprobs
+from fulmen.trainers._packed_policy import packed_policy
+from fulmen.trainers._rl_batch import collate
+from fulmen.trainers._rl_pack import pack
+from fulmen.trainers._rl_step import Layout, Precision, RLStepConfig, rl_step
 from fulmen.trainers._samples import Sample
 
 console = Console()
 RESULT = ROOT / "bench" / "results" / "trainer.json"
-CLIP_LOW, CLIP_HIGH, TIS_CAP, LR = 0.2, 0.28, 2.0, 1e-6
+LORA_RANK = 16
+PACKED_TOKENS = {"qwen2-0.5b": 32768, "qwen2-1.5b": 16384, "qwen2-7b": 8192}
+"""Real tokens per packed micro-batch on one H200: as many as activations leave room for
+beside both arms' weights and optimizer state (fewer, bigger micro-batches pay on a GPU)."""
+PACK_BUCKET = 1024
+Variant = Literal["packed-compiled", "packed", "padded"]
 
 
-@dataclass(frozen=True)
-class Workload:
-    """One optimizer step's logged calls: `groups` tasks x `group_size` calls each."""
-
-    groups: int
-    group_size: int
-    prompt_median: int
-    prompt_max: int
-    response_median: int
-    response_max: int
-    max_tokens: int  # padded tokens per micro-batch, both arms
-    overhead_tokens: int  # ours: what one more micro-batch costs (RLStepConfig)
-    head_chunk_tokens: int
-    warmup: int
-    steps: int
-    warmup_rows: int = 0  # samples in a warm-up step (0: all); full warm-ups cost minutes on CPU
-
-
-# fmt: off
-WORKLOADS = {
-    # 2 shared cores: ~8 calls of ~50 + ~20 tokens a step keep the run at a few minutes
-    "cpu": Workload(
-        groups=2, group_size=4, prompt_median=40, prompt_max=192, response_median=14,
-        response_max=64, max_tokens=1024, overhead_tokens=32, head_chunk_tokens=512,
-        warmup=1, steps=2, warmup_rows=2,
-    ),
-    # one card: 64 calls a step, prompts ~0.5k (up to 4k), responses ~160 (up to 1.5k)
-    "cuda": Workload(
-        groups=8, group_size=8, prompt_median=512, prompt_max=4096, response_median=160,
-        response_max=1536, max_tokens=16384, overhead_tokens=8192, head_chunk_tokens=2048,
-        warmup=2, steps=6,
-    ),
-}
-# fmt: on
-
-
-def model_config(shape: str) -> Any:
-    from transformers import LlamaConfig, Qwen2Config
-
-    if shape == "smollm2-135m":
-        return LlamaConfig(
-            vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
-            num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=8192,
-            tie_word_embeddings=True, rope_theta=100000.0,
-        )  # fmt: skip
-    if shape == "qwen2-0.5b":
-        return Qwen2Config(
-            vocab_size=151936, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
-            num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=32768,
-            tie_word_embeddings=True, rope_theta=1000000.0,
-        )  # fmt: skip
-    raise SystemExit(f"unknown shape {shape!r}")
-
-
-def build_model(shape: str, device: str) -> Any:
+def build_model(shape: str, device: str, *, lora: bool = False) -> Any:
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)  # both arms start from the same weights
     with torch.device(device):  # initialise in place: a 0.5B model inits slowly on the host
-        return AutoModelForCausalLM.from_config(model_config(shape), attn_implementation="sdpa")
-
-
-def logged_steps(w: Workload, vocab: int, n_steps: int, seed: int = 0) -> list[list[Sample]]:
-    """Synthetic logged LLM calls, one list per optimizer step.
-
-    A task's calls share a system prompt + task (per-task length); each call adds a history of
-    earlier turns and tool results of its own, so prompts within a group differ too. Lengths
-    are log-normal with a long tail (capped), as in agent traffic. Behaviour logprobs look like
-    a served model's (mostly near 0, a tail of surprising tokens); rewards are 0/1 per call.
-    """
-    rng = np.random.default_rng(seed)
-    steps = []
-    for _ in range(n_steps):
-        samples, rewards, groups = [], [], []
-        for g in range(w.groups):
-            base = rng.lognormal(math.log(w.prompt_median * 0.6), 0.6)
-            for _ in range(w.group_size):
-                history = rng.lognormal(math.log(w.prompt_median * 0.4), 1.0) * rng.integers(0, 3)
-                prompt = int(np.clip(base + history, 8, w.prompt_max))
-                response = int(
-                    np.clip(rng.lognormal(math.log(w.response_median), 0.9), 2, w.response_max)
-                )
-                behaviour = -rng.exponential(0.7, response)
-                samples.append(
-                    (rng.integers(0, vocab, prompt), rng.integers(0, vocab, response), behaviour)
-                )
-                rewards.append(float(rng.random() < 0.5))
-                groups.append(f"task-{g}")
-        advantages = group_advantages(rewards, groups)
-        steps.append(
-            [
-                Sample(tuple(p.tolist()), tuple(r.tolist()), tuple(b.tolist()), a)
-                for (p, r, b), a in zip(samples, advantages, strict=True)
-            ]
-        )
-    return steps
-
-
-# ---------------------------------------------------------------------------------------- TRL
-def trl_trainer(model: Any, w: Workload, precision: Precision, device: str) -> Any:
-    from datasets import Dataset
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-    from trl import GRPOConfig, GRPOTrainer
-
-    tokenizer = PreTrainedTokenizerFast(  # TRL wants a processing class; nothing is tokenized
-        tokenizer_object=Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1}, unk_token="<pad>")),
-        pad_token="<pad>", eos_token="<eos>",
-    )  # fmt: skip
-    n = w.groups * w.group_size
-    args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
-        use_cpu=device == "cpu", bf16=precision == "bf16", fp16=False,
-        per_device_train_batch_size=n, gradient_accumulation_steps=1, num_generations=w.group_size,
-        loss_type="dapo", beta=0.0, epsilon=CLIP_LOW, epsilon_high=CLIP_HIGH,
-        importance_sampling_level="token", vllm_importance_sampling_mode="token_truncate",
-        vllm_importance_sampling_clip_max=TIS_CAP, gradient_checkpointing=False,
-        learning_rate=LR, max_grad_norm=1.0, report_to="none", save_strategy="no",
-        temperature=1.0, log_completions=False,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer = GRPOTrainer(
-            model=model, reward_funcs=lambda **_: [0.0] * n, args=args,
-            train_dataset=Dataset.from_dict({"prompt": ["x"] * n}), processing_class=tokenizer,
-        )  # fmt: skip
-    # What `use_vllm=True` + `vllm_importance_sampling_correction=True` switch on in compute_loss:
-    # the per-token loss times `inputs["importance_sampling_ratio"]` (we pass it, as vLLM would).
-    trainer.use_vllm = True
-    trainer.vllm_importance_sampling_correction = True
-    trainer.current_gradient_accumulation_steps = 1  # == steps_per_generation: normaliser = tokens
-    assert not getattr(trainer.model, "is_gradient_checkpointing", False)
-    return trainer
-
-
-def trl_micro_batches(samples: list[Sample], w: Workload, device: str) -> list[dict[str, Any]]:
-    """What `_generate_and_score_completions` returns for one generation batch, split as TRL does.
-
-    Rows per micro-batch: the largest divisor of the sample count whose padded rows fit the
-    same `max_tokens` budget as ours (at least 1).
-    """
-    rng = np.random.default_rng(len(samples))
-    order = rng.permutation(len(samples))  # TRL shuffles the generation batch before splitting
-    rows = [samples[i] for i in order]
-    p_len = max(len(s.prompt_ids) for s in rows)
-    c_len = max(len(s.response_ids) for s in rows)
-    prompt_ids = torch.zeros((len(rows), p_len), dtype=torch.long)
-    prompt_mask = torch.zeros((len(rows), p_len), dtype=torch.long)
-    completion_ids = torch.zeros((len(rows), c_len), dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), c_len), dtype=torch.long)
-    sampling = torch.zeros((len(rows), c_len))
-    for i, s in enumerate(rows):
-        p, c = len(s.prompt_ids), len(s.response_ids)
-        prompt_ids[i, p_len - p :], prompt_mask[i, p_len - p :] = torch.tensor(s.prompt_ids), 1
-        completion_ids[i, :c], completion_mask[i, :c] = torch.tensor(s.response_ids), 1
-        sampling[i, :c] = torch.tensor(s.behaviour_logprobs)
-    # TRL computes this from an extra no-grad forward (old_per_token_logps) that we do not charge
-    # to it; the values do not change the cost, so a plausible min(exp(delta), cap) stands in.
-    ratio = torch.exp(torch.randn((len(rows), c_len)) * 0.3).clamp(max=TIS_CAP) * completion_mask
-    batch = {
-        "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
-        "completion_ids": completion_ids, "completion_mask": completion_mask,
-        "advantages": torch.tensor([s.advantage for s in rows]),
-        "importance_sampling_ratio": ratio, "sampling_per_token_logps": sampling,
-    }  # fmt: skip
-    per_mb = max(
-        [
-            d
-            for d in range(1, len(rows) + 1)
-            if len(rows) % d == 0 and d * (p_len + c_len) <= w.max_tokens
-        ],
-        default=1,
-    )
-    num_items = completion_mask.sum().to(device)
-    return [
-        {
-            **{k: v[i : i + per_mb].to(device) for k, v in batch.items()},
-            "num_items_in_batch": num_items,
-        }
-        for i in range(0, len(rows), per_mb)
-    ]
-
-
-def trl_step(trainer: Any, optimizer: torch.optim.Optimizer, inputs: list[dict[str, Any]]) -> None:
-    """One optimizer step through TRL's loss path, as Trainer.training_step runs it."""
-    model = trainer.model
-    model.train()
-    for mb in inputs:
-        with trainer.compute_loss_context_manager():
-            loss = trainer.compute_loss(model, mb)
-        trainer.accelerator.backward(loss)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+        model = AutoModelForCausalLM.from_config(model_config(shape), attn_implementation="sdpa")
+    if not lora:
+        return model
+    adapter = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")
+    return get_peft_model(model, adapter)
 
 
 # -------------------------------------------------------------------------------------- driver
-def step_config(w: Workload, precision: Precision) -> RLStepConfig:
+def step_config(
+    w: Workload, precision: Precision, layout: Layout = "padded", packed_tokens: int = 0
+) -> RLStepConfig:
+    packed = layout == "packed"
     return RLStepConfig(
-        max_tokens=w.max_tokens, micro_batch_overhead_tokens=w.overhead_tokens,
+        max_tokens=packed_tokens if packed else w.max_tokens,
+        micro_batch_overhead_tokens=w.overhead_tokens, layout=layout,
+        pack_bucket_tokens=PACK_BUCKET if packed else 1,
         clip_low=CLIP_LOW, clip_high=CLIP_HIGH, tis_cap=TIS_CAP,
         precision=precision, head_chunk_tokens=w.head_chunk_tokens,
     )  # fmt: skip
@@ -291,84 +141,152 @@ def _bf16_is_fast() -> bool:
     return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
 
 
-def run(device: str, shape: str, precision: Precision, w: Workload) -> dict[str, Any]:
-    console.print(f"[bold]trainer bench[/]: {shape} on {device}, {precision}, {w}")
+def packed_check(model: Any, samples: list[Sample], precision: Precision) -> dict[str, float]:
+    """Per-token response logprobs of the same samples, no grad, through padded rows (the
+    model's SDPA) and one packed row (flex attention): how far apart the two layouts are
+    on this card, in this precision."""
+    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model.train(False)
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16"):
+        padded = collate(samples, device=device)
+        ref = response_logprobs(model, padded.input_ids, None, padded.response_mask)
+        ref = ref[padded.response_mask]
+        with packed_policy(model, compile_layers=False):
+            row = pack(samples, device=device, bucket=PACK_BUCKET)
+            out = response_logprobs(
+                model, row.input_ids, None, row.response_mask, position_ids=row.position_ids
+            )[row.response_mask]
+    diff = (out - ref).abs()
+    return {
+        "packed_vs_padded_logprob_max_abs_diff": round(diff.max().item(), 5),
+        "packed_vs_padded_logprob_mean_abs_diff": round(diff.mean().item(), 6),
+        "compared_tokens": int(diff.numel()),
+    }
+
+
+def run(
+    device: str, shape: str, precision: Precision, w: Workload, *, lora: bool, trl: bool,
+    variant: Variant = "packed-compiled",
+) -> dict[str, Any]:  # fmt: skip
+    """Our step against TRL's (unless `trl` is off), steps interleaved. On CUDA ours runs
+    `variant`: packed rows with flex attention (`packed_policy`), its decoder layers compiled
+    or eager; or the padded rows of the eager model, as before packing."""
+    console.print(f"[bold]trainer bench[/]: {shape} on {device}, {precision}, lora={lora}, {w}")
+    gpu = device == "cuda"
     data = logged_steps(w, model_config(shape).vocab_size, w.warmup + w.steps)
-    ours_model, trl_model = build_model(shape, device), build_model(shape, device)
-    fused = {"fused": True} if device == "cuda" else {}
-    ours_opt = torch.optim.AdamW(ours_model.parameters(), lr=LR, **fused)
-    trl_opt = torch.optim.AdamW(trl_model.parameters(), lr=LR, **fused)
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer = trl_trainer(trl_model, w, precision, device)
-    config = step_config(w, precision)
+    ours_model = build_model(shape, device, lora=lora)
+    check = packed_check(ours_model, data[0][:16], precision) if gpu else {}
+    console.print(check)
+    fused = {"fused": True} if gpu else {}
+    trainable = [p for p in ours_model.parameters() if p.requires_grad]
+    ours_opt = torch.optim.AdamW(trainable, lr=LR, **fused)
+    trainer, trl_opt = None, None
+    if trl:
+        trl_model = build_model(shape, device, lora=lora)
+        trl_opt = torch.optim.AdamW(
+            [p for p in trl_model.parameters() if p.requires_grad], lr=LR, **fused
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer = trl_trainer(trl_model, w, precision, device)
+    layout: Layout = "packed" if gpu and variant != "padded" else "padded"
+    config = step_config(w, precision, layout, PACKED_TOKENS.get(shape, 0))
     timed: list[dict[str, float]] = []
     _peak_gib(device)
-    for step, warm, samples in steps(data, w):
-        trl_inputs = trl_micro_batches(samples, w, device)  # host-side layout: outside the timer
-        _sync(device)
-        start = time.perf_counter()
-        stats = rl_step(ours_model, ours_opt, samples, config=config)
-        _sync(device)
-        ours, ours_peak = time.perf_counter() - start, _peak_gib(device)
-        start = time.perf_counter()
-        trl_step(trainer, trl_opt, trl_inputs)
-        _sync(device)
-        theirs, trl_peak = time.perf_counter() - start, _peak_gib(device)
-        record = {
-            "tokens": stats.tokens,
-            "prompt_tokens": sum(len(s.prompt_ids) for s in samples),
-            "rl_s": ours,
-            "trl_s": theirs,
-            "rl_padded": stats.padded_tokens,
-            "trl_padded": sum(
-                mb["prompt_ids"].numel() + mb["completion_ids"].numel() for mb in trl_inputs
-            ),
-            "rl_mbs": stats.micro_batches,
-            "trl_mbs": len(trl_inputs),
-            "rl_peak_gib": ours_peak,
-            "trl_peak_gib": trl_peak,
-        }
-        console.print(f"{'warm-up' if warm else 'step'} {step}: {record}")
-        if not warm:
-            timed.append(record)
+    compiled = variant == "packed-compiled"
+    with (
+        packed_policy(ours_model, compile_layers=compiled)
+        if layout == "packed"
+        else contextlib.nullcontext()
+    ):
+        for step, warm, samples in steps(data, w):
+            _sync(device)
+            start = time.perf_counter()
+            stats = rl_step(ours_model, ours_opt, samples, config=config)
+            _sync(device)
+            ours, ours_peak = time.perf_counter() - start, _peak_gib(device)
+            record = {
+                "tokens": stats.tokens,
+                "prompt_tokens": sum(len(s.prompt_ids) for s in samples),
+                "flops": step_flops(ours_model, model_config(shape), samples),
+                "unneeded": head_flops_not_needed(ours_model, model_config(shape), samples),
+                "rl_s": ours, "rl_padded": stats.padded_tokens, "rl_mbs": stats.micro_batches,
+                "rl_peak_gib": ours_peak, "loss": stats.loss,
+            }  # fmt: skip
+            if trainer is not None and trl_opt is not None:
+                trl_inputs = trl_micro_batches(samples, w, device)  # host-side, not timed
+                _sync(device)
+                start = time.perf_counter()
+                trl_step(trainer, trl_opt, trl_inputs)
+                _sync(device)
+                record |= {
+                    "trl_s": time.perf_counter() - start, "trl_peak_gib": _peak_gib(device),
+                    "trl_mbs": len(trl_inputs),
+                    "trl_padded": sum(
+                        mb["prompt_ids"].numel() + mb["completion_ids"].numel() for mb in trl_inputs
+                    ),
+                }  # fmt: skip
+            console.print(f"{'warm-up' if warm else 'step'} {step}: {record}")
+            if not warm:
+                timed.append(record)
+    return summary(timed, device, shape, precision, w, lora=lora) | check
+
+
+def summary(
+    timed: list[dict[str, float]], device: str, shape: str, precision: Precision, w: Workload,
+    *, lora: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The bench's figures over the timed steps."""
 
     def per_step(key: str) -> float:
         return round(sum(r[key] for r in timed) / len(timed), 2)
 
-    rl_tps = sum(r["tokens"] for r in timed) / sum(r["rl_s"] for r in timed)
-    trl_tps = sum(r["tokens"] for r in timed) / sum(r["trl_s"] for r in timed)
+    tokens, rl_s = sum(r["tokens"] for r in timed), [r["rl_s"] for r in timed]
+    rl_tps = tokens / sum(rl_s)
+    trl = all("trl_s" in r for r in timed)
+    trl_tps = tokens / sum(r["trl_s"] for r in timed) if trl else None
+    mfu = sum(r["flops"] for r in timed) / sum(rl_s) / H200_BF16_PEAK if device == "cuda" else None
     return {
         "rl_tokens_per_s": round(rl_tps, 2),
-        "trl_tokens_per_s": round(trl_tps, 2),
-        "speedup_vs_trl": round(rl_tps / trl_tps, 3),
-        "shape": shape,
-        "device": device,
-        "precision": precision,
-        "torch": torch.__version__,
-        "trl": importlib.metadata.version("trl"),
+        "trl_tokens_per_s": round(trl_tps, 2) if trl_tps else None,
+        "speedup_vs_trl": round(rl_tps / trl_tps, 3) if trl_tps else None,
+        "mfu": round(mfu, 4) if mfu is not None else None,
+        "mfu_needed_work": round(
+            mfu * (1 - sum(r["unneeded"] for r in timed) / sum(r["flops"] for r in timed)), 4
+        )
+        if mfu is not None
+        else None,
+        "model_tflops_per_s": round(sum(r["flops"] for r in timed) / sum(rl_s) / 1e12, 1),
+        "read_tokens_per_s": round(
+            sum(r["tokens"] + r["prompt_tokens"] for r in timed) / sum(rl_s)
+        ),
+        "step_s_median": round(float(np.median(rl_s)), 3),
+        "step_s_p90": round(float(np.percentile(rl_s, 90)), 3),
+        "p90_over_median": round(float(np.percentile(rl_s, 90) / np.median(rl_s)), 3),
+        "peak_memory_gib": max(r["rl_peak_gib"] for r in timed) if device == "cuda" else None,
+        "shape": shape, "lora": lora, "device": device, "precision": precision,
+        "torch": torch.__version__, "trl": importlib.metadata.version("trl"),
         **({"threads": torch.get_num_threads()} if device == "cpu" else {}),
-        "timed_steps": len(timed),
-        "warmup_steps": w.warmup,
+        "timed_steps": len(timed), "warmup_steps": w.warmup,
         "samples_per_step": w.groups * w.group_size,
         "response_tokens_per_step": per_step("tokens"),
         "prompt_tokens_per_step": per_step("prompt_tokens"),
         "rl_padded_tokens_per_step": per_step("rl_padded"),
-        "trl_padded_tokens_per_step": per_step("trl_padded"),
         "rl_micro_batches_per_step": per_step("rl_mbs"),
-        "trl_micro_batches_per_step": per_step("trl_mbs"),
-        "max_tokens_per_micro_batch": w.max_tokens,
         **(
-            {  # both models and optimizers live on the card: the difference is the step's own
-                "rl_peak_memory_gib": max(r["rl_peak_gib"] for r in timed),
-                "trl_peak_memory_gib": max(r["trl_peak_gib"] for r in timed),
-            }
-            if device == "cuda"
-            else {}
+            {"trl_padded_tokens_per_step": per_step("trl_padded"),
+             "trl_micro_batches_per_step": per_step("trl_mbs"),
+             "trl_peak_memory_gib": max(r["trl_peak_gib"] for r in timed) if device == "cuda"
+             else None,
+             "trl_step_s": [round(r["trl_s"], 3) for r in timed]}
+            if trl else {}
         ),
-        "rl_step_s": [round(r["rl_s"], 3) for r in timed],
-        "trl_step_s": [round(r["trl_s"], 3) for r in timed],
-        "notes": NOTES,
-    }
+        "max_tokens_per_micro_batch": PACKED_TOKENS.get(shape, w.max_tokens)
+        if device == "cuda" else w.max_tokens,
+        "rl_step_s": [round(s, 3) for s in rl_s],
+        "losses": [round(r["loss"], 6) for r in timed],
+        "notes": NOTES if device == "cpu" else GPU_NOTES,
+    }  # fmt: skip
 
 
 def run_fsdp(device: str, shape: str, precision: Precision, w: Workload) -> dict[str, Any]:
@@ -458,10 +376,38 @@ NOTES = (
 )
 
 
+GPU_NOTES = (
+    "One H200, bf16 autocast, fp32 weights; random init from the shape's published config. "
+    "Ours: rl_step with packed micro-batches (samples end to end, position ids restarting, "
+    "no padding but the bucket of 1024 at a row's end), flex_attention through transformers' "
+    "packed-sequence BlockMask, each decoder layer torch.compile'd, LM head on response "
+    "positions in recomputed chunks, fused AdamW. TRL arm: as in the CPU notes (sdpa, "
+    "GRPOTrainer.compute_loss + backward on TRL's padded layout, fused AdamW). mfu: model "
+    "FLOPs of the timed steps over their wall time over 790 TFLOP/s, the dense bf16 rate "
+    "measured on these H200s (8192^3 bf16 matmul, 769-798; datasheet 989). Model FLOPs: "
+    "6 x parameters x tokens read (prompt + response) for full fine-tuning, 4 x frozen + "
+    "6 x trainable parameters x tokens for LoRA (no weight gradients for frozen weights), "
+    "parameters counted once (embedding matrix included, as in the usual 6N), plus causal "
+    "attention 6 x layers x hidden x L^2 per sample; recomputed LM-head chunks and bucket "
+    "padding are not counted. Step times are wall time of rl_step with the device synced; "
+    "peak memory is torch's max allocated during our step, both arms' weights and optimizer "
+    "state resident. packed_vs_padded_*: per-token response logprobs of 16 samples, padded "
+    "SDPA rows vs one packed flex row, same weights, bf16 autocast, no grad."
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--shape", choices=["smollm2-135m", "qwen2-0.5b"], default=None)
+    parser.add_argument("--shape", choices=SHAPES, default=None)
+    parser.add_argument(
+        "--variant", choices=get_args(Variant), default="packed-compiled",
+        help="CUDA: our step's layout; other than the default, figures go under gpu_ablation",
+    )  # fmt: skip
+    parser.add_argument("--lora", action="store_true", help=f"LoRA rank {LORA_RANK}, all linear")
+    parser.add_argument(
+        "--no-trl", action="store_true", help="our step alone (TRL's cannot fit a 7B LoRA run)"
+    )
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=None)
@@ -499,11 +445,24 @@ def main() -> None:
         block = "fsdp_1gpu" if args.device == "cuda" else "fsdp_cpu"
         write_result("trainer", {**previous, block: {**card, **figures}}, console=console)
         return
-    figures = run(args.device, shape, precision, w)
+    figures = run(
+        args.device, shape, precision, w, lora=args.lora, trl=not args.no_trl,
+        variant=args.variant,
+    )  # fmt: skip
     if args.device == "cuda":
-        metrics = {**previous, "gpu": {"card": torch.cuda.get_device_name(), **figures}}
+        name = f"{shape}-lora" if args.lora else shape
+        if args.variant != "packed-compiled":
+            kept = {k: v for k, v in figures.items() if k != "max_tokens_per_micro_batch"}
+            ablation = {**previous.get("gpu_ablation", {}), f"{name}/{args.variant}": kept}
+            write_result("trainer", {**previous, "gpu_ablation": ablation}, console=console)
+            return
+        block = {"card": torch.cuda.get_device_name(), **figures}
+        shapes = {**previous.get("gpu_shapes", {}), name: block}
+        metrics = {**previous, "gpu_shapes": shapes}
     else:
-        kept = {k: v for k, v in previous.items() if k in ("gpu", "fsdp_1gpu", "fsdp_cpu")}
+        kept = {
+            k: v for k, v in previous.items() if k in ("gpu", "gpu_shapes", "fsdp_1gpu", "fsdp_cpu")
+        }
         metrics = {**figures, **kept}
     write_result("trainer", metrics, console=console)
 

@@ -26,6 +26,7 @@ def response_logprobs(
     *,
     chunk_tokens: int = 1024,
     head: int = 0,
+    position_ids: Tensor | None = None,
 ) -> Tensor:
     """Per-token logprobs of the response tokens, without full-vocab logits for the prompt.
 
@@ -40,18 +41,25 @@ def response_logprobs(
     `head` > 0 says the first `head` tokens are the same in every row (`shared_head`) and
     hold no response token nor its predictor: they run once, as a batch of one, and their
     keys/values serve every row. Same result and gradients; needs `attention_mask` None.
+    `position_ids` (B, T) restarting at 0 mark packed rows (`fulmen.trainers._rl_pack`):
+    several samples end to end, attention kept within each (transformers reads the restarts
+    as documents); needs `attention_mask` None and `head` 0.
     """
     if getattr(model.config, "final_logit_softcapping", None) is not None:
         raise ValueError("response_logprobs: models with logit soft-capping are not supported")
     decoder: nn.Module = model.get_decoder()
     cache = None
     if head:
+        assert position_ids is None, "a shared head is for padded rows, not packed ones"
         assert attention_mask is None, "a shared head needs right-padded rows, without a mask"
         cache = DynamicCache(config=model.config)
         decoder(input_ids=input_ids[:1, :head], past_key_values=cache)  # (1, head) keys/values
         cache.batch_repeat_interleave(input_ids.shape[0])  # a view per row; gradients add up
         input_ids, response_mask = input_ids[:, head:], response_mask[:, head:]  # (B, T-head)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache)
+    hidden = decoder(  # no cache of its own: it would hide packed rows from transformers' masks
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        past_key_values=cache, use_cache=cache is not None,
+    )  # fmt: skip
     scored = response_mask[:, 1:]  # (B, T'-1): position t predicts token t+1
     states = hidden.last_hidden_state[:, :-1][scored]  # (N, H): response-predicting positions only
     targets = input_ids[:, 1:][scored]  # (N,)
@@ -94,8 +102,15 @@ class ResponseLogprobs(nn.Module):
         self.policy = policy
 
     def forward(
-        self, input_ids: Tensor, response_mask: Tensor, *, chunk_tokens: int, head: int = 0
+        self,
+        input_ids: Tensor,
+        response_mask: Tensor,
+        *,
+        chunk_tokens: int,
+        head: int = 0,
+        position_ids: Tensor | None = None,
     ) -> Tensor:
         return response_logprobs(
-            self.policy, input_ids, None, response_mask, chunk_tokens=chunk_tokens, head=head
-        )
+            self.policy, input_ids, None, response_mask, chunk_tokens=chunk_tokens, head=head,
+            position_ids=position_ids,
+        )  # fmt: skip

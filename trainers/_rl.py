@@ -20,6 +20,7 @@ from fulmen.models._precision import Precision, uses_bf16
 from fulmen.trainers._distributed import SINGLE, Ranks, rank_share
 from fulmen.trainers._fsdp import gather_trained, shard_policy
 from fulmen.trainers._logprobs import ResponseLogprobs
+from fulmen.trainers._packed_policy import packed_policy
 from fulmen.trainers._rl_loss import group_advantages, version_staleness
 from fulmen.trainers._rl_step import RLStepConfig, StepStats, rl_step
 from fulmen.trainers._samples import Sample
@@ -109,6 +110,23 @@ def train_rl(
     of each batch (`rank_share`) with the policy sharded by FSDP2 on its device, and the
     trained parameters are gathered back into rank 0's `model` at the end; the update is
     one process's over the same batches, up to floating-point summation order."""
+    if ranks.distributed or next(model.parameters()).device.type != "cuda":
+        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, packed=False)
+    # one GPU: packed rows, flex attention, compiled layers (sharded steps stay padded: the
+    # packed path has not been run under FSDP2)
+    with packed_policy(model, compile_layers=True):
+        return _train(model, data, settings=settings, on_step=on_step, ranks=ranks, packed=True)
+
+
+def _train(
+    model: PeftModel,
+    data: RlData,
+    *,
+    settings: RlSettings,
+    on_step: Callable[[int, int, StepStats], None] | None,
+    ranks: Ranks,
+    packed: bool,
+) -> list[StepStats]:
     sharded = shard_policy(model, ranks=ranks) if ranks.distributed else None
     policy: PeftModel | ResponseLogprobs = model if sharded is None else sharded
     device = next(policy.parameters()).device
@@ -118,13 +136,18 @@ def train_rl(
         # A micro-batch costs kernel launches on a GPU (fewer, bigger ones pay) but little on
         # a CPU, where padding is the waste to avoid.
         micro_batch_overhead_tokens=8192 if device.type == "cuda" else 32,
+        layout="packed" if packed else "padded",
+        pack_bucket_tokens=1024 if packed else 1,
         clip_low=settings.clip_low,
         clip_high=settings.clip_high,
         tis_cap=settings.tis_cap,
         precision="bf16" if bf16 else "fp32",
     )
     trainable = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all parameters, on an unsharded GPU
+        trainable, lr=settings.learning_rate, weight_decay=0.0,
+        fused=device.type == "cuda" and sharded is None,
+    )  # fmt: skip
     order = random.Random(settings.seed)
     batches: list[list[Sample]] = []
     for _ in range(settings.epochs):

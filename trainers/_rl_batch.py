@@ -68,8 +68,11 @@ class MicroBatch:
     input_ids: Tensor  # (B, T) int64, pads are 0
     response_mask: Tensor  # (B, T) bool, True on response tokens
     behaviour_logprobs: Tensor  # (B, T) float32, logged logprobs on response tokens, else 0
-    advantages: Tensor  # (B,) float32
+    advantages: Tensor  # (B,) float32; (B, T) when packed
     tokens: int  # response tokens: response_mask.sum()
+    position_ids: Tensor | None = None
+    """(B, T) int64 for packed rows (`fulmen.trainers._rl_pack`), restarting at each sample;
+    None for padded rows, whose positions are the model's default."""
 
 
 def collate(batch: Sequence[Sample], *, device: torch.device | str) -> MicroBatch:
@@ -84,10 +87,25 @@ def collate(batch: Sequence[Sample], *, device: torch.device | str) -> MicroBatc
         response_mask[row, p:n] = True
         behaviour[row, p:n] = torch.tensor(s.behaviour_logprobs)
     advantages = torch.tensor([s.advantage for s in batch], dtype=torch.float32)
+    return on_device(batch, input_ids, response_mask, behaviour, advantages, device=device)
+
+
+def on_device(
+    batch: Sequence[Sample],
+    input_ids: Tensor,
+    response_mask: Tensor,
+    behaviour: Tensor,
+    advantages: Tensor,
+    *,
+    device: torch.device | str,
+    position_ids: Tensor | None = None,
+) -> MicroBatch:
+    """The `MicroBatch` of `batch` laid out in these host tensors, moved to `device`."""
     return MicroBatch(
         input_ids=input_ids.to(device),
         response_mask=response_mask.to(device),
         behaviour_logprobs=behaviour.to(device),
         advantages=advantages.to(device),
         tokens=sum(len(s.response_ids) for s in batch),
+        position_ids=None if position_ids is None else position_ids.to(device),
     )

@@ -8,6 +8,8 @@ Where the FLOPs go and what this file does about it:
   instead of stored: the (tokens, vocab) fp32 logits are never materialised at once.
 - Rows are length-sorted into micro-batches under a padded-token budget
   (`micro_batches`) and right-padded, so attention needs no mask (SDPA's causal fast path).
+  On a GPU, `layout="packed"` lays each micro-batch's samples end to end in one row with
+  no padding instead (`fulmen.trainers._rl_pack`), for flex attention's document mask.
 - The head all prompts of a micro-batch share (`shared_head`: system prompt, examples) runs
   once, its keys/values shared by every row.
 - bf16 autocast where the hardware has bf16 matmuls (CUDA; CPUs with AMX/AVX512-BF16);
@@ -35,10 +37,12 @@ from torch.distributed.tensor import DTensor
 from fulmen.trainers._logprobs import CausalLM, ResponseLogprobs, response_logprobs
 from fulmen.trainers._rl_batch import MicroBatch, collate, micro_batches
 from fulmen.trainers._rl_loss import policy_loss
+from fulmen.trainers._rl_pack import pack, packed_micro_batches
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._shared_head import shared_head
 
 Precision = Literal["bf16", "fp32"]
+Layout = Literal["padded", "packed"]
 
 _IDLE = Sample(prompt_ids=(0,), response_ids=(0,), behaviour_logprobs=(0.0,), advantage=0.0)
 """The row of a sharded rank's idle micro-batch: it has run out of its own micro-batches
@@ -50,7 +54,16 @@ class RLStepConfig:
     """Knobs of `rl_step`; the loss knobs are `policy_loss`'s."""
 
     max_tokens: int = 8192
-    """Padded tokens (rows x longest row) per micro-batch: the activation-memory budget."""
+    """Tokens the model reads per micro-batch (padded: rows x longest row; packed: the packed
+    row before bucket padding): the activation-memory budget."""
+    layout: Layout = "padded"
+    """`padded`: length-sorted rows, right-padded (`micro_batches`), with the shared-head
+    reuse; what every attention implementation runs well, and the CPU default. `packed`:
+    samples end to end in one row per micro-batch (`packed_micro_batches`), no padding, for a
+    model with `flex_attention` (a document BlockMask); no shared-head reuse (the head is
+    recomputed per sample)."""
+    pack_bucket_tokens: int = 1
+    """Packed rows are padded up to a multiple of this: a compiled model sees few shapes."""
     micro_batch_overhead_tokens: int = 4096
     """What one more micro-batch costs, in padded tokens: the packer splits only where that
     saves more padding (see `micro_batches`). About the tokens the device processes while the
@@ -115,9 +128,15 @@ def rl_step(
     start = time.perf_counter()
     device = next(model.parameters()).device
     total = sum(len(s.response_ids) for s in samples)  # the loss normaliser of the whole step
-    batches = micro_batches(
-        samples, max_tokens=config.max_tokens, overhead_tokens=config.micro_batch_overhead_tokens
-    )
+    packed = config.layout == "packed"
+    batches = (
+        packed_micro_batches(samples, max_tokens=config.max_tokens)
+        if packed
+        else micro_batches(
+            samples, max_tokens=config.max_tokens,
+            overhead_tokens=config.micro_batch_overhead_tokens,
+        )
+    )  # fmt: skip
     scale = 1.0
     if sharded:
         total, rounds = _agree(total, len(batches), device)
@@ -128,9 +147,13 @@ def rl_step(
     loss_sum, stat_sums, padded = torch.zeros((), device=device), [0.0] * 4, 0
     for batch in batches:
         idle = batch[0] is _IDLE
-        mb = collate(batch, device=device)  # input_ids, masks, behaviour: (B, T); advantages: (B,)
+        mb = (  # input_ids, masks, behaviour: (B, T) (packed: B = 1); advantages: (B,) | (B, T)
+            pack(batch, device=device, bucket=config.pack_bucket_tokens)
+            if packed
+            else collate(batch, device=device)
+        )
         # run once for all rows; sharded, every rank must make the same forward calls
-        head = 0 if sharded else shared_head([s.prompt_ids for s in batch])
+        head = 0 if sharded or packed else shared_head([s.prompt_ids for s in batch])
         padded += 0 if idle else mb.input_ids.numel() - head * (len(batch) - 1)
         with _autocast(device, config.precision):
             logprobs = _response_logprobs(model, mb, config, head)  # (B, T), 0 off responses
@@ -166,12 +189,13 @@ def _response_logprobs(
 ) -> Tensor:
     if isinstance(model, ResponseLogprobs):  # one module call: FSDP's hooks gather the shards
         out: Tensor = model(
-            mb.input_ids, mb.response_mask, chunk_tokens=config.head_chunk_tokens, head=head
-        )
+            mb.input_ids, mb.response_mask, chunk_tokens=config.head_chunk_tokens, head=head,
+            position_ids=mb.position_ids,
+        )  # fmt: skip
         return out
     return response_logprobs(
         model, mb.input_ids, None, mb.response_mask, chunk_tokens=config.head_chunk_tokens,
-        head=head,
+        head=head, position_ids=mb.position_ids,
     )  # fmt: skip
 
 
@@ -205,7 +229,7 @@ def _reference_logprobs(
     with torch.no_grad():
         return response_logprobs(
             ref_model, mb.input_ids, None, mb.response_mask,
-            chunk_tokens=config.head_chunk_tokens, head=head,
+            chunk_tokens=config.head_chunk_tokens, head=head, position_ids=mb.position_ids,
         )  # fmt: skip
 
 

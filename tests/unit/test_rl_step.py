@@ -8,10 +8,12 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
+from torch import Tensor
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from fulmen.trainers._logprobs import response_logprobs
-from fulmen.trainers._rl_batch import collate, micro_batches
+from fulmen.trainers._rl_batch import MicroBatch, collate, micro_batches
+from fulmen.trainers._rl_pack import PAD_DOCUMENT, pack, packed_micro_batches
 from fulmen.trainers._rl_step import RLStepConfig, rl_step
 from fulmen.trainers._samples import Sample
 from fulmen.trainers._shared_head import MIN_SHARED_HEAD
@@ -187,6 +189,72 @@ def test_micro_batching_does_not_change_the_update() -> None:
     assert many.grad_norm == pytest.approx(one.grad_norm, rel=1e-4)
     for a, b in zip(delta_one, delta_many, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_packed_micro_batches_cover_every_sample_within_the_budget() -> None:
+    samples = _samples(40)
+    batches = packed_micro_batches(samples, max_tokens=100)
+    assert Counter(s for b in batches for s in b) == Counter(samples)
+    assert all(sum(s.num_tokens for s in b) <= 100 for b in batches)
+    loads = [sum(s.num_tokens for s in b) for b in batches]
+    assert loads == sorted(loads, reverse=True)
+    assert len(batches) <= -(-sum(loads) // 100) + 1  # first fit decreasing wastes little
+    assert batches == packed_micro_batches(samples, max_tokens=100)
+
+
+def _weighted_response_logprobs(
+    mb: MicroBatch, model: torch.nn.Module
+) -> tuple[Tensor, list[Tensor]]:
+    """(response-token logprobs in sample order, gradients of a weighted sum of them)."""
+    out = response_logprobs(
+        model, mb.input_ids, None, mb.response_mask, position_ids=mb.position_ids
+    )
+    picked = out[mb.response_mask]  # (N,) row-major: sample by sample, token by token
+    (picked * torch.linspace(0.5, 2.0, picked.numel())).sum().backward()  # every token counts
+    return picked.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_packed_rows_give_the_padded_logprobs_and_gradients() -> None:
+    # one packed row (position ids restarting per sample, bucket padding as pad documents)
+    # against right-padded rows: same per-token logprobs and gradients, fp32, within 1e-5
+    samples = _samples(7, seed=4)
+    packed = pack(samples, device="cpu", bucket=PAD_DOCUMENT * 2)
+    assert packed.input_ids.shape == (
+        1,
+        PAD_DOCUMENT * 2 * -(-sum(s.num_tokens for s in samples) // (PAD_DOCUMENT * 2)),
+    )
+    padded_out, padded_grads = _weighted_response_logprobs(
+        collate(samples, device="cpu"), _model(5)
+    )
+    packed_out, packed_grads = _weighted_response_logprobs(packed, _model(5))
+    torch.testing.assert_close(packed_out, padded_out, atol=1e-5, rtol=1e-5)
+    assert len(packed_grads) == len(padded_grads) > 0
+    for a, b in zip(padded_grads, packed_grads, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_a_packed_rl_step_gives_the_padded_update() -> None:
+    samples = _samples(12, seed=6)
+    updates = []
+    for config in (
+        replace(FP32, max_tokens=10_000),
+        replace(FP32, max_tokens=150, layout="packed", pack_bucket_tokens=32),
+    ):
+        model = _model(seed=7)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        stats = rl_step(model, optimizer, samples, config=config)
+        updates.append(
+            (stats, [p.detach() - s for p, s in zip(model.parameters(), start, strict=True)])
+        )
+    (padded, delta_padded), (packed, delta_packed) = updates
+    assert packed.micro_batches > 1
+    assert packed.tokens == padded.tokens
+    assert packed.padded_tokens < padded.padded_tokens
+    assert packed.loss == pytest.approx(padded.loss, abs=1e-6)
+    assert packed.grad_norm == pytest.approx(padded.grad_norm, rel=1e-4)
+    for a, b in zip(delta_padded, delta_packed, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 
 
 def _with_shared_head(samples: list[Sample], head: int) -> list[Sample]:
