@@ -40,5 +40,5 @@ class RewardPairs(PairingRule):
                     if parted is not None:
                         gaps.setdefault(PreferencePair(task_id, *parted), gap)
             widest = sorted(gaps, key=lambda pair: -gaps[pair])  # stable: attempt order
-            pairs.extend(widest[: self.max_per_task])
-        return list(dict.fromkeys(pairs))
+            pairs.extend(widest[: self.max_per_task])  # unique: `gaps` keys, one task each
+        return pairs
