@@ -70,8 +70,8 @@ bench-streams: setup  ## bench/results/streams.json (Kafka, a worker, the store;
 bench-trainer: deps  ## bench/results/trainer.json (RL step vs TRL GRPO; the GPU figures: python -m bench.trainer_bench --device cuda)
 	$(RUN) python -m bench.trainer_bench
 
-bench-learn: deps  ## bench/results/learn.json (held-out reward before/after RL, SFT, DPO, KTO; SmolLM2 on CPU; ALGOS=dpo,kto for some)
-	$(RUN) python -m bench.learn_bench $(if $(ALGOS),--algos $(ALGOS))
+bench-learn: deps  ## bench/results/learn.json (held-out reward before/after RL, SFT, DPO, KTO; SmolLM2 on CPU; ALGOS=dpo,kto for some; TASK=lookup ARMS=rl,rl-steps SEEDS=0,1,2 for the multi-turn credit comparison)
+	$(RUN) python -m bench.learn_bench $(if $(TASK),--task $(TASK)) $(if $(ALGOS),--algos $(ALGOS)) $(if $(ARMS),--arms $(ARMS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench-gateway: setup  ## bench/results/gateway.json (latency the gateway adds per call, calls/s)
 	$(RUN) python -m bench.gateway_bench

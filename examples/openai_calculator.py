@@ -29,6 +29,7 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import openai
 
@@ -77,14 +78,35 @@ def solve(
     return answer
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The agent's loop: batches of training cases of `--task`, each tried `--attempts`
+class Solve(Protocol):
+    """An agent's rollout function, as `solve` here and in `examples.openai_lookup`."""
+
+    def __call__(
+        self,
+        client: openai.OpenAI,
+        task: AgentTask,
+        case: TaskCase,
+        *,
+        temperature: float = ...,
+        max_tokens: int = ...,
+        seed: int | None = ...,
+    ) -> float | None: ...
+
+
+def agent_loop(
+    solve: Solve,
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    task: str = "fulmen.tasks:CalculatorTask",
+) -> None:
+    """An agent's loop: batches of training cases of `--task`, each tried `--attempts`
     times, until `--rollouts` ran (0: until SIGINT/SIGTERM, which end it after the rollout
     in progress). A failed call (say, a version the server has not loaded yet) is reported
     and the loop goes on; every event is flushed before it returns."""
-    parser = argparse.ArgumentParser(prog="python -m examples.openai_calculator")
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
-    parser.add_argument("--task", default="fulmen.tasks:CalculatorTask", help="module:attribute")
+    parser.add_argument("--task", default=task, help="module:attribute")
     parser.add_argument("--rollouts", type=int, default=0, help="0: until stopped")
     parser.add_argument("--tasks", type=int, default=32, help="Cases per batch.")
     parser.add_argument("--attempts", type=int, default=4, help="Attempts per case.")
@@ -96,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    task = load_task(args.task)
+    agent_task = load_task(args.task)
     # The server's key, as the OpenAI client reads it (`fulmen up` sets it); a policy server
     # on loopback without keys takes any.
     client = openai.OpenAI(
@@ -104,14 +126,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     done = 0
     for batch in itertools.count():
-        cases = task.training(args.tasks, seed=args.seed * 100_000 + batch)
+        cases = agent_task.training(args.tasks, seed=args.seed * 100_000 + batch)
         for case in (c for c in cases for _ in range(args.attempts)):
             if stop.is_set() or (args.rollouts and done >= args.rollouts):
                 fulmen.shutdown()
                 print(f"{done} rollouts; stopped", flush=True)
                 return
             try:
-                solve(client, task, case, temperature=args.temperature,
+                solve(client, agent_task, case, temperature=args.temperature,
                       max_tokens=args.max_tokens, seed=args.seed * 1_000_000 + done)  # fmt: skip
             except openai.APIError as exc:  # recorded as a failed rollout; go on
                 print(f"rollout {done} failed: {exc}", flush=True)
@@ -119,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             done += 1
         model = fulmen.resources().model_name or DEFAULT_MODEL
         print(f"{done} rollouts; asking for {model}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    agent_loop(solve, argv, prog="python -m examples.openai_calculator")
 
 
 if __name__ == "__main__":

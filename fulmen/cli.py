@@ -42,6 +42,12 @@ def version() -> None:
 @app.command()
 def demo(
     algo: str = typer.Option("sft", help="rl | sft | apo | module:Class of an Algorithm"),
+    task: str = typer.Option(
+        "calculator", help="calculator | lookup (multi-turn) | module:attribute of an AgentTask"
+    ),
+    credit: str = typer.Option(
+        "final", help="final | discounted | per_call | module:attribute of a credit assigner"
+    ),
     versions: int = typer.Option(3, min=1, help="Trainer jobs to run."),
     tasks: int = typer.Option(24, min=1, help="Tasks per window (each tried --attempts times)."),
     attempts: int = typer.Option(4, min=1, help="Attempts per task."),
@@ -57,11 +63,17 @@ def demo(
     """Run the whole loop on the embedded default: agent, policy server, stream runner,
     store, scheduler, trainer jobs, versions hot-swapped; ends with held-out reward by
     version, `.fulmen/demo/summary.json` and `.fulmen/demo/reward.png`."""
-    from fulmen.demo import DemoSettings, run_demo
+    from fulmen.demo import DemoSettings, run_demo, task_settings
 
+    try:
+        chosen = task_settings(task)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--task") from None
     run_demo(
         DemoSettings(
+            **chosen,
             algo=algo,
+            credit=credit,
             versions=versions,
             tasks_per_window=tasks,
             attempts_per_task=attempts,

@@ -49,7 +49,7 @@ from fulmen.producers._resources import (
     VersionState,
     routing_key,
 )
-from fulmen.producers._rewards import RewardError, emit_reward
+from fulmen.producers._rewards import RewardError, emit_reward, last_llm_span_id
 from fulmen.producers._rollout import Rollout, rollout
 from fulmen.producers._settings import FulmenSettings, ProducerSettings, RegistrySettings
 from fulmen.producers._steps import step, tool
@@ -94,6 +94,7 @@ __all__ = [
     "emit_feedback",
     "emit_reward",
     "get_producer",
+    "last_llm_span_id",
     "on_version",
     "prompt",
     "publish_control",

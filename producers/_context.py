@@ -28,6 +28,8 @@ class ActiveRollout:
     agent_name: str | None
     served: list[str] = field(default_factory=list, compare=False)
     """The model version that served each LLM call so far, in call order."""
+    llm_span_ids: list[str] = field(default_factory=list, compare=False)
+    """The span id of each captured LLM call so far, in call order."""
 
 
 current_rollout: ContextVar[ActiveRollout | None] = ContextVar("fulmen_rollout", default=None)

@@ -1,4 +1,5 @@
-"""`emit_reward`: score the rollout in progress, one of its spans, or a past rollout."""
+"""`emit_reward`: score the rollout in progress, one of its spans, or a past rollout;
+`last_llm_span_id` names the LLM call just made, for a reward of that step alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from fulmen.schemas import EventMeta, Reward, RewardSource
 class RewardError(FulmenError):
     """A `rollout(reward=...)` function raised, or returned something other than a finite
     real number; the original exception, if any, is the `__cause__`."""
+
+
+def last_llm_span_id() -> str | None:
+    """The span id of the rollout in progress's latest captured LLM call, None before its
+    first (or outside a rollout): `emit_reward(value, span_id=last_llm_span_id())` scores
+    that call alone, for per-step credit (`per_call`, `discounted`)."""
+    active = current_rollout.get()
+    return active.llm_span_ids[-1] if active is not None and active.llm_span_ids else None
 
 
 def rated_meta(caller: str, rollout_id: str | None, attempt: int) -> EventMeta:

@@ -28,6 +28,8 @@ def emit_span(
     """Emit a span of `active` through `producer` (default: the process-wide one), stamped
     with its envelope and the version ids of `resources` (default: those in force)."""
     producer = producer or get_producer()
+    if llm is not None:
+        active.llm_span_ids.append(span_id)
     meta = producer.meta(
         active.rollout_id, active.attempt, agent_name=active.agent_name, resources=resources
     )

@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pydantic import SecretStr
 from rich.progress import Progress
 
-from fulmen.tasks._task import AgentTask, TaskCase
+from fulmen.tasks._task import AgentTask, TaskCase, conversation
 from fulmen.trainers._window import Window
 
 
@@ -188,13 +188,24 @@ def score_template(
     max_tokens: int,
     seed: int,
 ) -> float:
-    """Mean task reward of greedy target completions of `cases` with `template` as the
-    system message."""
+    """Mean task reward of greedy target episodes of `cases` with `template` as the
+    system message (one reply each for a single-turn task; a multi-turn task's tool
+    results answer each reply until the episode ends)."""
     rewards = []
     for case in cases:
-        messages = with_system(case, template)
-        text = target.complete(messages, max_tokens=max_tokens, temperature=0.0, seed=seed)
-        rewards.append(task.reward(case.task_id, text))
+        prompted = replace(case, messages=tuple(with_system(case, template)))
+        completions: list[str] = []
+        results: list[str] = []
+        while True:
+            messages = list(conversation(prompted, completions, results))
+            completions.append(
+                target.complete(messages, max_tokens=max_tokens, temperature=0.0, seed=seed)
+            )
+            result = task.tool_result(case.task_id, completions)
+            if result is None or len(completions) >= task.max_turns:
+                break
+            results.append(result)
+        rewards.append(task.reward(case.task_id, completions[-1]))
     return sum(rewards) / len(rewards)
 
 

@@ -12,7 +12,7 @@ from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase
 
 from fulmen.tasks._task import AgentTask, TaskCase
-from fulmen.trainers._generate import generate
+from fulmen.trainers._episodes import run_episodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +41,13 @@ def heldout_reward(
     settings: GateSettings,
     on_batch: Callable[[int], None] | None = None,
 ) -> float:
-    """Mean reward of greedy completions of `cases`."""
+    """Mean reward of greedy episodes of `cases` (one reply each for a single-turn task)."""
     model.eval()
-    completions = generate(
-        model,
-        tokenizer,
-        [case.messages for case in cases],
-        max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
-        on_batch=on_batch,
-    )
-    rewards = [task.reward(c.task_id, g.text) for c, g in zip(cases, completions, strict=True)]
-    return sum(rewards) / len(rewards)
+    episodes = run_episodes(
+        model, tokenizer, task, cases, max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size, on_done=on_batch,
+    )  # fmt: skip
+    return sum(e.reward for e in episodes) / len(episodes)
 
 
 def evaluate_with_progress(

@@ -17,7 +17,7 @@ import torch
 from peft import PeftModel
 from transformers import BatchEncoding, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from fulmen.models._precision import Precision, autocast
+from fulmen.models._precision import Precision, autocast, decode_precision
 from fulmen.trainers._shared_head import shared_head
 
 Messages = Sequence[dict[str, str]]
@@ -57,9 +57,10 @@ def generate(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Generation]:
     """Complete every conversation; `temperature` 0 is greedy. The forward runs in
-    `precision` (`auto`: bf16 where the hardware has it). `on_batch(n)` is told after each
+    `precision` (`auto`: `decode_precision`'s choice). `on_batch(n)` is told after each
     batch of n conversations (progress bars)."""
     device = model.device
+    precision = decode_precision(device, precision)
     end_ids = _end_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
     generator_seed = torch.Generator().manual_seed(seed)

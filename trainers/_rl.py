@@ -64,8 +64,10 @@ def rl_samples(
     window: Window, *, parent: str, parents: Mapping[str, str | None], max_staleness: int
 ) -> RlData:
     """Samples of every usable call: logged token ids and logprobs present, behaviour
-    version within `max_staleness` of `parent`, nonzero group-relative advantage (groups
-    are tasks; a call's reward is the credit the stream stage assigned it). Calls of
+    version within `max_staleness` of `parent`, nonzero group-relative advantage (a group is
+    a task's calls at one step, so each call is compared with the other attempts' calls at
+    the same turn and a long episode does not outweigh a short one in the baseline; a call's
+    reward is the credit the stream stage assigned it). Calls of
     unscored episodes are dropped: a missing reward is no evidence of a zero."""
     usable: list[tuple[LoggedCall, float]] = []
     stale, missing, unscored = 0, 0, 0
@@ -79,7 +81,8 @@ def rl_samples(
             missing += 1
         else:
             usable.append((call, call.reward))
-    advantages = group_advantages([r for _, r in usable], [c.task_id for c, _ in usable])
+    groups = [f"{c.task_id}#{c.step}" for c, _ in usable]
+    advantages = group_advantages([r for _, r in usable], groups)
     samples = [
         Sample(
             prompt_ids=c.prompt_ids,

@@ -24,11 +24,12 @@ from fulmen.demo._report import (
     summarize,
     write_summary,
 )
-from fulmen.demo._settings import DemoSettings
+from fulmen.demo._settings import TASK_PRESETS, DemoSettings, task_settings
 from fulmen.store import StoreSettings
 
 __all__ = [
     "BASE",
+    "TASK_PRESETS",
     "DemoLoop",
     "DemoResult",
     "DemoSettings",
@@ -36,6 +37,7 @@ __all__ = [
     "LoopRecord",
     "VersionSummary",
     "run_demo",
+    "task_settings",
 ]
 
 

@@ -50,7 +50,7 @@ from fulmen.producers import FulmenSettings, InProcessBus
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
 from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
-from fulmen.streams import AssemblyPolicy, EmbeddedRunner
+from fulmen.streams import AssemblyPolicy, EmbeddedRunner, load_credit_assigner
 from fulmen.trainers import AgentTask, load_task
 from fulmen.trainers.scheduler import (
     LocalJobs,
@@ -119,9 +119,11 @@ class DemoLoop:
             self.bus, store, self.server, agent_name=settings.agent_name,
             share=settings.canary_share, alpha=settings.canary_alpha,
         )  # fmt: skip
+        credit = load_credit_assigner(settings.credit)
         # A grace period longer than the emitter's hand-off: an episode is assembled once,
         # with its reward, rather than revised when the reward arrives.
-        self.runner = EmbeddedRunner(self.bus, store, policy=AssemblyPolicy(grace_s=1.0))
+        policy = AssemblyPolicy(grace_s=1.0, credit=credit)
+        self.runner = EmbeddedRunner(self.bus, store, policy=policy)
         self.scheduler_settings = SchedulerSettings(
             executor="local", agents=[settings.agent_name], algos=[settings.algo],
             window=WindowRule(every_episodes=settings.window_episodes, settle_seconds=0),

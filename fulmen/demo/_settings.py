@@ -9,6 +9,24 @@ from pydantic import BaseModel, Field
 
 from fulmen.store import StoreSettings
 
+TASK_PRESETS: dict[str, tuple[str, str, str]] = {
+    "calculator": ("fulmen.tasks:CalculatorTask", "examples.openai_calculator", "calculator"),
+    "lookup": ("fulmen.tasks:LookupTask", "examples.openai_lookup", "lookup"),
+}
+"""The demo's tasks by name: the `AgentTask`, the agent module that runs it, the agent name."""
+
+
+def task_settings(task: str) -> dict[str, str]:
+    """The `DemoSettings` fields for `task`: a preset's (`calculator`, `lookup`) task, agent
+    and agent name, or a `module:attribute` path run by the default agent. Raises
+    ValueError for anything else."""
+    if task in TASK_PRESETS:
+        path, agent, agent_name = TASK_PRESETS[task]
+        return {"task": path, "agent": agent, "agent_name": agent_name}
+    if ":" not in task:
+        raise ValueError(f"task {task!r} is neither {', '.join(TASK_PRESETS)} nor module:attribute")
+    return {"task": task}
+
 
 class DemoSettings(BaseModel):
     """The demo loop's sizes. The defaults run SmolLM2-135M-Instruct on the calculator task
@@ -29,6 +47,9 @@ class DemoSettings(BaseModel):
     """The agent's module: `solve(client, task, case, *, temperature, max_tokens, seed)`
     runs one rollout; `DEFAULT_MODEL` names the base model it asks for."""
     agent_name: str = "calculator"
+    credit: str = "final"
+    """The stream runner's credit assigner: `final`, `discounted`, `per_call` or
+    `module:attribute` (docs/trainers.md#credit-on-a-multi-turn-task)."""
     algo: str = "sft"
     """`rl`, `sft`, `apo` or `module:Class` (as `fulmen train --algo`)."""
     versions: int = Field(default=3, ge=1)

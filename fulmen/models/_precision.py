@@ -25,6 +25,22 @@ def cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids)."""
+    return bool(torch.cpu._is_amx_tile_supported())
+
+
+def decode_precision(device: torch.device, precision: Precision) -> Precision:
+    """The precision token-by-token decoding runs in: `auto` is bf16 on CUDA and AMX CPUs
+    only. With AVX-512 BF16 alone (AMD EPYC Zen 4) a bf16 decode step of SmolLM2-135M at
+    batch 64 took 2.2x as long as fp32 (1.39 s against 0.63 s), while a training step
+    took 0.57x (12.6 s against 22.1 s): decoding's small matmuls lose to the casts."""
+    if precision != "auto" or device.type != "cpu":
+        return precision
+    return "bf16" if cpu_has_amx() else "fp32"
+
+
 def bf16_pays(device: torch.device) -> bool:
     """Whether bf16 compute is faster than fp32 on `device`: CUDA, or a bf16-capable CPU."""
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import operator
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fulmen.tasks._task import AgentTask, TaskCase
+from fulmen.tasks._tool_calls import tool_calls
 
 SYSTEM_PROMPT = (
     "You solve arithmetic word problems with a calculator tool. Reply with exactly one JSON "
@@ -133,17 +132,10 @@ def evaluate_expression(expression: str) -> float:
     return walk(tree.body)
 
 
-_JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
-
-
 def parse_tool_call(completion: str) -> str | None:
-    """The calculator expression of the first JSON tool call in `completion`, if any."""
-    for match in _JSON_OBJECT.finditer(completion):
-        try:
-            call = json.loads(match.group(0))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(call, dict) and call.get("tool") == "calculator":
+    """The calculator expression of the first JSON calculator call in `completion`, if any."""
+    for call in tool_calls(completion):
+        if call.get("tool") == "calculator":
             expression = call.get("expression")
             return expression if isinstance(expression, str) else None
     return None

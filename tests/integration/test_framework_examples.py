@@ -1,13 +1,15 @@
 """The framework examples, run for real: LangGraph, the OpenAI Agents SDK, AutoGen, the
-multi-agent pair and the LLM judge, each against the local policy server (a tiny model
-built from a config, offline) and, for the frameworks' native tool-call path, against the
-scripted OpenAI-compatible server of tests/support (the policy server does not parse tool
-calls out of model output). Their episodes go through the embedded runner into the store,
-which must then hold their LLM calls (with token ids), tool calls, steps and rewards."""
+multi-agent pair, the LLM judge and the multi-turn lookup agent, each against the local
+policy server (a tiny model built from a config, offline) and, for the frameworks' native
+tool-call path and scripted multi-turn episodes, against the scripted OpenAI-compatible
+server of tests/support (the policy server does not parse tool calls out of model output).
+Their episodes go through the embedded runner into the store, which must then hold their
+LLM calls (with token ids), tool calls, steps and rewards."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,13 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 import fulmen
-from examples import autogen_calculator, judge_rewards, langgraph_calculator, multi_agent
+from examples import (
+    autogen_calculator,
+    judge_rewards,
+    langgraph_calculator,
+    multi_agent,
+    openai_lookup,
+)
 from examples import openai_agents_calculator as agents_calculator
 from fulmen.models import tiny_model_dir
 from fulmen.producers import FulmenSettings, InProcessBus
@@ -26,7 +34,7 @@ from fulmen.producers.integrations import instrument_autogen
 from fulmen.serving import PolicyServer, serve_in_thread
 from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner, load_credit_assigner
-from fulmen.tasks import CalculatorTask
+from fulmen.tasks import CalculatorTask, LookupTask
 from tests.support.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.integration
@@ -194,3 +202,66 @@ def test_judge_rewards_land_as_judge_rewards(loop: Loop, policy_server: Endpoint
     assert reward["rollout_id"] == rollout.rollout_id
     assert (reward["name"], reward["source"]) == ("judge", "judge")
     assert 0.0 <= float(str(reward["value"])) <= 1.0
+
+
+LOOKUP = LookupTask()
+LOOKUP_CASES = {case.messages[-1]["content"]: case for case in LOOKUP.training(6, seed=3)}
+
+
+def lookup_script(request: dict[str, object]) -> str:
+    """A scripted model of the lookup agent: a lookup of an item no shop sells, then one
+    lookup per item the question needs, then the right calculator call."""
+    messages = request["messages"]
+    assert isinstance(messages, list)
+    base = len(LOOKUP.heldout(1)[0].messages)
+    case = LOOKUP_CASES[messages[base - 1]["content"]]
+    order = LOOKUP.order(case.task_id)
+    turn = (len(messages) - base) // 2
+    if turn == 0:
+        return '{"tool": "lookup", "item": "widget"}'
+    if turn <= len(order.quantities):
+        return json.dumps({"tool": "lookup", "item": order.quantities[turn - 1][0]})
+    prices = dict(order.prices)
+    bill = " + ".join(f"{n} * {prices[item]}" for item, n in order.quantities)
+    return json.dumps({"tool": "calculator", "expression": bill})
+
+
+def discounted(steps: list[float], final: float, gamma: float) -> list[float]:
+    returns, running = [], 0.0
+    for index in reversed(range(len(steps))):
+        running = steps[index] + (final if index == len(steps) - 1 else 0.0) + gamma * running
+        returns.append(running)
+    return returns[::-1]
+
+
+@pytest.mark.parametrize("credit", ["final", "per_call", "discounted"])
+def test_lookup_example_credits_each_turn(loop: Loop, credit: str) -> None:
+    """Multi-turn episodes through the real pipeline: every LLM call a triplet in turn order,
+    its step reward on its own span, and the credit each built-in assigner gives."""
+    with OpenAIServer(reply=lookup_script) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
+        answers = [openai_lookup.solve(client, LOOKUP, case) for case in LOOKUP_CASES.values()]
+    bills = [LOOKUP.order(case.task_id).bill for case in LOOKUP_CASES.values()]
+    assert answers == bills
+    loop.finish(credit=credit)
+    episodes = loop.rows(
+        "SELECT rollout_id, task_id, reward, num_llm_calls AS calls, num_tool_calls AS tools "
+        "FROM $db.episodes"
+    )
+    assert len(episodes) == len(LOOKUP_CASES)
+    for episode in episodes:
+        items = len(LOOKUP.order(str(episode["task_id"])).quantities)
+        assert episode["calls"] == items + 2  # the wrong lookup, one per item, the calculator
+        assert episode["tools"] == items + 2  # each lookup, and the calculator
+        triplets = loop.rows(
+            "SELECT step, reward FROM $db.triplets "
+            f"WHERE rollout_id = '{episode['rollout_id']}' ORDER BY step"
+        )
+        steps = [0.0] + [1.0] * (items + 1)
+        expected = {
+            "final": [1.0] * len(steps),
+            "per_call": steps,
+            "discounted": discounted(steps, 1.0, 0.95),  # load_credit_assigner's gamma
+        }[credit]
+        assert [t["step"] for t in triplets] == list(range(len(steps)))
+        assert [t["reward"] for t in triplets] == pytest.approx(expected)

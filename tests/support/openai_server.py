@@ -12,7 +12,9 @@ request body is recorded in `requests`, every payload sent in `responses`::
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -28,12 +30,17 @@ Json = dict[str, Any]
 class OpenAIServer:
     """Runs in a background thread on 127.0.0.1, on a free port, while entered.
 
-    Replies `2 + 2 = 4`, or a call to the `calculator` tool when the request has `tools`.
-    Set `fail_status` to answer every request with that HTTP status and an OpenAI error body.
+    Replies `2 + 2 = 4`, or a call to the `calculator` tool when the request has `tools`;
+    with `reply`, the text `reply(request)` returns (a scripted model of a multi-turn
+    agent). Set `fail_status` to answer every request with that HTTP status and an OpenAI
+    error body.
     """
 
-    def __init__(self, *, fail_status: int | None = None) -> None:
+    def __init__(
+        self, *, fail_status: int | None = None, reply: Callable[[Json], str] | None = None
+    ) -> None:
         self.fail_status = fail_status
+        self.reply = reply
         self.requests: list[Json] = []
         self.responses: list[Json | list[Json]] = []
         self._lock = threading.Lock()
@@ -87,11 +94,13 @@ def logprob_of(position: int) -> float:
 class _Completion:
     """The deterministic answer to one request, as tokens."""
 
-    def __init__(self, request: Json) -> None:
+    def __init__(self, request: Json, reply: Callable[[Json], str] | None = None) -> None:
         self.request = request
         self.model = str(request.get("model", ""))
         self.uses_tool = bool(request.get("tools"))
         self.tokens = TOOL_ARGUMENT_TOKENS if self.uses_tool else ANSWER_TOKENS
+        if reply is not None:
+            self.tokens = re.findall(r"\S+|\s+", reply(request))
         self.finish_reason = "tool_calls" if self.uses_tool else "stop"
         self.logprobs = bool(request.get("logprobs"))
         self.token_ids = bool(request.get("return_token_ids"))
@@ -201,7 +210,7 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server._record(request, error)
                 self._send_json(server.fail_status, error)
                 return
-            answer = _Completion(request)
+            answer = _Completion(request, server.reply)
             if request.get("stream"):
                 chunks = answer.chunks()
                 server._record(request, chunks)
