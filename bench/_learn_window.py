@@ -19,8 +19,7 @@ from fulmen.schemas import Span
 from fulmen.store import Snapshot
 from fulmen.streams import CreditAssigner, EpisodeRewards
 from fulmen.tasks import AgentTask, TaskCase, conversation
-from fulmen.trainers import LoggedCall, Window
-from fulmen.trainers._episodes import EpisodeRun, run_episodes
+from fulmen.trainers import EpisodeRun, LoggedCall, Window, run_episodes
 
 
 def credited(episode: EpisodeRun, credit: CreditAssigner) -> list[float]:

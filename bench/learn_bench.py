@@ -74,12 +74,12 @@ from fulmen.trainers import (
     Window,
     best_episodes,
     rl_samples,
+    run_episodes,
     train_dpo,
     train_kto,
     train_rl,
     train_sft,
 )
-from fulmen.trainers._episodes import run_episodes
 from fulmen.trainers._policy import trainable_policy
 from fulmen.trainers._preference_algorithms import correction_ids
 

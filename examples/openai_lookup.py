@@ -1,8 +1,8 @@
 """A multi-turn tool-using agent on the plain OpenAI client, instrumented with Fulmen's lines.
 
 The agent answers price questions (`fulmen.tasks.lookup`): the model looks items up with
-the lookup tool, one turn each, reads the prices from the tool's replies, then answers
-with a calculator call. Fulmen adds the decorators on the rollout and the tools, one
+the shop's lookup tool, one turn each, reads the prices from the tool's replies, then
+answers with a calculator call. Fulmen adds the decorators on the rollout and the tools, one
 reward per step on the LLM call that made it (`span_id=fulmen.last_llm_span_id()`), and
 the episode's reward; the OpenAI calls are captured on their own::
 
@@ -14,7 +14,8 @@ the episode's reward; the OpenAI calls are captured on their own::
 The stream worker's credit assigner decides what the trainer sees (docs/trainers.md):
 `final` gives every call the episode's reward, `per_call` each call its step reward,
 `discounted` the discounted sum of the step rewards from that call on, the episode's
-reward counted at the last call.
+reward counted at the last call. The store's `episodes.reward` sums them all (a perfect
+episode scores 3 or 4 there); the gate scores the task's reward alone, 0 or 1.
 
 Run as a program it works like `examples.openai_calculator` (same options)::
 
@@ -35,9 +36,9 @@ from fulmen.tasks.calculator import evaluate_expression, parse_tool_call
 
 
 @fulmen.tool
-def lookup(task: AgentTask, task_id: str, completions: Sequence[str]) -> str | None:
-    """The shop's price list, as the task answers the last reply (None: the reply was no
-    lookup, the episode ends)."""
+def shop(task: AgentTask, task_id: str, completions: Sequence[str]) -> str | None:
+    """The shop's answer to the last reply, as the task gives it: a looked-up price, or None
+    when the reply ends the episode (the calculator call, no tool call, the last turn)."""
     return task.tool_result(task_id, completions)
 
 
@@ -71,9 +72,10 @@ def solve(
             max_tokens=max_tokens,
             seed=None if seed is None else seed * task.max_turns + len(completions),
         )
-        completions.append(reply.choices[0].message.content or "")
+        text = reply.choices[0].message.content or ""
+        completions.append(text)
         span_ids.append(fulmen.last_llm_span_id())
-        result = lookup(task, case.task_id, completions)
+        result = shop(task, case.task_id, completions)
         if result is None:
             break
         results.append(result)

@@ -27,6 +27,7 @@ from fulmen.trainers._apo import (
 from fulmen.trainers._apo_algorithm import Apo
 from fulmen.trainers._chat import ChatEndpoint, EndpointError
 from fulmen.trainers._distributed import Ranks, process_group, rank_share
+from fulmen.trainers._episodes import EpisodeRun, run_episodes
 from fulmen.trainers._fsdp import gather_trained, shard_policy
 from fulmen.trainers._gate import GateDecision, GateSettings, decide
 from fulmen.trainers._job import JobResult, run_job, write_result
@@ -86,6 +87,7 @@ __all__ = [
     "Dpo",
     "EmptyWindow",
     "EndpointError",
+    "EpisodeRun",
     "GateDecision",
     "GateSettings",
     "GatedCandidate",
@@ -144,6 +146,7 @@ __all__ = [
     "response_logprobs",
     "rl_samples",
     "rl_step",
+    "run_episodes",
     "run_job",
     "score_template",
     "select_beam",

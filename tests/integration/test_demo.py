@@ -88,3 +88,42 @@ def test_the_demo_loop_trains_swaps_and_reports(
         {"v": first.version},
     ).to_pylist()
     assert swapped == [{"request_model": published["model_name"], "model_version": first.version}]
+
+
+def test_the_demo_runs_a_multi_turn_agent_with_per_step_credit(
+    tmp_path: Path, new_store: Callable[[], LightningStore]
+) -> None:
+    """The lookup agent's loop on a two-turn task: every episode's two calls reach the
+    store as triplets credited by `per_call` (the first call's step reward 0, the second's
+    the task's reward, which the episode's reward counts twice: as the last step's and as
+    the final one), and the job trains on them and gates on whole episodes."""
+    store = new_store()
+    settings = DemoSettings(
+        out_dir=tmp_path / "demo", store=store.settings,
+        model=str(tiny_model_dir(tmp_path / "tiny", seed=3)),
+        task="tests.support.tasks:TwoTurnDigitTask", agent="examples.openai_lookup",
+        agent_name="digits-twice", credit="per_call", algo="rl", versions=1,
+        tasks_per_window=6, attempts_per_task=4, temperature=1.0, max_tokens=8,
+        heldout_tasks=12, adapt=False,
+        train_env={"FULMEN_TRAIN_RL__LEARNING_RATE": "3e-3", "FULMEN_TRAIN_RL__EPOCHS": "4",
+                   "FULMEN_TRAIN_RL__BATCH_SIZE": "16", "FULMEN_TRAIN_GATE__BATCH_SIZE": "12"},
+    )  # fmt: skip
+    out = io.StringIO()
+
+    result = run_demo(settings, console=Console(file=out, width=120))
+    print(out.getvalue())
+
+    [job] = result.record.jobs
+    assert job.outcome in ("published", "gate_failed"), job.log.read_text()[-2000:]
+    assert job.episodes == 24
+    db = store.settings.database
+    steps = store.sql(
+        f"SELECT t.step AS step, 2 * t.reward = e.reward AS is_final, t.reward AS reward "
+        f"FROM {db}.triplets AS t JOIN {db}.episodes AS e USING (rollout_id, attempt) "
+        "ORDER BY step"
+    ).to_pylist()
+    assert [s["step"] for s in steps] == [0] * 24 + [1] * 24
+    assert all(s["reward"] == 0.0 for s in steps[:24])
+    assert all(s["is_final"] for s in steps[24:])
+    [credit] = store.sql(f"SELECT DISTINCT credit_assignment AS c FROM {db}.episodes").to_pylist()
+    assert credit == {"c": "per_call"}

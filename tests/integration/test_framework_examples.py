@@ -252,7 +252,7 @@ def test_lookup_example_credits_each_turn(loop: Loop, credit: str) -> None:
     for episode in episodes:
         items = len(LOOKUP.order(str(episode["task_id"])).quantities)
         assert episode["calls"] == items + 2  # the wrong lookup, one per item, the calculator
-        assert episode["tools"] == items + 2  # each lookup, and the calculator
+        assert episode["tools"] == items + 3  # the shop answering each reply, the calculator
         triplets = loop.rows(
             "SELECT step, reward FROM $db.triplets "
             f"WHERE rollout_id = '{episode['rollout_id']}' ORDER BY step"

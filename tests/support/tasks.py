@@ -30,6 +30,18 @@ class DigitTask(AgentTask):
         return 1.0 if any(ch.isdigit() for ch in completion) else 0.0
 
 
+class TwoTurnDigitTask(DigitTask):
+    """The digit task over two turns: the first reply is answered by `ASK_AGAIN`, the second
+    ends the episode and is scored."""
+
+    name = "digits-twice"
+    max_turns = 2
+    ASK_AGAIN = "Count again."
+
+    def tool_result(self, task_id: str, completions: Sequence[str]) -> str | None:
+        return self.ASK_AGAIN if len(completions) < self.max_turns else None
+
+
 CAPITALS_PROMPT = "Answer in CAPITAL LETTERS."
 
 
