@@ -53,10 +53,24 @@ def test_rejection_sampling_never_picks_an_unscored_episode() -> None:
 def test_rl_drops_unscored_calls_instead_of_reading_them_as_zero() -> None:
     data = rl_samples(WINDOW, parent="v1", parents={"v1": None}, max_staleness=0)
     assert data.unscored == 2
-    # t1: rewards 1, 1, 0 (not 1, 1, 0, 0): mean 2/3; t2: one scored call, no baseline
-    assert len(data.samples) == 3
-    assert data.zero_advantage == 1
+    # t1 at step 0: rewards 1, 0 (not 1, 0, 0); a's step-1 call and t2's one scored call
+    # have no other attempt at their step to compare with
+    assert len(data.samples) == 2
+    assert data.zero_advantage == 2
     assert sorted(round(s.advantage, 3) for s in data.samples)[0] < 0  # b below its group
+
+
+def test_rl_compares_each_call_with_the_other_attempts_at_its_step() -> None:
+    # two attempts of a 2-call task, credited per step: both lookups right, one answer right
+    window = _window(
+        _call("a", "t", 1.0, step=0), _call("a", "t", 1.0, step=1),
+        _call("b", "t", 1.0, step=0), _call("b", "t", 0.0, step=1),
+        _call("c", "t", 1.0, step=0),  # an episode cut short after its first call
+    )  # fmt: skip
+    data = rl_samples(window, parent="v1", parents={"v1": None}, max_staleness=0)
+    # step 0 is all 1s: no gradient for the lookups; step 1 pushes a's answer up, b's down
+    assert data.zero_advantage == 3
+    assert sorted(s.advantage > 0 for s in data.samples) == [False, True]
 
 
 def test_apo_critiques_only_scored_episodes() -> None:
