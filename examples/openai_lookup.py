@@ -30,9 +30,9 @@ from collections.abc import Sequence
 import openai
 
 import fulmen
-from examples.openai_calculator import DEFAULT_MODEL, agent_loop
+from examples.openai_calculator import DEFAULT_MODEL, agent_loop, calculator
 from fulmen.tasks import AgentTask, TaskCase, conversation
-from fulmen.tasks.calculator import evaluate_expression, parse_tool_call
+from fulmen.tasks.calculator import parse_tool_call
 
 
 @fulmen.tool
@@ -40,12 +40,6 @@ def shop(task: AgentTask, task_id: str, completions: Sequence[str]) -> str | Non
     """The shop's answer to the last reply, as the task gives it: a looked-up price, or None
     when the reply ends the episode (the calculator call, no tool call, the last turn)."""
     return task.tool_result(task_id, completions)
-
-
-@fulmen.tool
-def calculator(expression: str) -> float:
-    """Plain arithmetic (+ - * / and parentheses)."""
-    return evaluate_expression(expression)
 
 
 @fulmen.rollout(task_id=lambda client, task, case, **options: case.task_id)

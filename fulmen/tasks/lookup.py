@@ -42,6 +42,11 @@ _STOCK = 5
 """Items each shop sells."""
 
 
+def item_key(item: str) -> str:
+    """How the shop reads an item the model asked for: trimmed, lower case, singular."""
+    return item.strip().lower().removesuffix("s")
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     """One question: the shop's price list and the quantities asked for."""
@@ -65,11 +70,12 @@ class Order:
 
     def lookup(self, item: str) -> str:
         """The lookup tool's reply for `item`."""
-        price = dict(self.prices).get(item.strip().lower().removesuffix("s"))
+        key = item_key(item)
+        price = dict(self.prices).get(key)
         if price is None:
             sold = ", ".join(name for name, _ in self.prices)
             return f"lookup result: no {item!r} here; this shop sells {sold}"
-        return f"lookup result: a {item.strip().lower().removesuffix('s')} costs {price}"
+        return f"lookup result: a {key} costs {price}"
 
 
 def orders(count: int, *, seed: int, two_item_share: float = 0.4) -> list[Order]:
@@ -150,7 +156,7 @@ class LookupTask(AgentTask):
         for completion in completions:
             call = _call(completion)
             item = call.get("item") if call is not None and call.get("tool") == "lookup" else None
-            key = item.strip().lower().removesuffix("s") if isinstance(item, str) else None
+            key = item_key(item) if isinstance(item, str) else None
             if key is not None and key in needed - found:
                 found.add(key)
                 rewards.append(1.0)
