@@ -4,7 +4,10 @@ backlog, by py-spy (`uvx py-spy`, or `PY_SPY=/path/to/py-spy`).
 The stack of `make bench-streams` (a broker, a store server, one worker, 4 partitions), a
 backlog of BENCH_EVENTS events (default 60,000) produced at once, and py-spy sampling the
 worker (all its threads, idle ones left out) from the first produce until every raw row and
-every episode is in the store. Prints each part's share of the samples (a sample counts for
+every episode is in the store. With `--phase latency` the backlog is drained first, unsampled,
+and py-spy samples the latency run that follows (events at BENCH_LATENCY_RATE a second, as
+`make bench-streams` measures latency), whose p50, p99 and p99 per 5 s it prints. Prints
+each part's share of the samples (a sample counts for
 every part it passes through: parts nest) and the top functions by own time; the collapsed
 stacks stay in `--out` for a flame graph.
 """
@@ -20,8 +23,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from bench._cpu import process_cpu_s
-from bench.streams_bench import _encoded, _episodes, _raw_rows, _started, produce_all, running_stack
+from bench.streams_bench import (
+    LATENCY_RATE,
+    LATENCY_S,
+    _encoded,
+    _episodes,
+    _latencies,
+    _p99_by_window,
+    _raw_rows,
+    _started,
+    produce_all,
+    running_stack,
+)
+from fulmen.store import LightningStore
+from tests.support.stack import Stack
 
 PARTS: dict[str, tuple[str, ...]] = {
     "decode (all)": ("decode_batch",),
@@ -66,10 +84,37 @@ def _read(path: Path) -> Counter[str]:
     return stacks
 
 
+def _bucket_deltas(now: dict[str, float], before: dict[str, float]) -> dict[str, str]:
+    """Per histogram and label, how many observations of the run fell in each bucket: the
+    store calls' and the collector's pauses, whose tails a mean hides."""
+    found: dict[str, list[str]] = {}
+    for name, value in now.items():
+        if "_bucket{" not in name or not name.startswith(_HISTOGRAMS):
+            continue
+        metric, labels = name.split("{", 1)
+        upper = labels.split('le="')[1].split('"')[0]
+        label = labels.split(",")[0]
+        delta = value - before.get(name, 0.0)
+        found.setdefault(f"{metric}{{{label}}}", []).append(f"≤{upper}: {delta:.0f}")
+    return {name: ", ".join(buckets) for name, buckets in found.items()}
+
+
+_HISTOGRAMS = ("fulmen_worker_sink_latency_seconds", "fulmen_worker_gc_pause_seconds")
+
+
+def _drain(stack: Stack, store: LightningStore, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """Produce `messages` and wait until every raw row and every episode is in the store."""
+    before_rows, rollouts = _raw_rows(store), _episodes(store) + len(messages) // 9
+    produce_all(stack, messages)
+    while _raw_rows(store) - before_rows < len(messages) or _episodes(store) < rollouts:
+        time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 60000)))
     parser.add_argument("--out", type=Path, default=Path("worker-profile.txt"))
+    parser.add_argument("--phase", choices=("drain", "latency"), default="drain")
     args = parser.parse_args()
     py_spy = shlex.split(os.environ.get("PY_SPY", "uvx py-spy"))
     with running_stack("prof.") as stack:
@@ -77,26 +122,38 @@ def main() -> None:
         store = stack.client("prof")
         messages = _encoded("p", args.events, stack)
         command = [*py_spy, "record", "--pid", str(worker.pid), "--format", "raw"]
+        if args.phase == "latency":
+            _drain(stack, store, messages)
+            print(f"drained {len(messages):,} events; sampling the latency run")
         spy = subprocess.Popen([*command, "--rate", "200", "--nonblocking", "-o", str(args.out)])
         time.sleep(2)  # py-spy attached
         started, cpu_before = time.perf_counter(), process_cpu_s(worker.pid)
-        produce_all(stack, messages)
-        rollouts = len(messages) // 9
-        while _raw_rows(store) < len(messages) or _episodes(store) < rollouts:
-            time.sleep(0.1)
+        metrics_before = worker.metrics()
+        if args.phase == "latency":
+            latencies = _latencies(stack, store)
+            count = len(_encoded("l", int(LATENCY_RATE * LATENCY_S), stack))  # all it produced
+            p50, p99 = (float(np.percentile(latencies[:, 1], q)) for q in (50, 99))
+            by_5s = _p99_by_window(latencies)
+            print(f"latency p50 {p50:.2f} s, p99 {p99:.2f} s; p99 by 5 s {by_5s}")
+        else:
+            _drain(stack, store, messages)
+            count = len(messages)
         elapsed = time.perf_counter() - started
-        cpu_us = (process_cpu_s(worker.pid) - cpu_before) / len(messages) * 1e6
+        cpu_us = (process_cpu_s(worker.pid) - cpu_before) / count * 1e6
         collections = {
             name.split("=")[1].strip('"}'): value
             for name, value in worker.metrics().items()
             if name.startswith("fulmen_worker_gc_pause_seconds_sum")
         }
+        pauses = _bucket_deltas(worker.metrics(), metrics_before)
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
         worker.stop()
     stacks = _read(args.out)
-    print(f"{len(messages):,} events in {elapsed:.1f} s, {sum(stacks.values()):,} samples")
+    print(f"{count:,} events in {elapsed:.1f} s, {sum(stacks.values()):,} samples")
     print(f"worker CPU {cpu_us:.0f} µs an event; collector pauses (s) by generation: {collections}")
+    for name, counts in pauses.items():
+        print(f"  {name}: {counts}")
     for part, share in _parts(stacks).items():
         print(f"  {part:<40} {share:6.1%}")
     print("own time, top 25:")

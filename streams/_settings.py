@@ -26,6 +26,13 @@ class WorkerSettings(BaseSettings):
     batch_max: int = Field(default=5_000, ge=1, description="Messages per store write.")
     batch_within_s: float = Field(default=0.2, gt=0, description="Longest wait to fill one.")
     tick_s: float = Field(default=0.25, gt=0, description="How often due episodes are looked for.")
+    fetch_max_wait_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=30,
+        description="Longest the broker holds a fetch that found no new message (see "
+        "`streams/_batch_consumer.py`: a fetch held for idle partitions delays the busy ones).",
+    )
     grace_s: float = Field(default=5.0, ge=0)
     idle_timeout_s: float = Field(default=300.0, gt=0)
     retention_s: float = Field(default=3_600.0, gt=0)

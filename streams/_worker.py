@@ -95,6 +95,8 @@ class StreamWorker:
             datadir=str(worker.data_dir),
             # Changelog and episode-completed messages go out in batches, not one request each.
             producer_linger=0.02,
+            # aiokafka's default (16 KiB) is a few rollouts' changelog records: a request each.
+            producer_max_batch_size=1024 * 1024,
             producer_compression_type="lz4",
             broker_max_poll_records=worker.batch_max,
             stream_buffer_maxsize=worker.batch_max,
@@ -133,6 +135,7 @@ class StreamWorker:
         self.episodes = self.app.topic(topics.for_event("episode"), **raw)
         self.app.batch_topics = frozenset(self.inputs)
         self.app.on_batch = self._take
+        self.app.fetch_max_wait_ms = round(worker.fetch_max_wait_s * 1000)
         self.app.topics.add(self.source)  # subscribed; its messages come to `_take`
         self.app.timer(worker.tick_s, name="collect")(self._tick)
         self.app.page("/metrics")(_metrics_view(self.metrics))
@@ -219,11 +222,12 @@ class StreamWorker:
             triplets = await self._retrying("episodes", lambda: sink.write_episodes(assembled.new))
             self.metrics.episodes_out.inc(len(assembled.new))
             self.metrics.triplets_out.inc(triplets)
-            touched = {e.row.rollout_id for e in (*assembled.new, *assembled.recovered)}
-            for rollout_id in touched:
-                key = rollout_id.encode()
+            written = [*assembled.new, *assembled.recovered]
+            for episode in written:
+                owned[episode.row.rollout_id.encode()].release(episode.row.attempt)
+            for key in {episode.row.rollout_id.encode() for episode in written}:
                 self.buffers[key] = owned[key]
-            await self._announce([*assembled.new, *assembled.recovered])
+            await self._announce(written)
             self._open = {key for key, state in owned.items() if _has_news(state)}
             if sweep:
                 self._forget_expired(owned, now=now)

@@ -1,4 +1,5 @@
-"""Acknowledging a fetched batch as a whole: the offsets Faust would commit afterwards."""
+"""The batch consumer: a fetched batch acknowledged as a whole (the offsets Faust would commit
+afterwards), and how long the broker may hold its fetches."""
 
 from __future__ import annotations
 
@@ -59,3 +60,15 @@ def test_nothing_below_the_committed_offset_is_acknowledged(consumer: BatchConsu
     consumer._committed_offset[SPANS] = 5
     consumer.ack_batch({SPANS: _records(3, 4, 5, 6)})
     assert sorted(consumer._acked[SPANS]) == [5, 6]
+
+
+async def test_the_broker_holds_a_fetch_as_long_as_the_worker_says() -> None:
+    """Faust's fixed 1.5 s would hold busy partitions back behind a fetch of idle ones."""
+    app = BatchApp("fetch", broker="kafka://127.0.0.1:1", autodiscover=False)
+    app.fetch_max_wait_ms = 77
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    kafka_consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert kafka_consumer._fetch_max_wait_ms == 77
+    finally:
+        await kafka_consumer.stop()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from fulmen.schemas import Event, SingleObjectCodec
+from fulmen.schemas import Event, Reward, SingleObjectCodec
 from fulmen.streams import (
     AssemblyPolicy,
     RolloutBuffer,
     RolloutState,
     assemble,
     dump_state,
+    is_due,
     load_state,
 )
-from tests.support.events import rollout
+from tests.support.events import meta, rollout
 
 CODEC = SingleObjectCodec()
 
@@ -31,9 +32,11 @@ def _in_attempt(event: Event, attempt: int) -> Event:
 
 
 def _assembled(state: RolloutState) -> list[tuple[object, ...]]:
+    """Each attempt's next episode (those whose models are held)."""
     return [
         (a, assemble(b.model_copy(deep=True), AssemblyPolicy(), now=200.0))
         for a, b in sorted(state.attempts.items())
+        if a not in state.released
     ]
 
 
@@ -42,11 +45,58 @@ def test_a_record_round_trips_buffers_bookkeeping_and_bytes() -> None:
     assemble(state.attempts[1], AssemblyPolicy(), now=150.0)  # revision 0 written
     state.attempts[1].last_event_at = 123.5
     loaded = load_state(dump_state(state))
-    assert loaded.attempts == state.attempts
+    assert loaded.attempts[2] == state.attempts[2]
     assert loaded.encoded == state.encoded
     assert loaded.attempts[1].revision == 0
+    assert loaded.attempts[1].seen == state.attempts[1].seen
     assert not loaded.attempts[1].changed_since_write
+    assert loaded.released == {1}, "a written attempt loads without its models"
+    state.release(1)
     assert _assembled(loaded) == _assembled(state)
+
+
+def test_a_released_attempt_keeps_bookkeeping_and_bytes_and_drops_its_models() -> None:
+    state = _state()
+    assemble(state.attempts[1], AssemblyPolicy(), now=150.0)
+    seen, size = set(state.attempts[1].seen), state.size_bytes
+    state.release(1)
+    buffer = state.attempts[1]
+    assert (buffer.spans, buffer.rewards, buffer.started, buffer.finished) == ([], [], None, None)
+    assert buffer.seen == seen
+    assert buffer.revision == 0
+    assert state.size_bytes == size
+    assert not is_due(buffer, AssemblyPolicy(), now=1e9), "nothing new: never due again"
+    assert load_state(dump_state(state)).released == {1}
+
+
+def test_a_late_event_revives_a_released_attempt_into_its_next_revision() -> None:
+    state, policy = _state(), AssemblyPolicy(grace_s=5.0)
+    first = assemble(state.attempts[1], policy, now=150.0)
+    duplicate = state.attempts[1].spans[0]
+    state.release(1)
+    assert not state.add(duplicate, CODEC.encode(duplicate, topic=""), now=160.0)
+    assert state.released == {1}, "a duplicate revives nothing"
+    late = Reward(meta=meta("r1", 900), value=0.25)
+    assert state.add(late, CODEC.encode(late, topic=""), now=160.0)
+    assert state.released == set()
+    buffer = state.attempts[1]
+    assert is_due(buffer, policy, now=170.0)
+    second = assemble(buffer, policy, now=170.0)
+    assert second.row.revision == 1
+    assert second.row.num_events == first.row.num_events + 1
+    assert [t.span_id for t in second.triplets] == [t.span_id for t in first.triplets]
+    assert second.row.rewards == {"reward": first.row.rewards["reward"] + 0.25}
+    assert state.encoded[1][-1] == CODEC.encode(late, topic="")
+    assert len(state.encoded[1]) == len(buffer.seen), "each event's bytes once"
+
+
+def test_forgetting_a_released_attempt_forgets_that_it_was_released() -> None:
+    state = _state()
+    assemble(state.attempts[1], AssemblyPolicy(), now=150.0)
+    state.release(1)
+    state.forget(1)
+    assert state.released == set()
+    assert set(state.attempts) == {2}
 
 
 def test_the_record_is_the_events_bytes_plus_little() -> None:
