@@ -7,7 +7,8 @@ two to three times larger), so `size_bytes` bounds it, and writing it copies byt
 of serializing models. Layout of a record: `FRS1`, then per attempt a length-prefixed JSON
 header (the buffer's bookkeeping) and the length-prefixed events in the order they were added.
 
-Once an attempt's episode is written, its event models are `release`d: the buffer keeps its
+Once an attempt's episode is written and quiet a while, its event models are `release`d
+(`release_quiet`): the buffer keeps its
 bookkeeping (seen event ids, revision, last event time) and the bytes, and a late event
 rebuilds the models from those bytes before it is added. A worker keeps written buffers for
 `retention_s` (an hour by default) in case a late reward revises them; as models, each
@@ -78,6 +79,14 @@ class RolloutState:
         assert not buffer.changed_since_write, "release() before any news"
         buffer.spans, buffer.rewards, buffer.started, buffer.finished = [], [], None, None
         self.released.add(attempt)
+
+    def release_quiet(self, *, quiet_s: float, now: float) -> None:
+        """Release the attempts written, unchanged since, and without an event for
+        `quiet_s` (`now` and `last_event_at` on the same clock)."""
+        for attempt, buffer in self.attempts.items():
+            settled = buffer.revision >= 0 and not buffer.changed_since_write
+            if settled and attempt not in self.released and now - buffer.last_event_at >= quiet_s:
+                self.release(attempt)
 
     def forget(self, attempt: int) -> None:
         del self.attempts[attempt]

@@ -58,6 +58,10 @@ from fulmen.streams._web_auth import bearer_token_guard
 
 log = logging.getLogger("fulmen.worker")
 _SWEEP_S = 5.0
+_RELEASE_QUIET_S = 30.0
+"""A written attempt keeps its event models this long after its last event: late events
+mostly come sooner (a reward for the episode, or the rest of a backlog being drained), and
+each one after the release costs a decode of the attempt's events."""
 T = TypeVar("T")
 
 
@@ -217,7 +221,8 @@ class StreamWorker:
             sink, now = await self._store_sink(), time.time()
             # Only rollouts with news can be due, and those recovered from the changelog:
             # the sweep finds these, and forgets the expired.
-            owned = self._owned(self._open | self._sweep_slice())
+            swept = self._sweep_slice()
+            owned = self._owned(self._open | swept)
             buffers = [buffer for state in owned.values() for buffer in state.attempts.values()]
             assembled = await self._retrying(
                 "check", lambda: sink.assemble_due(buffers, self.policy, now=now)
@@ -226,13 +231,11 @@ class StreamWorker:
             self.metrics.episodes_out.inc(len(assembled.new))
             self.metrics.triplets_out.inc(triplets)
             written = [*assembled.new, *assembled.recovered]
-            for episode in written:
-                owned[episode.row.rollout_id.encode()].release(episode.row.attempt)
             for key in {episode.row.rollout_id.encode() for episode in written}:
                 self.buffers[key] = owned[key]
             await self._announce(written)
             self._open = {key for key, state in owned.items() if _has_news(state)}
-            self._forget_expired(owned, now=now)
+            self._age({key: owned[key] for key in swept if key in owned}, now=now)
 
     def _sweep_slice(self) -> set[bytes]:
         """The next slice of a pass over every buffer this worker holds. A pass takes about
@@ -305,8 +308,11 @@ class StreamWorker:
             partition = self._partitions[key] = _partition(key, self.partitions)
         return partition
 
-    def _forget_expired(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
+    def _age(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
+        """Forget the expired attempts, and release the models of those written and quiet
+        for `_RELEASE_QUIET_S` (see `RolloutState.release`)."""
         for key, state in owned.items():
+            state.release_quiet(quiet_s=_RELEASE_QUIET_S, now=now)
             expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
             if not expired:
                 continue

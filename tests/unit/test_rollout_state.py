@@ -90,6 +90,16 @@ def test_a_late_event_revives_a_released_attempt_into_its_next_revision() -> Non
     assert len(state.encoded[1]) == len(buffer.seen), "each event's bytes once"
 
 
+def test_only_written_attempts_quiet_long_enough_are_released() -> None:
+    state = _state()  # both attempts' last event at 100.0
+    assemble(state.attempts[1], AssemblyPolicy(), now=150.0)
+    state.release_quiet(quiet_s=30.0, now=120.0)
+    assert state.released == set(), "attempt 1 was quiet 20 s only"
+    state.release_quiet(quiet_s=30.0, now=131.0)
+    assert state.released == {1}, "attempt 2 was never written: its models stay"
+    assert state.attempts[2].spans
+
+
 def test_forgetting_a_released_attempt_forgets_that_it_was_released() -> None:
     state = _state()
     assemble(state.attempts[1], AssemblyPolicy(), now=150.0)
