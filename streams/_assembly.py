@@ -175,10 +175,15 @@ def is_expired(buffer: RolloutBuffer, policy: AssemblyPolicy, *, now: float) -> 
     """Whether the buffer can be forgotten: written and quiet for `retention_s`, or holding
     only events that never formed an episode (e.g. a reward for an unknown rollout)."""
     quiet = now - buffer.last_event_at
-    if buffer.revision >= 0 and not buffer.changed_since_write:
+    if is_settled(buffer):
         return quiet >= policy.retention_s
     orphan = not buffer.spans and buffer.started is None
     return orphan and quiet >= policy.idle_timeout_s
+
+
+def is_settled(buffer: RolloutBuffer) -> bool:
+    """Whether the buffer's episode is written and nothing arrived since."""
+    return buffer.revision >= 0 and not buffer.changed_since_write
 
 
 def reconcile(buffer: RolloutBuffer, written: tuple[int, int] | None) -> bool:

@@ -8,9 +8,9 @@ of serializing models. Layout of a record: `FRS1`, then per attempt a length-pre
 header (the buffer's bookkeeping) and the length-prefixed events in the order they were added.
 
 Once an attempt's episode is written and quiet a while, its event models are `release`d
-(`release_quiet`): the buffer keeps its
-bookkeeping (seen event ids, revision, last event time) and the bytes, and a late event
-rebuilds the models from those bytes before it is added. A worker keeps written buffers for
+(`release_quiet`): the buffer keeps its bookkeeping (seen event ids, revision, last event
+time) and the bytes, and a late event rebuilds the models from those bytes before it is
+added. A worker keeps written buffers for
 `retention_s` (an hour by default) in case a late reward revises them; as models, each
 buffered event is a dozen objects the cyclic garbage collector visits in every full
 collection (a full collection over the bench's 16,000 retained rollouts took about a second),
@@ -28,7 +28,7 @@ from faust.serializers import codecs
 from pydantic import BaseModel
 
 from fulmen.schemas import SINGLE_OBJECT_MAGIC, DecodeError, Event, SingleObjectCodec
-from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input
+from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input, is_settled
 
 _MAGIC = b"FRS1"
 _LENGTH = struct.Struct("<I")
@@ -71,12 +71,11 @@ class RolloutState:
         return True
 
     def release(self, attempt: int) -> None:
-        """Drop the event models of `attempt`, whose episode was just written (nothing reads
-        them until a later event makes it due again). The buffer keeps what `is_due`,
+        """Drop the event models of `attempt`, which must be settled (`is_settled`: nothing
+        reads them until a later event makes it due again). The buffer keeps what `is_due`,
         `is_expired`, duplicate checks and the changelog need."""
         buffer = self.attempts[attempt]
-        assert buffer.revision >= 0, "release() after a write"
-        assert not buffer.changed_since_write, "release() before any news"
+        assert is_settled(buffer), "release() only after a write with no news since"
         buffer.spans, buffer.rewards, buffer.started, buffer.finished = [], [], None, None
         self.released.add(attempt)
 
@@ -84,8 +83,8 @@ class RolloutState:
         """Release the attempts written, unchanged since, and without an event for
         `quiet_s` (`now` and `last_event_at` on the same clock)."""
         for attempt, buffer in self.attempts.items():
-            settled = buffer.revision >= 0 and not buffer.changed_since_write
-            if settled and attempt not in self.released and now - buffer.last_event_at >= quiet_s:
+            quiet = now - buffer.last_event_at >= quiet_s
+            if quiet and attempt not in self.released and is_settled(buffer):
                 self.release(attempt)
 
     def forget(self, attempt: int) -> None:
@@ -96,8 +95,7 @@ class RolloutState:
     def _revive(self, attempt: int) -> None:
         """Rebuild the released attempt's models from its bytes."""
         self.released.discard(attempt)
-        values = self.encoded.pop(attempt, [])
-        _restore(self, self.attempts[attempt], [(_CODEC.decode(v, topic=""), v) for v in values])
+        _restore_encoded(self, self.attempts[attempt], self.encoded.pop(attempt, []))
 
 
 def dump_state(state: RolloutState) -> bytes:
@@ -119,11 +117,15 @@ def load_state(data: bytes) -> RolloutState:
     state, reader = RolloutState(), _Reader(data, len(_MAGIC))
     while not reader.done():
         saved = RolloutBuffer.model_validate_json(reader.chunk())
-        values = [reader.chunk() for _ in range(reader.length())]
-        _restore(state, saved, [(_CODEC.decode(value, topic=""), value) for value in values])
-        if saved.revision >= 0 and not saved.changed_since_write:
+        _restore_encoded(state, saved, [reader.chunk() for _ in range(reader.length())])
+        if is_settled(saved):
             state.release(saved.attempt)
     return state
+
+
+def _restore_encoded(state: RolloutState, saved: RolloutBuffer, values: list[bytes]) -> None:
+    """`_restore` from the events' bytes."""
+    _restore(state, saved, [(_CODEC.decode(value, topic=""), value) for value in values])
 
 
 def _restore(
