@@ -57,7 +57,12 @@ def _encoded(prefix: str, count: int, stack: Stack) -> list[tuple[str, bytes, by
         for event in rollout(f"{prefix}{i}"):
             topic = stack.topics.for_event(event.event_type)
             out.append((topic, event.meta.rollout_id.encode(), codec.encode(event, topic=topic)))
-    return out[: count - count % 9]
+    return out[: whole_rollouts(count)]
+
+
+def whole_rollouts(count: int) -> int:
+    """How many of `count` events fill whole rollouts of 9: what `_encoded` gives."""
+    return count - count % 9
 
 
 def _producer(bootstrap: str) -> Producer:
@@ -98,13 +103,24 @@ def _raw_rows(store: LightningStore) -> int:
 def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> tuple[float, float]:
     """Events/s draining a backlog, and the workers' CPU µs per event meanwhile."""
     messages = _encoded("t", EVENTS, stack)
-    before = _raw_rows(store)
-    rollouts = _episodes(store) + len(messages) // 9  # before: episodes come while producing
     cpu_before = _cpu_s(workers)
     started = time.perf_counter()
+    drain(stack, store, messages, what=f"{len(workers)} worker(s) draining")
+    elapsed = time.perf_counter() - started
+    cpu_s = _cpu_s(workers) - cpu_before
+    return len(messages) / elapsed, cpu_s / len(messages) * 1e6
+
+
+def drain(
+    stack: Stack, store: LightningStore, messages: list[tuple[str, bytes, bytes]], *, what: str
+) -> None:
+    """Produce `messages` (whole rollouts) and wait until every raw row is queryable in the
+    store and every rollout has its episode."""
+    before = _raw_rows(store)
+    rollouts = _episodes(store) + len(messages) // 9  # before: episodes come while producing
     produce_all(stack, messages)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{len(workers)} worker(s) draining", total=len(messages))
+        task = progress.add_task(what, total=len(messages))
         while (done := _raw_rows(store) - before) < len(messages):
             progress.update(task, completed=done)
             time.sleep(0.1)
@@ -112,9 +128,6 @@ def _throughput(stack: Stack, store: LightningStore, workers: list[Worker]) -> t
         while (done := _episodes(store)) < rollouts:
             progress.update(task, completed=done)
             time.sleep(0.1)
-    elapsed = time.perf_counter() - started
-    cpu_s = _cpu_s(workers) - cpu_before
-    return len(messages) / elapsed, cpu_s / len(messages) * 1e6
 
 
 def _cpu_s(workers: list[Worker]) -> float:

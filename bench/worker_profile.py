@@ -30,16 +30,13 @@ from bench.streams_bench import (
     LATENCY_RATE,
     LATENCY_S,
     _encoded,
-    _episodes,
     _latencies,
     _p99_by_window,
-    _raw_rows,
     _started,
-    produce_all,
+    drain,
     running_stack,
+    whole_rollouts,
 )
-from fulmen.store import LightningStore
-from tests.support.stack import Stack
 
 PARTS: dict[str, tuple[str, ...]] = {
     "decode (all)": ("decode_batch",),
@@ -84,6 +81,9 @@ def _read(path: Path) -> Counter[str]:
     return stacks
 
 
+_HISTOGRAMS = ("fulmen_worker_sink_latency_seconds", "fulmen_worker_gc_pause_seconds")
+
+
 def _bucket_deltas(now: dict[str, float], before: dict[str, float]) -> dict[str, str]:
     """Per histogram and label, how many observations of the run fell in each bucket: the
     store calls' and the collector's pauses, whose tails a mean hides."""
@@ -99,17 +99,6 @@ def _bucket_deltas(now: dict[str, float], before: dict[str, float]) -> dict[str,
     return {name: ", ".join(buckets) for name, buckets in found.items()}
 
 
-_HISTOGRAMS = ("fulmen_worker_sink_latency_seconds", "fulmen_worker_gc_pause_seconds")
-
-
-def _drain(stack: Stack, store: LightningStore, messages: list[tuple[str, bytes, bytes]]) -> None:
-    """Produce `messages` and wait until every raw row and every episode is in the store."""
-    before_rows, rollouts = _raw_rows(store), _episodes(store) + len(messages) // 9
-    produce_all(stack, messages)
-    while _raw_rows(store) - before_rows < len(messages) or _episodes(store) < rollouts:
-        time.sleep(0.1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 60000)))
@@ -123,7 +112,7 @@ def main() -> None:
         messages = _encoded("p", args.events, stack)
         command = [*py_spy, "record", "--pid", str(worker.pid), "--format", "raw"]
         if args.phase == "latency":
-            _drain(stack, store, messages)
+            drain(stack, store, messages, what="draining the backlog (not sampled)")
             print(f"drained {len(messages):,} events; sampling the latency run")
         spy = subprocess.Popen([*command, "--rate", "200", "--nonblocking", "-o", str(args.out)])
         time.sleep(2)  # py-spy attached
@@ -131,12 +120,12 @@ def main() -> None:
         metrics_before = worker.metrics()
         if args.phase == "latency":
             latencies = _latencies(stack, store)
-            count = len(_encoded("l", int(LATENCY_RATE * LATENCY_S), stack))  # all it produced
+            count = whole_rollouts(int(LATENCY_RATE * LATENCY_S))  # all it produced
             p50, p99 = (float(np.percentile(latencies[:, 1], q)) for q in (50, 99))
             by_5s = _p99_by_window(latencies)
             print(f"latency p50 {p50:.2f} s, p99 {p99:.2f} s; p99 by 5 s {by_5s}")
         else:
-            _drain(stack, store, messages)
+            drain(stack, store, messages, what="draining the backlog")
             count = len(messages)
         elapsed = time.perf_counter() - started
         cpu_us = (process_cpu_s(worker.pid) - cpu_before) / count * 1e6
