@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from fulmen._net import free_ports
 from fulmen.local._broker_security import LISTENER, BrokerSecurity
 from fulmen.local._jvm import _LOG_TAIL_BYTES, KafkaBrokerError, _java_command, ensure_kafka_jars
 
@@ -53,20 +54,6 @@ class KafkaBrokerStartError(KafkaBrokerError):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         super().__init__(f"{message}\n--- broker log tail ---\n{log_tail}" if log_tail else message)
         self.log_tail = log_tail
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _port_is_free(port: int) -> bool:
@@ -161,7 +148,7 @@ class KafkaBroker:
             match = re.search(r":(\d+)$", previous.get("controller.quorum.bootstrap.servers", ""))
             if match is not None and (self._data_dir / "data" / "meta.properties").is_file():
                 controller_port = int(match.group(1))
-        picked = iter(_free_ports(2))
+        picked = iter(free_ports(2))
         self._port = port if port is not None else next(picked)
         self._controller_port = controller_port if controller_port is not None else next(picked)
         if self._port == self._controller_port:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fulmen._net import free_ports
 from fulmen.up._broker import BrokerService
 from fulmen.up._process import ProcessService, http_probe
 from fulmen.up._settings import UpSettings
@@ -51,12 +51,10 @@ class Stack:
     """The policy server's API key (written by `fulmen up`, readable by its user only)."""
 
 
-def _port(wanted: int) -> int:
-    if wanted:
-        return wanted
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _ports(wanted: list[int]) -> list[int]:
+    """`wanted`, each 0 replaced by a free port (distinct, and none of those wanted)."""
+    free = iter(free_ports(wanted.count(0), besides=wanted))
+    return [port or next(free) for port in wanted]
 
 
 def plan_stack(
@@ -69,8 +67,9 @@ def plan_stack(
     root = settings.dir.resolve()
     key_file = root / "api-key"
     logs = root / "logs"
-    kafka_port, store_port = _port(settings.kafka_port), _port(settings.store_port)
-    worker_port, policy_port = _port(settings.worker_port), _port(settings.policy_port)
+    kafka_port, store_port, worker_port, policy_port = _ports(
+        [settings.kafka_port, settings.store_port, settings.worker_port, settings.policy_port]
+    )
     store_url = f"http://127.0.0.1:{store_port}"
     store_password = environ.get("FULMEN_STORE__PASSWORD") or secrets.token_urlsafe(32)
     policy_url = f"http://127.0.0.1:{policy_port}/v1"

@@ -11,7 +11,6 @@ Every process listens on 127.0.0.1 on free ports and writes its log under the wo
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 import subprocess
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from fulmen._net import free_ports
 from fulmen.local import KUBE_BINARIES, kube_bin_dir, kwok_stages_file
 
 NODE = "kwok-node-0"
@@ -38,10 +38,8 @@ def binaries_missing() -> list[str]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 @dataclass
@@ -96,7 +94,7 @@ class KubeCluster:
 
     def start(self, timeout_s: float = 180) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        etcd_port, peer_port = _free_port(), _free_port()
+        etcd_port, peer_port = free_ports(2)
         self._spawn(
             "etcd", "--name=test", f"--data-dir={self.work_dir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{etcd_port}",

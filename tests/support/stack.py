@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
+from fulmen._net import free_ports
 from fulmen.kafka import KafkaSettings, TopicSettings
 from fulmen.kafka import create_topics as make_topics
 from fulmen.schemas import Codec, Event, SingleObjectCodec
@@ -27,9 +27,8 @@ from fulmen.store import LightningStore, StoreSettings
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    (port,) = free_ports(1)
+    return port
 
 
 def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
