@@ -45,7 +45,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "  models built unvalidated": ("_trusted.py",),
     "rollout buffers (table get/set, add)": ("_buffer (", "_is_new", "_refuse_over_budget"),
     "  RolloutState.add": ("_state.py:", "_assembly.py:14"),
-    "changelog (Faust table and producer)": ("send_changelog", "dump_state", "on_key_set"),
+    "changelog (Faust table and producer)": ("send_changelog", "dump_record", "on_key_set"),
     "raw rows (Arrow, conform, insert)": ("write_raw",),
     "  events_table": ("events_table",),
     "episodes (check, assemble, write)": ("assemble_due", "write_episodes"),

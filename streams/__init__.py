@@ -35,7 +35,7 @@ from fulmen.streams._intake import (
 )
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
-from fulmen.streams._state import RolloutState, dump_state, load_state
+from fulmen.streams._state import RolloutState
 from fulmen.streams._topics import TopicMismatch, prepare_topics
 from fulmen.streams._worker import StreamWorker
 
@@ -66,12 +66,10 @@ __all__ = [
     "add",
     "assemble",
     "decode_batch",
-    "dump_state",
     "episodes_table",
     "is_due",
     "is_expired",
     "load_credit_assigner",
-    "load_state",
     "prepare_topics",
     "reconcile",
     "split_rewards",

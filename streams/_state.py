@@ -1,11 +1,9 @@
-"""What the worker keeps per rollout in its changelog-backed table, and its wire format.
+"""What the worker keeps per rollout in its changelog-backed table.
 
 A `RolloutState` holds a `RolloutBuffer` per attempt and, beside it, each buffered event's
-bytes in Avro single-object encoding. The changelog record is those bytes, not a JSON dump
-of the models: it is as large as the events themselves (JSON of token ids and logprobs is
-two to three times larger), so `size_bytes` bounds it, and writing it copies bytes instead
-of serializing models. Layout of a record: `FRS1`, then per attempt a length-prefixed JSON
-header (the buffer's bookkeeping) and the length-prefixed events in the order they were added.
+bytes in Avro single-object encoding, as they arrived: the changelog (`streams/_changelog.py`)
+writes those bytes, not a JSON dump of the models, and each event's bytes once
+(`saved`, `segments`).
 
 Once an attempt's episode is written and quiet a while, its event models are `release`d
 (`release_quiet`): the buffer keeps its bookkeeping (seen event ids, revision, last event
@@ -19,20 +17,12 @@ as bytes it is none.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from faust.serializers import codecs
-from pydantic import BaseModel
-
-from fulmen.schemas import SINGLE_OBJECT_MAGIC, DecodeError, Event, SingleObjectCodec
+from fulmen.schemas import SINGLE_OBJECT_MAGIC, Event, SingleObjectCodec
 from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input, is_settled
 
-_MAGIC = b"FRS1"
-_LENGTH = struct.Struct("<I")
-_HEADER_FIELDS = {"rollout_id", "attempt", "last_event_at", "revision", "changed_since_write"}
 _CODEC = SingleObjectCodec()
 
 
@@ -45,10 +35,14 @@ class RolloutState:
     released: set[int] = field(default_factory=set)
     """Attempts whose event models were dropped (`release`): their buffers hold bookkeeping
     only, and `encoded` the events."""
+    saved: dict[int, int] = field(default_factory=dict)
+    """Per attempt, how many of its `encoded` events the changelog holds."""
+    segments: dict[int, int] = field(default_factory=dict)
+    """Per attempt, how many changelog segments hold those."""
 
     @property
     def size_bytes(self) -> int:
-        """The events' bytes: what the changelog record holds, less a few hundred bytes."""
+        """The events' bytes, all attempts."""
         return sum(len(value) for values in self.encoded.values() for value in values)
 
     def add(self, event: Event, value: bytes, *, now: float) -> bool:
@@ -88,47 +82,24 @@ class RolloutState:
                 self.release(attempt)
 
     def forget(self, attempt: int) -> None:
+        """Drop `attempt` (its changelog segments are the table's to delete first)."""
         del self.attempts[attempt]
-        self.encoded.pop(attempt, None)
+        for kept in (self.encoded, self.saved, self.segments):
+            kept.pop(attempt, None)
         self.released.discard(attempt)
 
     def _revive(self, attempt: int) -> None:
         """Rebuild the released attempt's models from its bytes."""
         self.released.discard(attempt)
-        _restore_encoded(self, self.attempts[attempt], self.encoded.pop(attempt, []))
+        restore_encoded(self, self.attempts[attempt], self.encoded.pop(attempt, []))
 
 
-def dump_state(state: RolloutState) -> bytes:
-    """The changelog record of `state`."""
-    parts = [_MAGIC]
-    for attempt, buffer in state.attempts.items():
-        header = buffer.model_dump_json(include=_HEADER_FIELDS).encode()
-        events = state.encoded.get(attempt, [])
-        parts += [_LENGTH.pack(len(header)), header, _LENGTH.pack(len(events))]
-        for value in events:
-            parts += [_LENGTH.pack(len(value)), value]
-    return b"".join(parts)
+def restore_encoded(state: RolloutState, saved: RolloutBuffer, values: list[bytes]) -> None:
+    """`restore` from the events' bytes."""
+    restore(state, saved, [(_CODEC.decode(value, topic=""), value) for value in values])
 
 
-def load_state(data: bytes) -> RolloutState:
-    """The state a changelog record holds (also a record of the earlier JSON format)."""
-    if not data.startswith(_MAGIC):
-        return _from_json(data)
-    state, reader = RolloutState(), _Reader(data, len(_MAGIC))
-    while not reader.done():
-        saved = RolloutBuffer.model_validate_json(reader.chunk())
-        _restore_encoded(state, saved, [reader.chunk() for _ in range(reader.length())])
-        if is_settled(saved):
-            state.release(saved.attempt)
-    return state
-
-
-def _restore_encoded(state: RolloutState, saved: RolloutBuffer, values: list[bytes]) -> None:
-    """`_restore` from the events' bytes."""
-    _restore(state, saved, [(_CODEC.decode(value, topic=""), value) for value in values])
-
-
-def _restore(
+def restore(
     state: RolloutState, saved: RolloutBuffer, events: Sequence[tuple[Event, bytes]]
 ) -> None:
     """Add an attempt's events (with their bytes) to `state` again, then put back the
@@ -140,47 +111,3 @@ def _restore(
     buffer.last_event_at = saved.last_event_at
     buffer.revision = saved.revision
     buffer.changed_since_write = saved.changed_since_write
-
-
-class _Reader:
-    def __init__(self, data: bytes, position: int) -> None:
-        self._data, self._position = data, position
-
-    def done(self) -> bool:
-        return self._position >= len(self._data)
-
-    def length(self) -> int:
-        (value,) = _LENGTH.unpack_from(self._data, self._position)
-        self._position += _LENGTH.size
-        return int(value)
-
-    def chunk(self) -> bytes:
-        size = self.length()
-        start, self._position = self._position, self._position + size
-        if self._position > len(self._data):
-            raise DecodeError("truncated", "a changelog record ends mid-chunk")
-        return self._data[start : self._position]
-
-
-class _JsonState(BaseModel):
-    attempts: dict[int, RolloutBuffer]
-
-
-def _from_json(data: bytes) -> RolloutState:
-    """A record written by workers before the binary format: models as JSON."""
-    state = RolloutState()
-    for old in _JsonState.model_validate_json(data).attempts.values():
-        events: list[Event] = [*old.spans, *old.rewards]
-        events += [e for e in (old.started, old.finished) if e is not None]
-        _restore(state, old, [(event, b"") for event in events])  # encoded again by `add`
-    return state
-
-
-class StateCodec(codecs.Codec):
-    """Faust's value codec for the rollout table."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return dump_state(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return load_state(s)

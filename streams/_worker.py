@@ -34,7 +34,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import faust
-from aiokafka.partitioner import murmur2
 from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
 from faust.types import TP
 from faust.web import Request, Response, View
@@ -46,13 +45,15 @@ from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_episode_input, is_expired
 from fulmen.streams._batch_consumer import Batch, BatchApp, BatchConsumer, Record
+from fulmen.streams._changelog import RecordCodec
 from fulmen.streams._collector import collector_paused, time_collections, tune_collector
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
 from fulmen.streams._kafka_auth import broker_credentials
 from fulmen.streams._metrics import WorkerMetrics
+from fulmen.streams._rollout_table import RolloutTable
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
-from fulmen.streams._state import RolloutState, StateCodec
+from fulmen.streams._state import RolloutState
 from fulmen.streams._topics import prepare_topics
 from fulmen.streams._web_auth import bearer_token_guard
 
@@ -113,27 +114,16 @@ class StreamWorker:
             broker_heartbeat_interval=worker.session_timeout_s / 3,
             consumer_group_instance_id=worker.instance_id,
         )
-        codecs_: dict[str, Any] = {"key_serializer": "raw", "value_serializer": StateCodec()}
         changelog = self.app.topic(
             changelog_name,
             partitions=self.partitions,
             compacting=True,
             internal=True,  # created beforehand, with its record size, by `prepare_topics`
-            **codecs_,
+            key_serializer="raw",
+            value_serializer=RecordCodec(),
         )
-        self.buffers = cast(
-            "faust.Table[bytes, RolloutState]",
-            self.app.Table(
-                "rollout-buffers",
-                default=None,
-                partitions=self.partitions,
-                use_partitioner=True,
-                changelog_topic=changelog,
-            ),
-        )
-        # Table() derives its serializers from model types only (JSON here): set ours.
-        self.buffers.key_serializer = codecs_["key_serializer"]
-        self.buffers.value_serializer = codecs_["value_serializer"]
+        self.buffers = RolloutTable(self.app, partitions=self.partitions, changelog=changelog)
+        self.app.tables.add(self.buffers)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(*self.inputs, **raw)
         self.dead_letters = self.app.topic(topics.dead_letter_topic(), **raw)
@@ -151,7 +141,6 @@ class StreamWorker:
         self._pending: dict[TP, list[Record]] = {}
         self._pending_count = 0
         self._pending_since = 0.0
-        self._partitions: dict[bytes, int] = {}
         self._taken: dict[TP, int] = {}
         """Per input partition, the highest offset this process flushed."""
         self._lock = asyncio.Lock()
@@ -232,7 +221,7 @@ class StreamWorker:
             self.metrics.triplets_out.inc(triplets)
             written = [*assembled.new, *assembled.recovered]
             for key in {episode.row.rollout_id.encode() for episode in written}:
-                self.buffers[key] = owned[key]
+                self.buffers.save(key, owned[key])
             await self._announce(written)
             self._open = {key for key, state in owned.items() if _has_news(state)}
             self._age({key: owned[key] for key in swept if key in owned}, now=now)
@@ -243,7 +232,8 @@ class StreamWorker:
         with it every batch, for up to 0.9 s."""
         if not self._sweep:
             assigned = self._assigned()
-            self._sweep = [key for key in self.buffers if self._partition_of(key) in assigned]
+            partition_of = self.buffers.partition_of
+            self._sweep = [key for key in self.buffers if partition_of(key) in assigned]
             self.metrics.buffered_rollouts.set(len(self._sweep))
             self._sweep_step = max(1, math.ceil(len(self._sweep) * self.worker.tick_s / _SWEEP_S))
         keys = set(self._sweep[-self._sweep_step :])
@@ -283,7 +273,7 @@ class StreamWorker:
             touched[key] = state
             state.add(event, message.value, now=now)
         for key, state in touched.items():
-            self.buffers[key] = state
+            self.buffers.save(key, state)
         self._open.update(touched)
 
     def _owned(self, keys: set[bytes]) -> dict[bytes, RolloutState]:
@@ -294,19 +284,12 @@ class StreamWorker:
         return {
             key: state
             for key, state in found
-            if state is not None and self._partition_of(key) in assigned
+            if state is not None and self.buffers.partition_of(key) in assigned
         }
 
     def _assigned(self) -> set[int]:
         """The input partitions this worker holds now."""
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs}
-
-    def _partition_of(self, key: bytes) -> int:
-        """The input partition of a rollout key, hashed once (murmur2 is pure Python here)."""
-        partition = self._partitions.get(key)
-        if partition is None:
-            partition = self._partitions[key] = _partition(key, self.partitions)
-        return partition
 
     def _age(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
         """Forget the expired attempts, and release the models of those written and quiet
@@ -314,15 +297,8 @@ class StreamWorker:
         for key, state in owned.items():
             state.release_quiet(quiet_s=_RELEASE_QUIET_S, now=now)
             expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
-            if not expired:
-                continue
-            for attempt in expired:
-                state.forget(attempt)
-            if state.attempts:
-                self.buffers[key] = state
-            else:
-                del self.buffers[key]
-                self._partitions.pop(key, None)
+            if expired:
+                self.buffers.forget(key, state, expired)
 
     async def _announce(self, episodes: Sequence[Episode]) -> None:
         """Straight to the producer (batched by aiokafka): the topic exists, and Faust's
@@ -401,7 +377,7 @@ class _BatchStates:
     """The buffer table's states as one batch reads them: each rollout's looked up once (a
     Faust table read runs its sensors and its store's lookup), not once per event."""
 
-    def __init__(self, table: faust.Table[bytes, RolloutState]) -> None:
+    def __init__(self, table: RolloutTable) -> None:
         self._table = table
         self._read: dict[bytes, RolloutState | None] = {}
 
@@ -441,10 +417,6 @@ def _received(record: Record) -> Received:
     return Received(
         record.topic, record.partition, record.offset, record.key or b"", record.value or b""
     )
-
-
-def _partition(key: bytes, partitions: int) -> int:
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 def _broker_urls(kafka: KafkaSettings) -> list[str]:

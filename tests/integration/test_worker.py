@@ -7,12 +7,13 @@ import random
 import signal
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
-from fulmen.schemas import Reward
-from tests.support.events import meta
+from fulmen.schemas import Reward, SingleObjectCodec
+from tests.support.events import meta, rollout
 from tests.support.stack import Stack, wait_for
 from tests.support.store_state import (
     episodes_written,
@@ -84,15 +85,7 @@ def test_sigkill_mid_stream_then_restart_leaves_what_a_clean_run_leaves(stack: S
     finally:
         crashed.stop()
 
-    clean = stack.worker("clean", "clean")
-    clean.start()
-    try:
-        clean_store = stack.client("clean")
-        wait_for(lambda: episodes_written(clean_store) >= 300, timeout_s=180, what="a clean run")
-        time.sleep(3)
-    finally:
-        clean.stop()
-    after_crash, clean_run = store_state(store), store_state(clean_store)
+    after_crash, clean_run = store_state(store), _clean_run(stack, "clean", episodes=300)
     assert after_crash["episode_dupes"] == [{"v": 0}]
     assert after_crash["triplet_dupes"] == [{"v": 0}]
     assert after_crash == clean_run
@@ -124,7 +117,9 @@ def test_a_store_away_for_20_s_is_caught_up_with(stack: Stack) -> None:
     assert len(state["latest"]) == 90
 
 
-def _read_all(stack: Stack, topic: str, *, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
+def _read_all(
+    stack: Stack, topic: str, *, expected: int, within_s: float = 30
+) -> list[tuple[bytes, dict[str, bytes]]]:
     consumer = Consumer(
         {
             "bootstrap.servers": stack.bootstrap,
@@ -134,7 +129,7 @@ def _read_all(stack: Stack, topic: str, *, expected: int) -> list[tuple[bytes, d
     )
     consumer.subscribe([topic])
     found: list[tuple[bytes, dict[str, bytes]]] = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + within_s
     try:
         while len(found) < expected and time.monotonic() < deadline:
             message = consumer.poll(0.5)
@@ -163,3 +158,52 @@ def test_a_restart_with_nothing_left_to_read_still_writes_dueepisodes_written(st
     finally:
         worker.stop()
     assert len(store_state(store)["latest"]) == 20
+
+
+def test_long_rollouts_over_many_batches_recover_and_write_each_event_once(stack: Stack) -> None:
+    """Rollouts of 83 events, a few events a batch, the worker SIGKILLed (its offsets
+    committed) and restarted mid-rollout: the episodes hold every event (those before the kill
+    from the changelog), as a clean run's do, and the changelog's bytes grow with the
+    events', not with their square (the whole state each batch was about 42 times more)."""
+    rollouts = [rollout(f"long{i}", calls=40) for i in range(3)]
+    slices = [[events[i] for events in rollouts] for i in range(len(rollouts[0]))]
+    worker = stack.worker("long", "long")
+    worker.start()
+    store = stack.client("long")
+    try:
+        for events in slices[:50]:
+            stack.produce(events)
+            time.sleep(0.3)  # longer than the worker's batch wait: a batch each, mostly
+        time.sleep(4)  # past Faust's commit interval: every input offset is committed
+        worker.stop(signal.SIGKILL)
+        worker.start()
+        for events in slices[50:]:
+            stack.produce(events)
+            time.sleep(0.3)
+        wait_for(lambda: episodes_written(store) >= 3, timeout_s=120, what="the long episodes")
+        time.sleep(3)
+    finally:
+        worker.stop()
+    codec = SingleObjectCodec()
+    event_bytes = sum(len(codec.encode(e, topic="")) for events in rollouts for e in events)
+    changelog = _read_all(stack, "long-rollout-buffers-changelog", expected=10**6, within_s=10)
+    assert len(changelog) > 80, "a few records a batch"
+    assert sum(len(value) for value, _ in changelog) < 2 * event_bytes
+
+    after_kill, clean_run = store_state(store), _clean_run(stack, "long_clean", episodes=3)
+    assert [row["n"] for row in after_kill["latest"]] == [83, 83, 83]
+    assert after_kill == clean_run
+
+
+def _clean_run(stack: Stack, name: str, *, episodes: int) -> dict[str, Any]:
+    """What a worker of its own (app id and database `name`) leaves in the store after
+    reading every input from the start."""
+    clean = stack.worker(name, name)
+    clean.start()
+    try:
+        store = stack.client(name)
+        wait_for(lambda: episodes_written(store) >= episodes, timeout_s=180, what="a clean run")
+        time.sleep(3)  # a grace period: anything written twice would show now
+    finally:
+        clean.stop()
+    return store_state(store)

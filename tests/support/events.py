@@ -220,3 +220,8 @@ def version_event(
         artifact_uri=f"s3://models/{version_id}" if model else None,
         prompt_templates=templates or {},
     )
+
+
+def in_attempt(event: Event, attempt: int) -> Event:
+    """`event` as part of the rollout's attempt `attempt`."""
+    return event.model_copy(update={"meta": event.meta.model_copy(update={"attempt": attempt})})

@@ -2,57 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from fulmen.schemas import Event, Reward, SingleObjectCodec
+from fulmen.schemas import Reward, SingleObjectCodec
 from fulmen.streams import (
     AssemblyPolicy,
-    RolloutBuffer,
     RolloutState,
     assemble,
-    dump_state,
     is_due,
-    load_state,
 )
-from tests.support.events import meta, rollout
+from tests.support.events import in_attempt, meta, rollout
 
 CODEC = SingleObjectCodec()
 
 
 def _state() -> RolloutState:
     state = RolloutState()
-    second = [_in_attempt(event, 2) for event in rollout("r1", calls=1)]
+    second = [in_attempt(event, 2) for event in rollout("r1", calls=1)]
     for event in rollout("r1", calls=2) + second:
         assert state.add(event, CODEC.encode(event, topic=""), now=100.0)
     return state
-
-
-def _in_attempt(event: Event, attempt: int) -> Event:
-    return event.model_copy(update={"meta": event.meta.model_copy(update={"attempt": attempt})})
-
-
-def _assembled(state: RolloutState) -> list[tuple[object, ...]]:
-    """Each attempt's next episode (those whose models are held)."""
-    return [
-        (a, assemble(b.model_copy(deep=True), AssemblyPolicy(), now=200.0))
-        for a, b in sorted(state.attempts.items())
-        if a not in state.released
-    ]
-
-
-def test_a_record_round_trips_buffers_bookkeeping_and_bytes() -> None:
-    state = _state()
-    assemble(state.attempts[1], AssemblyPolicy(), now=150.0)  # revision 0 written
-    state.attempts[1].last_event_at = 123.5
-    loaded = load_state(dump_state(state))
-    assert loaded.attempts[2] == state.attempts[2]
-    assert loaded.encoded == state.encoded
-    assert loaded.attempts[1].revision == 0
-    assert loaded.attempts[1].seen == state.attempts[1].seen
-    assert not loaded.attempts[1].changed_since_write
-    assert loaded.released == {1}, "a written attempt loads without its models"
-    state.release(1)
-    assert _assembled(loaded) == _assembled(state)
 
 
 def test_a_released_attempt_keeps_bookkeeping_and_bytes_and_drops_its_models() -> None:
@@ -66,7 +33,6 @@ def test_a_released_attempt_keeps_bookkeeping_and_bytes_and_drops_its_models() -
     assert buffer.revision == 0
     assert state.size_bytes == size
     assert not is_due(buffer, AssemblyPolicy(), now=1e9), "nothing new: never due again"
-    assert load_state(dump_state(state)).released == {1}
 
 
 def test_a_late_event_revives_a_released_attempt_into_its_next_revision() -> None:
@@ -109,13 +75,6 @@ def test_forgetting_a_released_attempt_forgets_that_it_was_released() -> None:
     assert set(state.attempts) == {2}
 
 
-def test_the_record_is_the_events_bytes_plus_little() -> None:
-    state = _state()
-    record = dump_state(state)
-    assert state.size_bytes == sum(len(CODEC.encode(e, topic="")) for e in _events(state))
-    assert state.size_bytes < len(record) < state.size_bytes + 1_000
-
-
 def test_duplicates_add_nothing_and_forgetting_drops_the_bytes() -> None:
     state = _state()
     size = state.size_bytes
@@ -132,21 +91,6 @@ def test_events_not_single_object_framed_are_kept_reencoded() -> None:
     confluent_framed = b"\x00\x00\x00\x00\x07" + b"body"
     state.add(started, confluent_framed, now=1.0)
     assert state.encoded[1] == [CODEC.encode(started, topic="")]
-
-
-class _OldState(BaseModel):
-    attempts: dict[int, RolloutBuffer]
-
-
-def test_a_record_of_the_earlier_json_format_still_loads() -> None:
-    state = _state()
-    state.attempts[2].revision = 3
-    old = _OldState(attempts=state.attempts).model_dump_json().encode()
-    loaded = load_state(old)
-    assert loaded.attempts[2].revision == 3
-    assert loaded.attempts[1].seen == state.attempts[1].seen
-    assert _assembled(loaded) == _assembled(state)
-    assert loaded.size_bytes == state.size_bytes
 
 
 def _events(state: RolloutState) -> list[object]:
