@@ -92,7 +92,8 @@ class WorkerSettings(BaseSettings):
 
     @property
     def changelog_max_bytes(self) -> int:
-        """Largest record of the buffer table's changelog: a full rollout and its bookkeeping."""
+        """Largest record of the buffer table's changelog: a whole rollout, as the format before
+        segments wrote it (segments are at most 1 MiB, or one event)."""
         return self.max_rollout_bytes + (1 << 20)
 
     def policy(self) -> AssemblyPolicy:

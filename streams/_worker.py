@@ -242,7 +242,7 @@ class StreamWorker:
 
     def _refuse_over_budget(self, intake: Intake, states: _BatchStates) -> None:
         """Refuse the events that would take their rollout's buffered bytes (this batch's
-        included) past `max_rollout_bytes`: a changelog record must stay writable."""
+        included) past `max_rollout_bytes`: what one rollout holds in memory stays bounded."""
         budget = self.worker.max_rollout_bytes
         sizes: dict[bytes, int] = {}
         refused: dict[int, str] = {}
