@@ -1,9 +1,10 @@
 """What the worker keeps per rollout in its changelog-backed table.
 
 A `RolloutState` holds a `RolloutBuffer` per attempt and, beside it, each buffered event's
-bytes in Avro single-object encoding, as they arrived: the changelog (`streams/_changelog.py`)
-writes those bytes, not a JSON dump of the models, and each event's bytes once
-(`saved`, `segments`).
+bytes in Avro single-object encoding: as they arrived when this build can read them back,
+else encoded again (Confluent framing, another writer schema). The changelog
+(`streams/_changelog.py`) writes those bytes, not a JSON dump of the models, and each
+event's bytes once (`saved`, `segments`).
 
 Once an attempt's episode is written and quiet a while, its event models are `release`d
 (`release_quiet`): the buffer keeps its bookkeeping (seen event ids, revision, last event
@@ -20,10 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fulmen.schemas import SINGLE_OBJECT_MAGIC, Event, SingleObjectCodec
+from fulmen.schemas import SINGLE_OBJECT_MAGIC, Event, SingleObjectCodec, current_schemas
 from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input, is_settled
 
 _CODEC = SingleObjectCodec()
+_READABLE = frozenset(SINGLE_OBJECT_MAGIC + s.fingerprint for s in current_schemas().values())
+"""Headers of the values `_CODEC` reads: a value under any other (Confluent framing, another
+writer schema) is kept encoded again, so the changelog never holds bytes it cannot read."""
+_HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8
 
 
 @dataclass
@@ -59,7 +64,7 @@ class RolloutState:
             self.attempts[attempt] = buffer
         if not add(buffer, event, now=now):
             return False
-        if not value.startswith(SINGLE_OBJECT_MAGIC):  # e.g. Confluent-framed: needs a registry
+        if value[:_HEADER_LEN] not in _READABLE:
             value = _CODEC.encode(event, topic="")
         self.encoded.setdefault(attempt, []).append(value)
         return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fulmen.schemas import Reward, SingleObjectCodec
 from fulmen.streams import (
     AssemblyPolicy,
@@ -85,11 +87,17 @@ def test_duplicates_add_nothing_and_forgetting_drops_the_bytes() -> None:
     assert set(state.attempts) == set(state.encoded) == {1}
 
 
-def test_events_not_single_object_framed_are_kept_reencoded() -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"\x00\x00\x00\x00\x07body", id="Confluent-framed"),
+        pytest.param(b"\xc3\x01" + bytes(8) + b"body", id="another writer schema"),
+    ],
+)
+def test_events_this_build_cannot_read_back_are_kept_reencoded(value: bytes) -> None:
     state = RolloutState()
     (started, *_) = rollout("r2", calls=1)
-    confluent_framed = b"\x00\x00\x00\x00\x07" + b"body"
-    state.add(started, confluent_framed, now=1.0)
+    state.add(started, value, now=1.0)
     assert state.encoded[1] == [CODEC.encode(started, topic="")]
 
 
