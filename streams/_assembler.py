@@ -1,4 +1,5 @@
-"""Buffers of many rollouts in memory: the embedded runner's episode table."""
+"""Buffers of many rollouts in memory: the embedded runner's episode table, the stream
+worker's `RolloutState`s in a dict."""
 
 from __future__ import annotations
 
@@ -11,59 +12,63 @@ from fulmen.store import TABLES
 from fulmen.streams._assembly import (
     AssemblyPolicy,
     Episode,
-    RolloutBuffer,
-    add,
     assemble,
     is_due,
     is_episode_input,
     is_expired,
 )
+from fulmen.streams._state import RELEASE_QUIET_S, RolloutState
 
 
 class EpisodeAssembler:
-    """Keeps a `RolloutBuffer` per (rollout id, attempt); `collect` assembles the due ones
-    and forgets the expired ones."""
+    """Keeps a `RolloutState` per rollout; `collect` assembles the due attempts, releases the
+    models of those written and quiet (`RELEASE_QUIET_S`) and forgets the expired ones."""
 
     def __init__(self, policy: AssemblyPolicy | None = None) -> None:
         self.policy = policy or AssemblyPolicy()
-        self._buffers: dict[tuple[str, int], RolloutBuffer] = {}
+        self._states: dict[str, RolloutState] = {}
         self.duplicates = 0
         self.forgotten = 0
 
-    def add(self, event: Event, *, now: float) -> bool:
-        """Buffer `event`; False for a duplicate of an event still buffered. Events that are
-        no episode's input (`is_episode_input`) are refused (False, not counted)."""
+    def add(self, event: Event, *, now: float, value: bytes = b"") -> bool:
+        """Buffer `event`, whose message value was `value` (kept for when its models are
+        released; without it, the event is encoded again); False for a duplicate of an event
+        still buffered. Events that are no episode's input (`is_episode_input`) are refused
+        (False, not counted)."""
         if not is_episode_input(event):
             return False
-        key = (event.meta.rollout_id, event.meta.attempt)
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            buffer = self._buffers[key] = RolloutBuffer(rollout_id=key[0], attempt=key[1])
-        added = add(buffer, event, now=now)
+        state = self._states.setdefault(event.meta.rollout_id, RolloutState())
+        added = state.add(event, value, now=now)
         self.duplicates += not added
         return added
 
     def is_new(self, event: Event) -> bool:
         """Whether `event` is not a duplicate of one still buffered."""
-        buffer = self._buffers.get((event.meta.rollout_id, event.meta.attempt))
-        return buffer is None or event.meta.event_id not in buffer.seen
+        state = self._states.get(event.meta.rollout_id)
+        return state is None or not state.has_seen(event)
 
     def collect(self, *, now: float, flush: bool = False) -> list[Episode]:
         """Assemble the buffers that are due at `now` (all that have anything new, when
         `flush`: the end of a run, unfinished rollouts becoming `timeout` episodes)."""
-        episodes = [
-            assemble(buffer, self.policy, now=now)
-            for buffer in self._buffers.values()
-            if is_due(buffer, self.policy, now=math.inf if flush else now)
-        ]
-        expired = [k for k, b in self._buffers.items() if is_expired(b, self.policy, now=now)]
-        for key in expired:
-            del self._buffers[key]
-        self.forgotten += len(expired)
+        due_at = math.inf if flush else now
+        episodes: list[Episode] = []
+        for rollout_id, state in list(self._states.items()):
+            episodes += [
+                assemble(buffer, self.policy, now=now)
+                for buffer in state.attempts.values()
+                if is_due(buffer, self.policy, now=due_at)
+            ]
+            state.release_quiet(quiet_s=RELEASE_QUIET_S, now=now)
+            expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
+            for attempt in expired:
+                state.forget(attempt)
+            self.forgotten += len(expired)
+            if not state.attempts:
+                del self._states[rollout_id]
         return episodes
 
     def __len__(self) -> int:
-        return len(self._buffers)
+        return sum(len(state.attempts) for state in self._states.values())
 
 
 def episodes_table(episodes: list[Episode]) -> pa.Table:

@@ -92,8 +92,8 @@ class EmbeddedRunner:
             if intake.dead:
                 rows = dead_letters_table(intake.dead)
                 self.store.insert("dead_letters", rows, dedup_token=f"{token}/dead")
-            for event in intake.events:
-                self.assembler.add(event, now=now)
+            for event, message in zip(intake.events, intake.messages, strict=True):
+                self.assembler.add(event, now=now, value=message.value)
             self._offsets[topic] = messages[-1].offset + 1
             self.bus.release(topic, self._offsets[topic])
             self._count(len(messages), intake)

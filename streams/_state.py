@@ -29,6 +29,10 @@ _READABLE = frozenset(SINGLE_OBJECT_MAGIC + s.fingerprint for s in current_schem
 """Headers of the values `_CODEC` reads: a value under any other (Confluent framing, another
 writer schema) is kept encoded again, so the changelog never holds bytes it cannot read."""
 _HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8
+RELEASE_QUIET_S = 30.0
+"""A written attempt keeps its event models this long after its last event: late events
+mostly come sooner (a reward for the episode, or the rest of a backlog being drained), and
+each one after the release costs a decode of the attempt's events."""
 
 
 @dataclass
@@ -68,6 +72,11 @@ class RolloutState:
             value = _CODEC.encode(event, topic="")
         self.encoded.setdefault(attempt, []).append(value)
         return True
+
+    def has_seen(self, event: Event) -> bool:
+        """Whether `event` is buffered already (by its event id, in its attempt)."""
+        buffer = self.attempts.get(event.meta.attempt)
+        return buffer is not None and event.meta.event_id in buffer.seen
 
     def release(self, attempt: int) -> None:
         """Drop the event models of `attempt`, which must be settled (`is_settled`: nothing

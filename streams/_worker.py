@@ -53,16 +53,12 @@ from fulmen.streams._metrics import WorkerMetrics
 from fulmen.streams._rollout_table import RolloutTable
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
-from fulmen.streams._state import RolloutState
+from fulmen.streams._state import RELEASE_QUIET_S, RolloutState
 from fulmen.streams._topics import prepare_topics
 from fulmen.streams._web_auth import bearer_token_guard
 
 log = logging.getLogger("fulmen.worker")
 _SWEEP_S = 5.0
-_RELEASE_QUIET_S = 30.0
-"""A written attempt keeps its event models this long after its last event: late events
-mostly come sooner (a reward for the episode, or the rest of a backlog being drained), and
-each one after the release costs a decode of the attempt's events."""
 T = TypeVar("T")
 
 
@@ -293,9 +289,9 @@ class StreamWorker:
 
     def _age(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
         """Forget the expired attempts, and release the models of those written and quiet
-        for `_RELEASE_QUIET_S` (see `RolloutState.release`)."""
+        for `RELEASE_QUIET_S` (see `RolloutState.release`)."""
         for key, state in owned.items():
-            state.release_quiet(quiet_s=_RELEASE_QUIET_S, now=now)
+            state.release_quiet(quiet_s=RELEASE_QUIET_S, now=now)
             expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
             if expired:
                 self.buffers.forget(key, state, expired)
@@ -390,8 +386,7 @@ class _BatchStates:
     def is_new(self, event: Event) -> bool:
         """Whether `event` is not in its rollout's buffer yet."""
         state = self.get(event.meta.rollout_id.encode())
-        buffer = state.attempts.get(event.meta.attempt) if state else None
-        return buffer is None or event.meta.event_id not in buffer.seen
+        return state is None or not state.has_seen(event)
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from fulmen.schemas import Event, Reward, Span
+from fulmen.schemas import Event, Reward, SingleObjectCodec, Span
 from fulmen.streams import (
     AssemblyPolicy,
     CreditAssigner,
@@ -26,6 +26,7 @@ from fulmen.streams import (
     triplets_table,
 )
 from fulmen.streams._announce import Announcer
+from fulmen.streams._state import RELEASE_QUIET_S
 from tests.support.events import meta, rollout, span_id_of
 
 
@@ -114,6 +115,26 @@ def test_credit_assignment_is_pluggable() -> None:
     assert per_call == [0.0, 0.5, 0.0]
     with pytest.raises(ValueError, match="gamma"):
         DiscountedReturn(1.5)
+
+
+def test_written_episodes_quiet_a_while_drop_their_models_and_a_late_reward_revives_them() -> None:
+    assembler, codec, events = (
+        EpisodeAssembler(AssemblyPolicy(grace_s=1.0)),
+        SingleObjectCodec(),
+        rollout(),
+    )
+    for event in events:
+        assert assembler.add(event, now=0.0, value=codec.encode(event, topic=""))
+    (first,) = assembler.collect(now=1.0)
+    assert assembler.collect(now=RELEASE_QUIET_S) == []
+    assert assembler._states["r1"].released == {1}, "written and quiet: models dropped"
+    assert not assembler.is_new(events[0]), "still known after the release"
+    late = Reward(meta=meta("r1", 99), value=2.0)
+    assert assembler.add(late, now=50.0)
+    (second,) = assembler.collect(now=51.5)
+    assert (second.row.revision, second.row.reward) == (1, 3.0)
+    assert second.row.num_events == first.row.num_events + 1
+    assert [t.prompt for t in second.triplets] == [t.prompt for t in first.triplets]
 
 
 def test_multi_agent_triplets_keep_their_agent() -> None:
