@@ -30,8 +30,8 @@ from aiokafka.structs import ConsumerRecord
 from fulmen.kafka import TopicSettings
 from fulmen.schemas import SingleObjectCodec
 from fulmen.store import EVENT_TABLES
-from fulmen.store._arrow import events_table
 from fulmen.store._conform import conform
+from fulmen.store._event_rows import events_table
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembler import episodes_table, triplets_table
 from fulmen.streams._assembly import AssemblyPolicy, assemble, is_episode_input

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fulmen.errors import FulmenError
-from fulmen.store._arrow import TABLES
+from fulmen.store._table_schemas import TABLES
 
 
 class BatchRejected(FulmenError):

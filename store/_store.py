@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from fulmen.schemas import Event
-from fulmen.store._arrow import EVENT_TABLES, TABLES, Fields, Source, events_table
 from fulmen.store._client import connect
 from fulmen.store._conform import conform
+from fulmen.store._event_rows import EVENT_TABLES, Fields, Source, events_table
 from fulmen.store._forget import Forgotten, forget_user, not_forgotten
 from fulmen.store._migrations import migrate
 from fulmen.store._settings import StoreSettings
+from fulmen.store._table_schemas import TABLES
 
 
 @dataclass(frozen=True)

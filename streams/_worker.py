@@ -36,26 +36,23 @@ from typing import Any, TypeVar, cast
 import faust
 from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
 from faust.types import TP
-from faust.web import Request, Response, View
 
-from fulmen.kafka import KafkaSettings
 from fulmen.producers import FulmenSettings, codec_for
 from fulmen.schemas import Codec, Event
 from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
 from fulmen.streams._assembly import Episode, is_episode_input, is_expired
-from fulmen.streams._batch_consumer import Batch, BatchApp, BatchConsumer, Record
+from fulmen.streams._batch_consumer import Batch, BatchConsumer, Record
 from fulmen.streams._changelog import RecordCodec
 from fulmen.streams._collector import collector_paused, time_collections, tune_collector
 from fulmen.streams._intake import DeadLetter, Intake, Received, decode_batch, topic_kinds
-from fulmen.streams._kafka_auth import broker_credentials
 from fulmen.streams._metrics import WorkerMetrics
 from fulmen.streams._rollout_table import RolloutTable
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
 from fulmen.streams._state import RELEASE_QUIET_S, RolloutState
 from fulmen.streams._topics import prepare_topics
-from fulmen.streams._web_auth import bearer_token_guard
+from fulmen.streams._worker_app import worker_app
 
 log = logging.getLogger("fulmen.worker")
 _SWEEP_S = 5.0
@@ -80,35 +77,8 @@ class StreamWorker:
         self.kinds = {topic: kinds[topic] for topic in self.inputs}
         changelog_name = f"{worker.app_id}-rollout-buffers-changelog"
         self.partitions = prepare_topics(settings, worker, changelog=changelog_name)
-        self.app = BatchApp(
-            worker.app_id,
-            broker=_broker_urls(settings.kafka),
-            broker_credentials=broker_credentials(settings.kafka),
-            store="memory://",
-            autodiscover=False,
-            topic_partitions=self.partitions,
-            table_standby_replicas=0,
-            consumer_auto_offset_reset="earliest",
-            web_enabled=True,
-            web_host=worker.web_host,
-            web_bind=worker.web_host,  # Faust binds web_bind (0.0.0.0 unless set), not web_host
-            web_port=worker.web_port,
-            web_application_options=_web_options(worker),
-            datadir=str(worker.data_dir),
-            # Changelog and episode-completed messages go out in batches, not one request each.
-            producer_linger=0.02,
-            # aiokafka's default (16 KiB) is a few rollouts' changelog records: a request each.
-            producer_max_batch_size=1024 * 1024,
-            producer_compression_type="lz4",
-            broker_max_poll_records=worker.batch_max,
-            stream_buffer_maxsize=worker.batch_max,
-            # A changelog record holds a rollout's events: up to `max_rollout_bytes`.
-            producer_max_request_size=worker.changelog_max_bytes,
-            # Input topics created while the worker runs are subscribed to within seconds.
-            consumer_metadata_max_age_ms=5_000,
-            broker_session_timeout=worker.session_timeout_s,
-            broker_heartbeat_interval=worker.session_timeout_s / 3,
-            consumer_group_instance_id=worker.instance_id,
+        self.app = worker_app(
+            settings.kafka, worker, partitions=self.partitions, metrics=self.metrics
         )
         changelog = self.app.topic(
             changelog_name,
@@ -126,10 +96,8 @@ class StreamWorker:
         self.episodes = self.app.topic(topics.for_event("episode"), **raw)
         self.app.batch_topics = frozenset(self.inputs)
         self.app.on_batch = self._take
-        self.app.fetch_max_wait_ms = round(worker.fetch_max_wait_s * 1000)
         self.app.topics.add(self.source)  # subscribed; its messages come to `_take`
         self.app.timer(worker.tick_s, name="collect")(self._tick)
-        self.app.page("/metrics")(_metrics_view(self.metrics))
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -400,27 +368,7 @@ def _has_news(state: RolloutState) -> bool:
     return any(buffer.changed_since_write for buffer in state.attempts.values())
 
 
-def _metrics_view(metrics: WorkerMetrics) -> type[View]:
-    class MetricsView(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(metrics.prometheus(), content_type="text/plain; version=0.0.4")
-
-    return MetricsView
-
-
 def _received(record: Record) -> Received:
     return Received(
         record.topic, record.partition, record.offset, record.key or b"", record.value or b""
     )
-
-
-def _broker_urls(kafka: KafkaSettings) -> list[str]:
-    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")]
-
-
-def _web_options(worker: WorkerSettings) -> dict[str, Any]:
-    """aiohttp Application options of the web server: the bearer token guard when a token
-    is set."""
-    if worker.web_token is None:
-        return {}
-    return {"middlewares": [bearer_token_guard(worker.web_token.get_secret_value())]}

@@ -4,7 +4,9 @@ the reward rising — with no broker, no server and no cluster.
 
     summary = run_demo(DemoSettings())      # .fulmen/demo/summary.json and reward.png
 
-`DemoLoop` (`_loop.py`) wires the parts; `_report.py` writes what it shows at the end.
+`DemoLoop` (`_loop.py`) wires the parts and records what happened (`_records.py`); its
+trainer jobs are set up by `_trainer_jobs.py`, its out dir and store by `_workspace.py`;
+`_report.py` writes what it shows at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fulmen.demo._loop import DemoLoop, JobRecord, LoopRecord, fresh_out_dir, served_store
+from fulmen.demo._loop import DemoLoop
+from fulmen.demo._records import JobRecord, LoopRecord
 from fulmen.demo._report import (
     BASE,
     VersionSummary,
@@ -25,6 +28,7 @@ from fulmen.demo._report import (
     write_summary,
 )
 from fulmen.demo._settings import TASK_PRESETS, DemoSettings, task_settings
+from fulmen.demo._workspace import fresh_out_dir, served_store
 from fulmen.store import StoreSettings
 
 __all__ = [

@@ -13,15 +13,10 @@ agents never stop and the next window fills meanwhile.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
 import secrets
-import shutil
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -32,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import fulmen
 from fulmen._progress import progress_for
 from fulmen.auth import ApiKeys
-from fulmen.demo._canary import DemoReleases, ReleaseRecord
+from fulmen.demo._canary import DemoReleases
 from fulmen.demo._plan import (
     MIN_TASKS,
     MIN_VERSIONS,
@@ -44,52 +39,22 @@ from fulmen.demo._plan import (
     window_seconds,
     window_tasks,
 )
+from fulmen.demo._records import JobRecord, LoopRecord, job_line
 from fulmen.demo._settings import DemoSettings
-from fulmen.models import OMP_NUM_THREADS, base_model_dir, fastest_cpu_threads
+from fulmen.demo._trainer_jobs import job_env, scheduler_settings
+from fulmen.models import base_model_dir, fastest_cpu_threads
 from fulmen.producers import FulmenSettings, InProcessBus
 from fulmen.schemas import VersionEvent
 from fulmen.serving import PolicyServer, serve_in_thread
-from fulmen.store import LightningStore, StoreSettings, client_env, shared_store
+from fulmen.store import LightningStore
 from fulmen.streams import AssemblyPolicy, EmbeddedRunner, load_credit_assigner
 from fulmen.trainers import AgentTask, load_task
-from fulmen.trainers.scheduler import (
-    LocalJobs,
-    LocalJobSettings,
-    RetryPolicy,
-    Scheduler,
-    SchedulerEvent,
-    SchedulerSettings,
-    WindowRule,
-)
+from fulmen.trainers.scheduler import LocalJobs, RetryPolicy, Scheduler, SchedulerEvent
 
 _CALIBRATION_TASKS = 2
 _PACE_ROLLOUTS = 48  # the pace is the mean of the latest rollouts: machines get busy
 _WINDOW_SEEN_S = 30.0
 _TICK_S = 0.5
-
-
-@dataclass
-class JobRecord:
-    """One trainer job as the demo saw it end."""
-
-    window_id: str
-    episodes: int
-    outcome: str
-    """`published`, `gate_failed` or `failed` (the job's own word when it wrote a result)."""
-    version: str | None
-    metrics: dict[str, float]
-    seconds: float
-    log: Path
-
-
-@dataclass
-class LoopRecord:
-    """What the loop did: its jobs in order, and the store it filled (still served)."""
-
-    jobs: list[JobRecord] = field(default_factory=list)
-    releases: list[ReleaseRecord] = field(default_factory=list)
-    """Each canary's fate, in order."""
-    wall_s: float = 0.0
 
 
 class DemoLoop:
@@ -124,13 +89,7 @@ class DemoLoop:
         # with its reward, rather than revised when the reward arrives.
         policy = AssemblyPolicy(grace_s=1.0, credit=credit)
         self.runner = EmbeddedRunner(self.bus, store, policy=policy)
-        self.scheduler_settings = SchedulerSettings(
-            executor="local", agents=[settings.agent_name], algos=[settings.algo],
-            window=WindowRule(every_episodes=settings.window_episodes, settle_seconds=0),
-            max_concurrent=1, retries=0, poll_seconds=5.0,  # a job's end wakes it at once
-            local=LocalJobSettings(command=[sys.executable, "-m", "fulmen.cli", "train"],
-                                   work_dir=out / "jobs"),
-        )  # fmt: skip
+        self.scheduler_settings = scheduler_settings(settings)
         self.jobs = self._local_jobs(settings.heldout_tasks)
         self.record = LoopRecord()
         self._started: dict[str, float] = {}
@@ -139,25 +98,9 @@ class DemoLoop:
         self._rollout_seconds: list[float] = []
 
     def _local_jobs(self, heldout: int) -> LocalJobs:
-        env = self._job_env(heldout)
+        env = job_env(self.settings, self.store.settings, model_dir=self.model_dir,
+                      threads=self.threads, heldout=heldout)  # fmt: skip
         return LocalJobs(self.scheduler_settings.local, retry=RetryPolicy(0), env=env)
-
-    def _job_env(self, heldout: int) -> dict[str, str]:
-        out = self.settings.out_dir.resolve()
-        return {
-            **client_env(self.store.settings),
-            "FULMEN_STORE__DATABASE": self.store.settings.database,
-            "FULMEN_TRANSPORT": "inprocess",
-            "FULMEN_TRAIN_RELAY_VERSION": "true",  # this loop puts it on the control topic
-            "FULMEN_TRAIN_TASK": self.settings.task,
-            "FULMEN_TRAIN_BASE_MODEL": str(self.model_dir),
-            "FULMEN_TRAIN_ARTIFACTS_DIR": str(out / "artifacts"),
-            "FULMEN_TRAIN_SNAPSHOTS_DIR": str(out / "windows"),
-            "FULMEN_TRAIN_GATE__HELDOUT_TASKS": str(heldout),
-            "FULMEN_TRAIN_GATE__MAX_NEW_TOKENS": str(self.settings.max_tokens),
-            **({OMP_NUM_THREADS: str(self.threads)} if self.threads else {}),
-            **self.settings.train_env,
-        }
 
     def run(self) -> LoopRecord:
         """Agent traffic, a job per full window, versions swapped in; until `versions` jobs
@@ -357,7 +300,7 @@ class DemoLoop:
         self.record.jobs.append(job)
         if result.get("version"):
             self._swap(VersionEvent.model_validate(result["version"]))
-        self.console.print(_job_line(job, event.reason))
+        self.console.print(job_line(job, event.reason))
 
     def _swap(self, event: VersionEvent) -> None:
         """Start the job's version as a canary (or, with a share of 1, for every rollout)."""
@@ -385,37 +328,3 @@ class DemoLoop:
             self.console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), transient=True,
         )  # fmt: skip
-
-
-def _job_line(job: JobRecord, reason: str | None) -> str:
-    before, after = job.metrics.get("heldout_reward_parent"), job.metrics.get("heldout_reward")
-    scores = f"held-out {before:.2f} → {after:.2f}" if before is not None and after else ""
-    styles = {"published": "bold green", "gate_failed": "yellow"}
-    what = f"version {job.version}" if job.version else (reason or "").splitlines()[0][:120]
-    return (
-        f"[{styles.get(job.outcome, 'red')}]{job.outcome}[/] in {job.seconds:.0f} s: "
-        f"{what} {scores}"
-    )
-
-
-def fresh_out_dir(out_dir: Path) -> None:
-    """Remove what an earlier run left (store, jobs, artifacts, plots)."""
-    for name in ("store", "jobs", "artifacts", "windows", "spill", "summary.json", "reward.png"):
-        path = out_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-@contextlib.contextmanager
-def served_store(settings: StoreSettings) -> Iterator[LightningStore]:
-    """The demo's chDB store, served to the trainer jobs (with a password of its own)."""
-    with shared_store(settings) as reachable:
-        assert reachable.url is not None
-        store = LightningStore(reachable)
-        try:
-            yield store
-        finally:
-            store.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fulmen.demo._loop import LoopRecord
+from fulmen.demo._records import LoopRecord
 from fulmen.store import LightningStore
 
 BASE = "base"

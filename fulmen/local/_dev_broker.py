@@ -14,8 +14,10 @@ import signal
 import time
 from pathlib import Path
 
+from fulmen.local._broker_process import signal_group
+from fulmen.local._broker_security import BrokerSecurity
 from fulmen.local._jvm import KAFKA_VERSION, _file_lock, _write_atomic
-from fulmen.local.kafka_broker import BrokerSecurity, KafkaBroker, _signal_group
+from fulmen.local.kafka_broker import KafkaBroker
 
 __all__ = ["down", "up"]
 
@@ -130,12 +132,12 @@ def down(timeout_s: float = 30) -> bool:
             state_file.unlink(missing_ok=True)
             return False
         pid, _, _ = running
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _pid_alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             kill_deadline = time.monotonic() + 10
             while _pid_alive(pid) and time.monotonic() < kill_deadline:
                 time.sleep(0.1)

@@ -142,18 +142,11 @@ def ensure_kafka_jars() -> Path:
             "-DincludeScope=runtime",
             f"-DoutputDirectory={libs}",
         ]
-        completed = subprocess.run(
-            command,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        completed = run_tool(command, cwd=home)
         if completed.returncode != 0:
-            output = (completed.stdout + completed.stderr)[-_LOG_TAIL_BYTES:]
             raise KafkaBrokerError(
-                f"mvn copy-dependencies failed (exit {completed.returncode}):\n{output}"
+                f"mvn copy-dependencies failed (exit {completed.returncode}):\n"
+                f"{output_tail(completed)}"
             )
         if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
             raise KafkaBrokerError(
@@ -161,6 +154,27 @@ def ensure_kafka_jars() -> Path:
             )
         _write_atomic(marker, f"{digest}\n".encode())
     return libs
+
+
+def run_tool(
+    command: list[str], *, cwd: Path, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a build or admin tool to its end with no input and its output captured as text;
+    the caller reads the exit status. Raises `subprocess.TimeoutExpired` past `timeout`."""
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def output_tail(completed: subprocess.CompletedProcess[str]) -> str:
+    """The last `_LOG_TAIL_BYTES` of what a tool printed, for an error message."""
+    return (completed.stdout + completed.stderr)[-_LOG_TAIL_BYTES:]
 
 
 def _java() -> str:

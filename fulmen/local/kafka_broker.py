@@ -4,30 +4,34 @@
 JVM (``kafka.Kafka server.properties``) in combined broker+controller mode on loopback; with
 :class:`BrokerSecurity`, its client listener is SASL_SSL with SCRAM users and ACLs enforced.
 Failures raise :class:`KafkaBrokerError` (:class:`KafkaBrokerStartError` when the broker does
-not come up). Standard library only (and Fulmen's root error; ``cryptography`` for a secured
-broker's certificates); importing this module has no side effects.
+not come up). The data directory is prepared by ``_broker_storage.py``; the process helpers
+and that error are in ``_broker_process.py``. Standard library only (and Fulmen's root error;
+``cryptography`` for a secured broker's certificates); importing this module has no side
+effects.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
-import contextlib
-import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from fulmen._net import free_ports
-from fulmen.local._broker_security import LISTENER, BrokerSecurity
-from fulmen.local._jvm import _LOG_TAIL_BYTES, KafkaBrokerError, _java_command, ensure_kafka_jars
+from fulmen.local._broker_process import (
+    KafkaBrokerStartError,
+    accepts_connections,
+    port_is_free,
+    read_tail,
+    signal_group,
+)
+from fulmen.local._broker_security import BrokerSecurity
+from fulmen.local._broker_storage import format_storage, recorded_controller_port, write_config
+from fulmen.local._jvm import KafkaBrokerError, _java_command, ensure_kafka_jars
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -43,68 +47,6 @@ _BROKER_JVM_OPTS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )
-
-
-class KafkaBrokerStartError(KafkaBrokerError):
-    """The broker process exited or did not accept connections in time.
-
-    ``log_tail`` holds the end of the broker's log file (may be empty).
-    """
-
-    def __init__(self, message: str, *, log_tail: str = "") -> None:
-        super().__init__(f"{message}\n--- broker log tail ---\n{log_tail}" if log_tail else message)
-        self.log_tail = log_tail
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _new_cluster_id() -> str:
-    """A Kafka cluster id: 22 characters of unpadded base64url, never starting with ``-``."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-def _read_tail(path: Path, limit: int = _LOG_TAIL_BYTES) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - limit))
-            return handle.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _read_properties(path: Path) -> dict[str, str]:
-    props: dict[str, str] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return props
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            props[key.strip()] = value.strip()
-    return props
 
 
 class KafkaBroker:
@@ -144,10 +86,7 @@ class KafkaBroker:
             Path(tempfile.mkdtemp(prefix="fulmen-kafka-")) if data_dir is None else data_dir
         )
         if controller_port is None:
-            previous = _read_properties(self._data_dir / "server.properties")
-            match = re.search(r":(\d+)$", previous.get("controller.quorum.bootstrap.servers", ""))
-            if match is not None and (self._data_dir / "data" / "meta.properties").is_file():
-                controller_port = int(match.group(1))
+            controller_port = recorded_controller_port(self._data_dir)
         picked = iter(free_ports(2))
         self._port = port if port is not None else next(picked)
         self._controller_port = controller_port if controller_port is not None else next(picked)
@@ -212,80 +151,6 @@ class KafkaBroker:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def _write_config(self) -> Path:
-        log_dir = self._data_dir / "data"
-        client = "PLAINTEXT" if self._security is None else LISTENER
-        listeners = (
-            f"{client}://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
-        )
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self._controller_port}",
-            "listeners": listeners,
-            "advertised.listeners": listeners,
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": client,
-            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
-            "log.dirs": str(log_dir),
-            "num.partitions": "4",
-            "default.replication.factor": "1",
-            "auto.create.topics.enable": "true",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            # Kafka's default message.max.bytes is 1048588 (~1 MiB): too small for multi-MB
-            # events. Clients must raise their own limit too (librdkafka's is 1000000).
-            "message.max.bytes": str(8 * 1024 * 1024),
-        }
-        if self._security is not None:
-            props |= self._security.properties(self._data_dir)
-        config = self._data_dir / "server.properties"
-        body = "".join(f"{key}={value}\n" for key, value in props.items())
-        config.touch(mode=0o600)
-        config.chmod(0o600)
-        config.write_text(
-            "# Written by fulmen.local.kafka_broker; rewritten on each start.\n" + body
-        )
-        return config
-
-    def _format_storage(self, config: Path, deadline: float) -> None:
-        if (self._data_dir / "data" / "meta.properties").is_file():
-            return
-        command = _java_command(
-            "kafka.tools.StorageTool",
-            ("-Xmx256m", "-Djava.awt.headless=true"),
-            "format",
-            "--standalone",
-            "-t",
-            _new_cluster_id(),
-            "-c",
-            str(config),
-            *(self._security.format_arguments() if self._security is not None else ()),
-        )
-        try:
-            completed = subprocess.run(
-                command,
-                cwd=self._data_dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=max(1.0, deadline - time.monotonic()),
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise KafkaBrokerStartError("kafka.tools.StorageTool format timed out") from exc
-        if completed.returncode != 0:
-            raise KafkaBrokerStartError(
-                f"kafka.tools.StorageTool format failed (exit {completed.returncode})",
-                log_tail=(completed.stdout + completed.stderr)[-_LOG_TAIL_BYTES:],
-            )
-
     def start(self, timeout_s: float = 90) -> None:
         """Format storage if needed, launch the broker JVM, and wait until it is usable.
 
@@ -303,12 +168,17 @@ class KafkaBroker:
         ensure_kafka_jars()
         deadline = time.monotonic() + timeout_s
         for name, port in (("port", self._port), ("controller_port", self._controller_port)):
-            if not _port_is_free(port):
+            if not port_is_free(port):
                 raise KafkaBrokerError(f"{name} {port} on 127.0.0.1 is already in use")
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        config = self._write_config()
-        self._format_storage(config, deadline)
+        config = write_config(
+            self._data_dir,
+            port=self._port,
+            controller_port=self._controller_port,
+            security=self._security,
+        )
+        format_storage(self._data_dir, config, deadline, self._security)
         command = _java_command(
             "kafka.Kafka",
             (*_BROKER_JVM_OPTS, f"-Dkafka.logs.dir={self._data_dir / 'logs'}"),
@@ -342,15 +212,15 @@ class KafkaBroker:
             if code is not None:
                 raise KafkaBrokerStartError(
                     f"Kafka broker exited with code {code} during startup (log: {self.log_path})",
-                    log_tail=_read_tail(self.log_path),
+                    log_tail=read_tail(self.log_path),
                 )
-            if _accepts_connections(self._port):
+            if accepts_connections(self._port):
                 return
             if time.monotonic() >= deadline:
                 raise KafkaBrokerStartError(
                     f"Kafka broker did not accept connections on {self.bootstrap_servers} "
                     f"within {timeout_s:g}s (log: {self.log_path})",
-                    log_tail=_read_tail(self.log_path),
+                    log_tail=read_tail(self.log_path),
                 )
             time.sleep(0.1)
 
@@ -359,11 +229,11 @@ class KafkaBroker:
         process = self._process
         if process is not None:
             if process.poll() is None:
-                _signal_group(process.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+                signal_group(process.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
                 try:
                     process.wait(timeout=grace_s if grace_s > 0 else 10)
                 except subprocess.TimeoutExpired:
-                    _signal_group(process.pid, signal.SIGKILL)
+                    signal_group(process.pid, signal.SIGKILL)
                     process.wait(timeout=10)
             self._process = None
         if self._log_handle is not None:
@@ -423,14 +293,3 @@ class KafkaBroker:
 
 
 _DETACHED: list[subprocess.Popen[bytes]] = []
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group led by ``pid`` (falls back to the pid alone)."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)

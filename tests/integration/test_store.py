@@ -22,8 +22,8 @@ from fulmen.store import (
     connect,
 )
 from fulmen.store import _migrations as migration_module
-from fulmen.store._arrow import TABLES
 from fulmen.store._migrations import Migration, migrate, migrations, render
+from fulmen.store._table_schemas import TABLES
 from tests.support.events import all_events, llm_span
 
 pytestmark = pytest.mark.integration
@@ -342,7 +342,7 @@ _GOOD = 5
 def test_a_bad_batch_names_column_and_row_and_writes_nothing(
     store: LightningStore, change, column: str, row: int | None
 ) -> None:
-    from fulmen.store._arrow import events_table
+    from fulmen.store._event_rows import events_table
 
     good = events_table("spans", [llm_span(f"bad-{i}", i).model_dump() for i in range(_GOOD)])
     before = _count(store, "spans")
