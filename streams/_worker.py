@@ -6,7 +6,8 @@ its per-message stream path) and gather until `batch_max` of them or `batch_with
 Per batch (`_flush`):
     decode → events over their rollout's budget refused → dead letters to the DLQ topic and
     the store → raw rows to the store → rollout buffers (a changelog-backed table keyed by
-    rollout id) → the batch acked, so its offsets become committable.
+    rollout id; its changelog records published together) → the batch acked, so its offsets
+    become committable.
 Per tick (`_tick`):
     due buffers → reconciled with the store → episodes and triplets to the store → buffer
     table → episode-completed events → expired buffers forgotten.
@@ -148,6 +149,7 @@ class StreamWorker:
             written = await self._retrying("raw", lambda: sink.write_raw(intake))
             self.metrics.raw_rows.inc(written)
             self._buffer(intake, states, now=time.time())
+            await self.buffers.publish()
             cast(BatchConsumer, self.app.consumer).ack_batch(batch)
             for tp, records in batch.items():
                 self._taken[tp] = max(self._taken.get(tp, -1), records[-1].offset)
@@ -189,6 +191,7 @@ class StreamWorker:
             await self._announce(written)
             self._open = {key for key, state in owned.items() if _has_news(state)}
             self._age({key: owned[key] for key in swept if key in owned}, now=now)
+            await self.buffers.publish()
 
     def _sweep_slice(self) -> set[bytes]:
         """The next slice of a pass over every buffer this worker holds. A pass takes about
@@ -280,7 +283,8 @@ class StreamWorker:
             ("fulmen-detail", dead.detail.encode()),
             ("fulmen-source", dead.source.encode()),
         ]
-        await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
+        topic = self.dead_letters.get_topic_name()
+        await self.app.producer.send(topic, message.key, message.value, None, None, headers)
 
     async def _store_sink(self) -> StoreSink:
         if self._sink is None:
