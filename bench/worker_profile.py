@@ -7,14 +7,17 @@ worker (all its threads, idle ones left out) from the first produce until every 
 every episode is in the store. With `--phase latency` the backlog is drained first, unsampled,
 and py-spy samples the latency run that follows (events at BENCH_LATENCY_RATE a second, as
 `make bench-streams` measures latency), whose p50, p99 and p99 per 5 s it prints. Prints
-each part's share of the samples (a sample counts for
-every part it passes through: parts nest) and the top functions by own time; the collapsed
-stacks stay in `--out` for a flame graph.
+each part's share of the samples (a sample counts for every part it passes through: parts
+nest) and the top functions by own time; the collapsed stacks stay in `--out` for a flame
+graph. With `--loop-counts`, the worker also counts the callbacks its event loops run and
+their polls (`bench/_loop_probe`), printed per event: a task woken many times an event is
+framework overhead that no stage's profile shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._cpu import process_cpu_s
+from bench._results import ROOT
 from bench.streams_bench import (
     LATENCY_RATE,
     LATENCY_S,
@@ -45,7 +49,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "  models built unvalidated": ("_trusted.py",),
     "rollout buffers (table get/set, add)": ("_buffer (", "_is_new", "_refuse_over_budget"),
     "  RolloutState.add": ("_state.py:", "_assembly.py:14"),
-    "changelog (Faust table and producer)": ("send_changelog", "dump_record", "on_key_set"),
+    "changelog (records, outbox, producer)": ("dump_record", "on_key_set", "publish"),
     "raw rows (Arrow, conform, insert)": ("write_raw",),
     "  events_table": ("events_table",),
     "episodes (check, assemble, write)": ("assemble_due", "write_episodes"),
@@ -84,6 +88,14 @@ def _read(path: Path) -> Counter[str]:
 _HISTOGRAMS = ("fulmen_worker_sink_latency_seconds", "fulmen_worker_gc_pause_seconds")
 
 
+def _loop_counts(prefix: Path | None, pid: int) -> Counter[str]:
+    """What `bench/_loop_probe` counted in process `pid` so far (nothing without a prefix)."""
+    if prefix is None:
+        return Counter()
+    dumped = Path(f"{prefix}.{pid}.json")
+    return Counter(json.loads(dumped.read_text())) if dumped.exists() else Counter()
+
+
 def _bucket_deltas(now: dict[str, float], before: dict[str, float]) -> dict[str, str]:
     """Per histogram and label, how many observations of the run fell in each bucket: the
     store calls' and the collector's pauses, whose tails a mean hides."""
@@ -104,8 +116,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 60000)))
     parser.add_argument("--out", type=Path, default=Path("worker-profile.txt"))
     parser.add_argument("--phase", choices=("drain", "latency"), default="drain")
+    parser.add_argument("--loop-counts", action="store_true")
     args = parser.parse_args()
     py_spy = shlex.split(os.environ.get("PY_SPY", "uvx py-spy"))
+    loop_counts = args.out.with_suffix(".loop") if args.loop_counts else None
+    if loop_counts is not None:
+        os.environ["FULMEN_LOOP_COUNTS"] = str(loop_counts)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT / "bench" / "_loop_probe"), os.environ.get("PYTHONPATH")])
+        )
     with running_stack("prof.") as stack:
         (worker,) = _started(stack, "prof", 1)
         store = stack.client("prof")
@@ -118,6 +137,7 @@ def main() -> None:
         time.sleep(2)  # py-spy attached
         started, cpu_before = time.perf_counter(), process_cpu_s(worker.pid)
         metrics_before = worker.metrics()
+        loop_before = _loop_counts(loop_counts, worker.pid)
         if args.phase == "latency":
             latencies = _latencies(stack, store)
             count = whole_rollouts(int(LATENCY_RATE * LATENCY_S))  # all it produced
@@ -135,6 +155,8 @@ def main() -> None:
             if name.startswith("fulmen_worker_gc_pause_seconds_sum")
         }
         pauses = _bucket_deltas(worker.metrics(), metrics_before)
+        time.sleep(1.5)  # the probe's next dump
+        loop = _loop_counts(loop_counts, worker.pid) - loop_before
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
         worker.stop()
@@ -143,6 +165,11 @@ def main() -> None:
     print(f"worker CPU {cpu_us:.0f} µs an event; collector pauses (s) by generation: {collections}")
     for name, counts in pauses.items():
         print(f"  {name}: {counts}")
+    if loop_counts is not None:
+        callbacks = sum(n for name, n in loop.items() if ": poll, " not in name)
+        print(f"event-loop callbacks: {callbacks / count:.2f} an event; the most frequent:")
+        for name, n in loop.most_common(12):
+            print(f"  {n / count:7.3f}  {name[:150]}")
     for part, share in _parts(stacks).items():
         print(f"  {part:<40} {share:6.1%}")
     print("own time, top 25:")
