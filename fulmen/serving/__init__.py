@@ -21,9 +21,10 @@ from fulmen.serving._errors import (
 )
 from fulmen.serving._follow import AdapterFollower
 from fulmen.serving._generation import FinishReason, Generation, TokenStep
-from fulmen.serving._policy import ModelInfo, ModelKind, PolicyServer, Precision
+from fulmen.serving._policy import PolicyServer
 from fulmen.serving._run import serve, serve_in_thread
 from fulmen.serving._sampling import SamplingParams, TokenLogprobs
+from fulmen.serving._served_models import ModelInfo, ModelKind, Precision
 from fulmen.serving._settings import DEFAULT_MODEL_ROOTS, ServeSettings
 
 __all__ = [

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
     from transformers import Cache, PreTrainedTokenizerBase
 
-    from fulmen.serving._policy import PolicyServer, _Variant
+    from fulmen.serving._policy import PolicyServer
+    from fulmen.serving._served_models import Variant
 
 __all__ = ["FinishReason", "Generation", "TokenStep"]
 
@@ -39,7 +40,7 @@ class Generation:
     def __init__(
         self,
         server: PolicyServer,
-        variant: _Variant,
+        variant: Variant,
         prompt_token_ids: list[int],
         params: SamplingParams,
         max_tokens: int,

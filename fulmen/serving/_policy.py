@@ -22,13 +22,21 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, assert_never
 
 from fulmen.serving._errors import InvalidRequestError, ModelNotFoundError, PathNotAllowedError
 from fulmen.serving._generation import Generation
 from fulmen.serving._sampling import SamplingParams
+from fulmen.serving._served_models import (
+    ModelInfo,
+    ModelKind,
+    Precision,
+    Variant,
+    context_length,
+    eos_token_ids,
+    resolve_precision,
+)
 from fulmen.serving._settings import DEFAULT_MODEL_ROOTS
 
 if TYPE_CHECKING:
@@ -36,40 +44,9 @@ if TYPE_CHECKING:
 
     import torch
     from peft import PeftModel
-    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import Cache
 
-__all__ = ["ModelInfo", "ModelKind", "PolicyServer", "Precision"]
-
-Precision = Literal["auto", "float32", "bfloat16"]
-"""How forward passes compute: ``auto`` is bf16 autocast where the CPU has native bf16
-matmuls, fp32 elsewhere."""
-
-ModelKind = Literal["base", "adapter", "weights"]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """A servable model: its request name, what it is, where it was loaded from, for an
-    adapter the base model it applies to, its context length, and when it was loaded."""
-
-    name: str
-    kind: ModelKind
-    path: Path
-    parent: str | None
-    max_model_len: int
-    created: int
-
-
-@dataclass(eq=False, slots=True)
-class _Variant:
-    info: ModelInfo
-    model: PreTrainedModel  # the module that runs it: the base model, for adapters
-    tokenizer: PreTrainedTokenizerBase
-    adapter_id: str | None  # peft's name of the adapter; unique, never reused
-    eos_token_ids: frozenset[int]
-    leases: int = 0
-    retired: bool = False
-
+__all__ = ["PolicyServer"]
 
 _UNKNOWN = "<unknown>"  # the adapter layers' state must be set before the next forward pass
 
@@ -97,7 +74,7 @@ class PolicyServer:
         base, tokenizer = load_policy(model)
         self.name = name or model.name
         self.model_roots = [root.absolute() for root in model_roots]
-        self.precision: Literal["float32", "bfloat16"] = _resolve(precision)
+        self.precision: Literal["float32", "bfloat16"] = resolve_precision(precision)
         self._base = base
         self._peft: PeftModel | None = None
         self._active_adapter: str | None = None  # None: the adapter layers are off
@@ -105,8 +82,10 @@ class PolicyServer:
         self._registry_lock = threading.Lock()  # _variants, _loading, leases
         self._encode_lock = threading.Lock()  # fast tokenizers are not safe to encode concurrently
         self._adapter_ids = itertools.count()
-        info = ModelInfo(self.name, "base", model, None, _context_length(base), int(time.time()))
-        self._variants = {self.name: _Variant(info, base, tokenizer, None, _eos(base, tokenizer))}
+        info = ModelInfo(self.name, "base", model, None, context_length(base), int(time.time()))
+        self._variants = {
+            self.name: Variant(info, base, tokenizer, None, eos_token_ids(base, tokenizer))
+        }
         self._loading: set[str] = set()
 
     # -- the registry -----------------------------------------------------------------------
@@ -135,7 +114,7 @@ class PolicyServer:
             base = self._variants[self.name]
             length = base.info.max_model_len
             info = ModelInfo(name, "adapter", path, self.name, length, int(time.time()))
-            variant = _Variant(info, self._base, base.tokenizer, adapter_id, base.eos_token_ids)
+            variant = Variant(info, self._base, base.tokenizer, adapter_id, base.eos_token_ids)
         finally:
             self._release_reservation(name)
         self._register(variant)
@@ -160,9 +139,9 @@ class PolicyServer:
                 raise InvalidRequestError(f"cannot load a model from {path}: {exc}") from exc
             if not (path / "tokenizer_config.json").is_file():
                 tokenizer = self._variants[self.name].tokenizer
-            length = _context_length(model)
+            length = context_length(model)
             info = ModelInfo(name, "weights", path, None, length, int(time.time()))
-            variant = _Variant(info, model, tokenizer, None, _eos(model, tokenizer))
+            variant = Variant(info, model, tokenizer, None, eos_token_ids(model, tokenizer))
         finally:
             self._release_reservation(name)
         self._register(variant)
@@ -209,7 +188,7 @@ class PolicyServer:
         with self._registry_lock:
             self._loading.discard(name)
 
-    def _register(self, variant: _Variant) -> None:
+    def _register(self, variant: Variant) -> None:
         with self._registry_lock:
             self._variants[variant.info.name] = variant
 
@@ -229,7 +208,7 @@ class PolicyServer:
         finally:
             self._active_adapter = _UNKNOWN
 
-    def _free(self, variant: _Variant) -> None:
+    def _free(self, variant: Variant) -> None:
         match variant.info.kind:
             case "adapter":
                 assert self._peft is not None
@@ -280,7 +259,7 @@ class PolicyServer:
         self,
         model: str,
         params: SamplingParams,
-        encode: Callable[[_Variant], list[int]],
+        encode: Callable[[Variant], list[int]],
         what: Literal["messages", "prompt"],
     ) -> Generation:
         variant = self._lease(model)
@@ -302,7 +281,7 @@ class PolicyServer:
             raise
         return Generation(self, variant, prompt, params, wanted)
 
-    def _lease(self, name: str) -> _Variant:
+    def _lease(self, name: str) -> Variant:
         with self._registry_lock:
             variant = self._variants.get(name)
             if variant is None:
@@ -310,7 +289,7 @@ class PolicyServer:
             variant.leases += 1
             return variant
 
-    def _release(self, variant: _Variant) -> None:
+    def _release(self, variant: Variant) -> None:
         with self._registry_lock:
             variant.leases -= 1
             idle = variant.retired and variant.leases == 0
@@ -319,7 +298,7 @@ class PolicyServer:
 
     def _encode(
         self,
-        variant: _Variant,
+        variant: Variant,
         messages: Sequence[Mapping[str, object]],
         tools: Sequence[Mapping[str, object]] | None,
     ) -> list[int]:
@@ -341,13 +320,13 @@ class PolicyServer:
             ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
-    def _encode_text(self, variant: _Variant, prompt: str) -> list[int]:
+    def _encode_text(self, variant: Variant, prompt: str) -> list[int]:
         with self._encode_lock:
             ids: list[int] = variant.tokenizer(prompt)["input_ids"]
         return ids
 
     def _forward(
-        self, variant: _Variant, input_ids: list[int], cache: Cache | None
+        self, variant: Variant, input_ids: list[int], cache: Cache | None
     ) -> tuple[torch.Tensor, Cache]:
         """One decoding step: the logits after ``input_ids`` (shape ``[vocab]``) and the cache."""
         import torch
@@ -366,7 +345,7 @@ class PolicyServer:
         assert output.past_key_values is not None
         return output.logits[0, -1], output.past_key_values  # [vocab]
 
-    def _activate(self, variant: _Variant) -> None:
+    def _activate(self, variant: Variant) -> None:
         """Switch the base model's adapter layers to ``variant``'s adapter (step lock held)."""
         if self._peft is None or variant.model is not self._base:
             return
@@ -382,28 +361,3 @@ class PolicyServer:
             tuner.enable_adapter_layers()
             self._peft.set_adapter(variant.adapter_id, inference_mode=True)
         self._active_adapter = variant.adapter_id
-
-
-def _eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
-    """The ids that end a completion: the generation config's eos ids and the tokenizer's."""
-    configured = model.generation_config.eos_token_id if model.generation_config else None
-    ids = {configured} if isinstance(configured, int) else set(configured or ())
-    if isinstance(tokenizer.eos_token_id, int):
-        ids.add(tokenizer.eos_token_id)
-    return frozenset(ids)
-
-
-def _context_length(model: PreTrainedModel) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 2048))
-
-
-def _resolve(precision: Precision) -> Literal["float32", "bfloat16"]:
-    match precision:
-        case "float32" | "bfloat16":
-            return precision
-        case "auto":
-            from fulmen.models._precision import cpu_has_bf16
-
-            return "bfloat16" if cpu_has_bf16() else "float32"
-        case _:
-            assert_never(precision)

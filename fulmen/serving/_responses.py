@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from fulmen.serving._generation import FinishReason, TokenStep
-    from fulmen.serving._policy import ModelInfo
+    from fulmen.serving._served_models import ModelInfo
 
 
 class TopLogprob(TypedDict):
