@@ -15,9 +15,8 @@ from fulmen.streams._assembly import (
     assemble,
     is_due,
     is_episode_input,
-    is_expired,
 )
-from fulmen.streams._state import RELEASE_QUIET_S, RolloutState
+from fulmen.streams._state import RolloutState
 
 
 class EpisodeAssembler:
@@ -58,8 +57,7 @@ class EpisodeAssembler:
                 for buffer in state.attempts.values()
                 if is_due(buffer, self.policy, now=due_at)
             ]
-            state.release_quiet(quiet_s=RELEASE_QUIET_S, now=now)
-            expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
+            expired = state.age(self.policy, now=now)
             for attempt in expired:
                 state.forget(attempt)
             self.forgotten += len(expired)

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fulmen.schemas import SINGLE_OBJECT_MAGIC, Event, SingleObjectCodec, current_schemas
-from fulmen.streams._assembly import RolloutBuffer, add, is_episode_input, is_settled
+from fulmen.streams._assembly import (
+    AssemblyPolicy,
+    RolloutBuffer,
+    add,
+    is_episode_input,
+    is_expired,
+    is_settled,
+)
 
 _CODEC = SingleObjectCodec()
 _READABLE = frozenset(SINGLE_OBJECT_MAGIC + s.fingerprint for s in current_schemas().values())
@@ -94,6 +101,12 @@ class RolloutState:
             quiet = now - buffer.last_event_at >= quiet_s
             if quiet and attempt not in self.released and is_settled(buffer):
                 self.release(attempt)
+
+    def age(self, policy: AssemblyPolicy, *, now: float) -> list[int]:
+        """Release the attempts written and quiet for `RELEASE_QUIET_S` (`release_quiet`);
+        the attempts expired at `now` (`is_expired`), for the caller to forget."""
+        self.release_quiet(quiet_s=RELEASE_QUIET_S, now=now)
+        return [a for a, b in self.attempts.items() if is_expired(b, policy, now=now)]
 
     def forget(self, attempt: int) -> None:
         """Drop `attempt` (its changelog segments are the table's to delete first)."""

@@ -42,7 +42,7 @@ from fulmen.producers import FulmenSettings, codec_for
 from fulmen.schemas import Codec, Event
 from fulmen.store import LightningStore, StoreUnavailable
 from fulmen.streams._announce import Announcer
-from fulmen.streams._assembly import Episode, is_episode_input, is_expired
+from fulmen.streams._assembly import Episode, is_episode_input
 from fulmen.streams._batch_consumer import Batch, BatchConsumer, Record
 from fulmen.streams._changelog import RecordCodec
 from fulmen.streams._collector import collector_paused, time_collections, tune_collector
@@ -51,7 +51,7 @@ from fulmen.streams._metrics import WorkerMetrics
 from fulmen.streams._rollout_table import RolloutTable
 from fulmen.streams._settings import WorkerSettings
 from fulmen.streams._sink import StoreSink
-from fulmen.streams._state import RELEASE_QUIET_S, RolloutState
+from fulmen.streams._state import RolloutState
 from fulmen.streams._topics import prepare_topics
 from fulmen.streams._worker_app import worker_app
 
@@ -259,12 +259,10 @@ class StreamWorker:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs}
 
     def _age(self, owned: dict[bytes, RolloutState], *, now: float) -> None:
-        """Forget the expired attempts, and release the models of those written and quiet
-        for `RELEASE_QUIET_S` (see `RolloutState.release`)."""
+        """Release the models of the attempts written and quiet, and forget the expired ones
+        and their segments (`RolloutState.age`)."""
         for key, state in owned.items():
-            state.release_quiet(quiet_s=RELEASE_QUIET_S, now=now)
-            expired = [a for a, b in state.attempts.items() if is_expired(b, self.policy, now=now)]
-            if expired:
+            if expired := state.age(self.policy, now=now):
                 self.buffers.forget(key, state, expired)
 
     async def _announce(self, episodes: Sequence[Episode]) -> None:

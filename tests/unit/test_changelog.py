@@ -4,18 +4,16 @@ and the states recovery folds back."""
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from fulmen.schemas import DecodeError, Event, SingleObjectCodec
+from fulmen.schemas import DecodeError
 from fulmen.streams import AssemblyPolicy, RolloutBuffer, RolloutState, assemble
 from fulmen.streams._changelog import (
     Header,
     Segment,
     dump_record,
-    fold_all,
     load_record,
     new_segments,
     rollout_key,
@@ -24,15 +22,7 @@ from fulmen.streams._changelog import (
 )
 from fulmen.streams._rollout_table import input_partition
 from tests.support.events import in_attempt, llm_span, rollout
-from tests.support.states import next_episodes
-
-CODEC = SingleObjectCodec()
-Log = list[tuple[bytes, bytes | None]]
-
-
-def _add(state: RolloutState, events: list[Event], *, now: float = 100.0) -> None:
-    for event in events:
-        assert state.add(event, CODEC.encode(event, topic=""), now=now)
+from tests.support.states import Log, add_encoded, next_episodes, recover
 
 
 def _save(log: Log, key: bytes, state: RolloutState, **limits: int) -> None:
@@ -41,32 +31,18 @@ def _save(log: Log, key: bytes, state: RolloutState, **limits: int) -> None:
     log.append((key, dump_record(state)))
 
 
-def _recover(log: Log) -> tuple[dict[bytes, Any], list[bytes]]:
-    """What a worker holds after reading the compacted changelog back: the states and the
-    keys of orphaned segments."""
-    compacted: dict[bytes, bytes] = {}
-    for key, value in log:
-        if value is None:
-            compacted.pop(key, None)
-        else:
-            compacted[key] = value
-    data = {key: load_record(value) for key, value in compacted.items()}
-    orphans = fold_all(data)
-    return data, orphans
-
-
 def test_a_state_saved_in_parts_recovers_whole() -> None:
     key, state, log = b"r1", RolloutState(), []
     events = rollout("r1", calls=4)
     second = [in_attempt(event, 2) for event in rollout("r1", calls=1)]
-    _add(state, events[:3])
+    add_encoded(state, events[:3])
     _save(log, key, state)
-    _add(state, events[3:] + second)
+    add_encoded(state, events[3:] + second)
     assemble(state.attempts[1], AssemblyPolicy(), now=150.0)  # revision 0 written
     state.attempts[1].last_event_at = 123.5
     _save(log, key, state)
 
-    data, orphans = _recover(log)
+    data, orphans = recover(log)
     assert set(data) == {key}
     assert orphans == []
     loaded = data[key]
@@ -86,19 +62,19 @@ def test_a_long_rollout_writes_each_event_once(length: int) -> None:
     not with its square (the whole state each time wrote length²/2 events)."""
     key, state, log = b"long", RolloutState(), []
     for sequence in range(length):
-        _add(state, [llm_span("long", sequence, payload=300)])
+        add_encoded(state, [llm_span("long", sequence, payload=300)])
         _save(log, key, state)
     written = sum(len(value or b"") for _, value in log)
     assert written < state.size_bytes + length * 300, "events once, plus a header per write"
     assert max(len(value or b"") for key_, value in log if key_ == key) < 300
-    data, _ = _recover(log)
+    data, _ = recover(log)
     assert data[key].encoded == state.encoded
 
 
 def test_a_segment_stops_at_its_size_and_a_larger_event_is_alone() -> None:
     state = RolloutState()
     small = [llm_span("r", sequence, payload=100) for sequence in range(6)]
-    _add(state, [*small[:3], llm_span("r", 10, payload=5_000), *small[3:]])
+    add_encoded(state, [*small[:3], llm_span("r", 10, payload=5_000), *small[3:]])
     sizes = [len(value) for value in state.encoded[1]]
     segments = [segment for _, segment in new_segments(b"r", state, max_bytes=3 * sizes[0])]
     assert [len(segment.values) for segment in segments] == [3, 1, 3]
@@ -108,14 +84,14 @@ def test_a_segment_stops_at_its_size_and_a_larger_event_is_alone() -> None:
 
 def test_forgetting_an_attempt_deletes_its_segments() -> None:
     key, state, log = b"r1", RolloutState(), []
-    _add(state, rollout("r1", calls=2) + [in_attempt(e, 2) for e in rollout("r1", calls=1)])
+    add_encoded(state, rollout("r1", calls=2) + [in_attempt(e, 2) for e in rollout("r1", calls=1)])
     _save(log, key, state, max_bytes=1)  # a segment per event
     doomed = segment_keys(key, state, 1)
     assert len(doomed) == len(state.encoded[1])
     log += [(found, None) for found in doomed]  # what `RolloutTable.forget` sends
     state.forget(1)
     _save(log, key, state)
-    data, orphans = _recover(log)
+    data, orphans = recover(log)
     assert orphans == []
     assert set(data) == {key}
     assert set(data[key].attempts) == {2}
@@ -124,12 +100,12 @@ def test_forgetting_an_attempt_deletes_its_segments() -> None:
 
 def test_segments_no_header_counts_are_orphans() -> None:
     key, state, log = b"r1", RolloutState(), []
-    _add(state, rollout("r1", calls=1))
+    add_encoded(state, rollout("r1", calls=1))
     _save(log, key, state)
     late = llm_span("r1", 50)
-    _add(state, [late])
+    add_encoded(state, [late])
     log += [(k, dump_record(s)) for k, s in new_segments(key, state)]  # died before the header
-    data, orphans = _recover(log)
+    data, orphans = recover(log)
     assert orphans == [segment_key(key, 1, 1)]
     assert set(data) == {key}, "segments are taken out of the table"
     assert late.meta.event_id not in data[key].attempts[1].seen, "read again from the inputs"
@@ -138,22 +114,22 @@ def test_segments_no_header_counts_are_orphans() -> None:
 def test_a_missing_segment_loses_only_its_events_and_numbering_goes_on() -> None:
     key, state, log = b"r1", RolloutState(), []
     events = rollout("r1", calls=2)
-    _add(state, events[:2])
+    add_encoded(state, events[:2])
     _save(log, key, state)
-    _add(state, events[2:])
+    add_encoded(state, events[2:])
     _save(log, key, state)
     log = [(k, v) for k, v in log if k != segment_key(key, 1, 0)]
-    data, _ = _recover(log)
+    data, _ = recover(log)
     loaded = data[key]
     assert loaded.encoded[1] == state.encoded[1][2:]
     assert loaded.segments == {1: 2}
-    _add(loaded, [llm_span("r1", 60)])
+    add_encoded(loaded, [llm_span("r1", 60)])
     assert [k for k, _ in new_segments(key, loaded)] == [segment_key(key, 1, 2)]
 
 
 def test_a_header_is_written_only_after_its_segments() -> None:
     state = RolloutState()
-    _add(state, rollout("r1", calls=1))
+    add_encoded(state, rollout("r1", calls=1))
     with pytest.raises(AssertionError, match="after its attempts' segments"):
         dump_record(state)
     with pytest.raises(TypeError):
@@ -162,7 +138,7 @@ def test_a_header_is_written_only_after_its_segments() -> None:
 
 def test_a_header_record_is_small_and_a_segment_the_events_plus_little() -> None:
     key, state = b"r1", RolloutState()
-    _add(state, rollout("r1", calls=3))
+    add_encoded(state, rollout("r1", calls=3))
     (_, segment), *rest = new_segments(key, state)
     assert rest == []
     record = dump_record(segment)
@@ -175,7 +151,7 @@ def test_a_header_record_is_small_and_a_segment_the_events_plus_little() -> None
 
 def test_truncated_records_are_refused() -> None:
     key, state = b"r1", RolloutState()
-    _add(state, rollout("r1", calls=1))
+    add_encoded(state, rollout("r1", calls=1))
     (_, segment), *_ = new_segments(key, state)
     for record in (dump_record(segment), dump_record(state)):
         with pytest.raises(DecodeError):
@@ -209,14 +185,14 @@ class _OldState(BaseModel):
 @pytest.mark.parametrize("old_format", ["FRS1", "JSON"])
 def test_records_of_earlier_formats_load_and_move_to_segments(old_format: str) -> None:
     key, state = b"r1", RolloutState()
-    _add(state, rollout("r1", calls=2))
+    add_encoded(state, rollout("r1", calls=2))
     state.attempts[1].revision = 3
     record = (
         _whole_record(state)
         if old_format == "FRS1"
         else _OldState(attempts=state.attempts).model_dump_json().encode()
     )
-    data, _ = _recover([(key, record)])
+    data, _ = recover([(key, record)])
     loaded = data[key]
     assert isinstance(loaded, RolloutState)
     assert loaded.attempts[1].revision == 3
@@ -226,5 +202,5 @@ def test_records_of_earlier_formats_load_and_move_to_segments(old_format: str) -
     log: Log = [(key, record)]
     _save(log, key, loaded)
     assert len(log) == 3, "all its events in a segment, then the header"
-    again, _ = _recover(log)
+    again, _ = recover(log)
     assert sorted(again[key].encoded[1]) == sorted(state.encoded[1]), "JSON kept no order"

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import faust
 
-from fulmen.schemas import Event, SingleObjectCodec
 from fulmen.streams import RolloutState
-from fulmen.streams._changelog import Header, RecordCodec, Segment, fold_all, load_record
+from fulmen.streams._changelog import Header, RecordCodec, Segment, load_record
 from fulmen.streams._rollout_table import RolloutTable, input_partition
 from tests.support.events import in_attempt, rollout
+from tests.support.states import add_encoded, recover
 
-CODEC = SingleObjectCodec()
 PARTITIONS = 4
 
 
@@ -28,27 +27,11 @@ def _table() -> RolloutTable:
     return RolloutTable(app, partitions=PARTITIONS, changelog=changelog)
 
 
-def _add(state: RolloutState, events: list[Event]) -> None:
-    for event in events:
-        assert state.add(event, CODEC.encode(event, topic=""), now=100.0)
-
-
-def _replayed(records: list[tuple[int, bytes, bytes | None]]) -> dict[bytes, object]:
-    """What a compacted changelog holds after `records`: the last value of each key."""
-    data: dict[bytes, object] = {}
-    for _, key, value in records:
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = load_record(value)
-    return data
-
-
 def test_saves_queue_new_segments_before_their_header_on_the_rollouts_partition() -> None:
     table, state, events = _table(), RolloutState(), rollout("r7", calls=4)
     sent: list[tuple[int, bytes, bytes | None]] = []
     for chunk in (events[:3], events[3:7], events[7:]):
-        _add(state, chunk)
+        add_encoded(state, chunk)
         table.save(b"r7", state)
         queued = list(table.outbox)
         sent += queued
@@ -57,8 +40,8 @@ def test_saves_queue_new_segments_before_their_header_on_the_rollouts_partition(
         assert kinds == [Segment, Header], "one new segment, then the header"
         assert {p for p, _, _ in queued} == {input_partition(b"r7", PARTITIONS)}
 
-    data = _replayed(sent)
-    assert fold_all(data) == []
+    data, orphans = recover([(key, value) for _, key, value in sent])
+    assert orphans == []
     recovered = data[b"r7"]
     assert isinstance(recovered, RolloutState)
     assert recovered.encoded == state.encoded, "each event's bytes, once, in order"
@@ -66,8 +49,8 @@ def test_saves_queue_new_segments_before_their_header_on_the_rollouts_partition(
 
 def test_forgetting_every_attempt_queues_tombstones_for_its_segments_and_its_header() -> None:
     table, state = _table(), RolloutState()
-    _add(state, rollout("r8", calls=2))
-    _add(state, [in_attempt(event, 2) for event in rollout("r8", calls=1)])
+    add_encoded(state, rollout("r8", calls=2))
+    add_encoded(state, [in_attempt(event, 2) for event in rollout("r8", calls=1)])
     table.save(b"r8", state)
     saved = list(table.outbox)
     table._outbox.clear()
@@ -78,5 +61,5 @@ def test_forgetting_every_attempt_queues_tombstones_for_its_segments_and_its_hea
     assert header is not None, "attempt 2 is left: the header stays"
     table.forget(b"r8", state, [2])
 
-    assert _replayed([*saved, *table.outbox]) == {}
+    assert recover([(key, value) for _, key, value in [*saved, *table.outbox]]) == ({}, [])
     assert b"r8" not in table
