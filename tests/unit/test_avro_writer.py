@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import random
+from types import SimpleNamespace
 
 import pytest
-from fastavro import schemaless_writer
+from fastavro import parse_schema, schemaless_writer
 
 from fulmen.schemas import (
     Attributes,
@@ -18,6 +19,7 @@ from fulmen.schemas import (
     VersionEvent,
     current_schemas,
 )
+from fulmen.schemas._avro_writer import AvroWriter
 from fulmen.schemas._records import avro_record
 from tests.support.events import all_events, llm_span, meta
 
@@ -77,20 +79,30 @@ def test_an_int_beyond_a_long_is_refused() -> None:
         SingleObjectCodec().encode(span, topic="t")
 
 
-def test_longs_are_fastavros_varints() -> None:
-    from fulmen.schemas._writer import _long
-
+def test_longs_ints_and_reals_are_fastavros() -> None:
+    schema = parse_schema(
+        {
+            "type": "record",
+            "name": "Numbers",
+            "fields": [
+                {"name": "long", "type": "long"},
+                {"name": "int", "type": "int"},
+                {"name": "double", "type": "double"},
+                {"name": "float", "type": "float"},
+            ],
+        }
+    )
+    writer = AvroWriter(schema)
     rng = random.Random(3)
     edges = [0, -1, 63, 64, -64, -65, 8191, 8192, 16383, 16384, 2**55, -(2**55), 2**56]
-    for value in [
-        *edges,
-        2**63 - 1,
-        -(2**63),
-        *(rng.randrange(-(2**63), 2**63) for _ in range(3000)),
-    ]:
+    longs = [*edges, 2**63 - 1, -(2**63), *(rng.randrange(-(2**63), 2**63) for _ in range(3000))]
+    for value in longs:
+        small = value % (2**31) - 2**30
+        real = value / 3.0
+        record = SimpleNamespace(long=value, int=small, double=real, float=real)
         buffer = io.BytesIO()
-        schemaless_writer(buffer, "long", value)
-        assert _long(value) == buffer.getvalue(), value
+        schemaless_writer(buffer, schema, vars(record))
+        assert writer.encode(record) == buffer.getvalue(), value
 
 
 @pytest.mark.parametrize(
@@ -103,10 +115,22 @@ def test_longs_are_fastavros_varints() -> None:
     ids=["three-branch union", "fixed", "recursive record"],
 )
 def test_schemas_beyond_the_contracts_are_refused(field_type: object) -> None:
-    from fastavro import parse_schema
-
-    from fulmen.schemas._writer import compile_writer
-
     schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": field_type}]}
     with pytest.raises(NotImplementedError):
-        compile_writer(parse_schema(schema))
+        AvroWriter(parse_schema(schema))
+
+
+@pytest.mark.parametrize(
+    ("update", "error"),
+    [
+        ({"name": "\ud800"}, UnicodeEncodeError),  # a lone surrogate is no UTF-8
+        ({"name": 3}, TypeError),
+        ({"kind": "SIDEWAYS"}, KeyError),
+        ({"start_time_unix_nano": 2**64}, OverflowError),
+    ],
+    ids=["surrogate", "not a string", "unknown symbol", "beyond a long"],
+)
+def test_values_the_schema_cannot_hold_raise(update: dict[str, object], error: type) -> None:
+    span = llm_span().model_copy(update=update)
+    with pytest.raises(error):
+        SingleObjectCodec().encode(span, topic="t")
