@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from fulmen.errors import FulmenError
 from fulmen.schemas._avro import AvroSchema, current_schemas
-from fulmen.schemas._avro_writer import AvroWriter
+from fulmen.schemas._avro_compiled import AvroReader, AvroWriter, CorruptAvro
 from fulmen.schemas._events import EVENT_MODELS, Event
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -68,7 +68,7 @@ class SingleObjectCodec(Codec):
     `writer_schemas` adds schemas that other producers may write with (older or newer
     versions of the contracts); their events are resolved into this build's reader schemas
     by Avro's schema-resolution rules. Bodies are written by compiled writers
-    (`fulmen.schemas._avro_writer`), the same bytes as fastavro's in a tenth of the time.
+    (`fulmen.schemas._avro_compiled`), the same bytes as fastavro's in a tenth of the time.
     """
 
     def __init__(self, *, writer_schemas: tuple[AvroSchema, ...] = ()) -> None:
@@ -100,19 +100,38 @@ class SingleObjectCodec(Codec):
 
 def decode_body(data: bytes, offset: int, *, writer: AvroSchema, reader: AvroSchema) -> Decoded:
     """Decode an Avro body starting at `offset`, resolving `writer` into `reader`."""
-    body = io.BytesIO(data)
-    body.seek(offset)
-    # Resolving a schema into itself changes nothing and costs a second walk of the record.
-    resolve_into = None if writer.fingerprint == reader.fingerprint else reader.parsed
     try:
-        record = schemaless_reader(body, writer.parsed, resolve_into)
-    except Exception as exc:  # fastavro raises many types on corrupt input; all mean the same
+        if writer.fingerprint == reader.fingerprint:
+            record = _compiled_reader(reader).decode(data, offset)
+        else:
+            record = _resolved(data, offset, writer=writer, reader=reader)
+    except Exception as exc:  # corrupt input raises many types; all mean the same
         raise DecodeError("corrupt_payload", f"{type(exc).__name__}: {exc}") from exc
-    if body.tell() != len(data):
-        raise DecodeError("corrupt_payload", f"{len(data) - body.tell()} trailing bytes")
-    if not isinstance(record, dict):  # every event schema is a record
-        raise DecodeError("corrupt_payload", f"not a record: {type(record).__name__}")
     try:
         return Decoded(EVENT_MODELS[reader.event_type].model_validate(record), record)
     except ValidationError as exc:
         raise DecodeError("invalid_event", str(exc)) from exc
+
+
+_readers: dict[bytes, AvroReader] = {}
+
+
+def _compiled_reader(schema: AvroSchema) -> AvroReader:
+    reader = _readers.get(schema.fingerprint)
+    if reader is None:  # two threads may both build it: the same reader either way
+        reader = _readers[schema.fingerprint] = AvroReader(schema.parsed)
+    return reader
+
+
+def _resolved(
+    data: bytes, offset: int, *, writer: AvroSchema, reader: AvroSchema
+) -> dict[str, Any]:
+    """fastavro's reader, which resolves another version of a contract into this build's."""
+    body = io.BytesIO(data)
+    body.seek(offset)
+    record = schemaless_reader(body, writer.parsed, reader.parsed)
+    if body.tell() != len(data):
+        raise CorruptAvro(f"{len(data) - body.tell()} trailing bytes")
+    if not isinstance(record, dict):  # every event schema is a record
+        raise CorruptAvro(f"not a record: {type(record).__name__}")
+    return record

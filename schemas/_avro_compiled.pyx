@@ -1,18 +1,19 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Avro writers compiled to C: an `AvroWriter` walks an event model's attributes along its
-record schema and writes the Avro binary body into one C buffer.
+"""Avro compiled to C: a record schema becomes a tree of typed nodes once, and an
+`AvroWriter` walks an event model's attributes along it into one C buffer, an `AvroReader`
+walks bytes along it into the plain dicts fastavro would give.
 
-Why not `fastavro.schemaless_writer`: for a 1 KB LLM span it costs ≈ 23 µs (it dispatches
-on the schema's type names for every value) plus ≈ 5 µs to turn the model into the dicts
-it takes. Python code generated per schema took ≈ 12 µs, and the producer's sender thread
-could not deliver half of what Kafka's own producer does at that price
-(docs/producers.md). Here the schema is compiled once into a tree of typed nodes, and a
-span costs ≈ 2.5 µs: an attribute read per field, and C for everything else.
+Why not fastavro: for a 1 KB LLM span its `schemaless_writer` costs ≈ 23 µs (it dispatches
+on the schema's type names for every value) plus ≈ 5 µs to turn the model into the dicts it
+takes, and its `schemaless_reader` ≈ 20 µs through a file object; Python code generated per
+schema wrote one in ≈ 12 µs. Here a span is written in ≈ 2.5 µs and read in ≈ 3 µs
+(docs/producers.md, docs/streams.md).
 
-The bytes are fastavro's (tests/unit/test_avro_writer.py compares them for every event
-type and for the values that take other paths). Supported: the types the contracts use —
-primitives, enums, records, arrays, maps, and two-branch unions with `null`; the
-constructor refuses any other schema with `NotImplementedError`.
+The bytes and the dicts are fastavro's (tests/unit/test_avro_compiled.py compares them for
+every event type and for the values that take other paths, and feeds the reader corrupt
+bytes). Supported: the types the contracts use — primitives, enums, records, arrays, maps,
+and two-branch unions with `null`; any other schema is refused with `NotImplementedError`.
+The reader reads one schema into itself; resolving another writer's schema is fastavro's.
 """
 
 import sys
@@ -20,7 +21,7 @@ import sys
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsLongLong
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
@@ -100,14 +101,15 @@ cdef inline int put_string(Buffer* buffer, object text) except -1:
 
 cdef class _Node:
     """One schema position: its kind, the attribute it is read from (a record's field), its
-    fields (a record), its item or value (an array, a map, an optional), its symbols'
-    indexes (an enum), and where `null` stands in its union (an optional)."""
+    fields (a record), its item or value (an array, a map, an optional), its symbols and
+    their indexes (an enum), and where `null` stands in its union (an optional)."""
 
     cdef Kind kind
     cdef str attribute
     cdef list fields
     cdef _Node item
-    cdef dict symbols
+    cdef list symbols
+    cdef dict symbol_index
     cdef int64_t null_index
 
 
@@ -151,8 +153,129 @@ cdef int write(_Node node, object value, Buffer* buffer) except -1:
     elif kind == BOOLEAN:
         put_varint(buffer, 1 if value else 0)
     elif kind == ENUM:
-        put_long(buffer, node.symbols[value])
+        put_long(buffer, node.symbol_index[value])
     return 0
+
+
+cdef struct Cursor:
+    const unsigned char* data
+    Py_ssize_t position
+    Py_ssize_t end
+
+
+class CorruptAvro(ValueError):
+    """Bytes that are not a value of the schema: cut short, a length or index out of range,
+    a varint past 64 bits, or bytes left over."""
+
+
+cdef int64_t take_long(Cursor* cursor) except? -1:
+    cdef uint64_t value = 0
+    cdef unsigned char byte
+    cdef int shift = 0
+    while True:
+        if cursor.position >= cursor.end:
+            raise CorruptAvro("cut short in a varint")
+        byte = cursor.data[cursor.position]
+        cursor.position += 1
+        if shift == 63 and byte > 1:
+            raise CorruptAvro("a varint past 64 bits")
+        value |= <uint64_t>(byte & 0x7F) << shift
+        if not byte & 0x80:
+            return <int64_t>(value >> 1) ^ -<int64_t>(value & 1)
+        shift += 7
+
+
+cdef Py_ssize_t take_size(Cursor* cursor, Py_ssize_t least) except -1:
+    """A length or a block's count, checked against the bytes left (each item takes at
+    least `least` bytes)."""
+    cdef int64_t size = take_long(cursor)
+    if size < 0 or size * least > cursor.end - cursor.position:
+        raise CorruptAvro(f"a length of {size} with {cursor.end - cursor.position} bytes left")
+    return <Py_ssize_t>size
+
+
+cdef const unsigned char* take_raw(Cursor* cursor, Py_ssize_t size) except NULL:
+    cdef const unsigned char* start = cursor.data + cursor.position
+    if size > cursor.end - cursor.position:
+        raise CorruptAvro(f"cut short: {size} bytes wanted, {cursor.end - cursor.position} left")
+    cursor.position += size
+    return start
+
+
+cdef inline object take_string(Cursor* cursor):
+    cdef Py_ssize_t size = take_size(cursor, 1)
+    return PyUnicode_DecodeUTF8(<const char*>take_raw(cursor, size), size, "strict")
+
+
+cdef Py_ssize_t take_block(Cursor* cursor) except -1:
+    """The count of the next block of an array or a map (0: the end). A negative count is
+    followed by the block's size in bytes, which is skipped."""
+    cdef int64_t count = take_long(cursor)
+    if count < 0:
+        count = -count
+        take_long(cursor)
+    if count < 0 or count > cursor.end - cursor.position:
+        raise CorruptAvro(f"a block of {count} with {cursor.end - cursor.position} bytes left")
+    return <Py_ssize_t>count
+
+
+cdef object read(_Node node, Cursor* cursor):
+    cdef _Node field
+    cdef dict record
+    cdef list items
+    cdef dict entries
+    cdef double double_value
+    cdef float float_value
+    cdef int64_t index
+    cdef Py_ssize_t count, i
+    cdef Kind kind = node.kind
+    if kind == STRING:
+        return take_string(cursor)
+    if kind == LONG:
+        return take_long(cursor)
+    if kind == RECORD:
+        record = {}
+        for field in node.fields:
+            record[field.attribute] = read(field, cursor)
+        return record
+    if kind == OPTIONAL:
+        index = take_long(cursor)
+        if index == node.null_index:
+            return None
+        if index != 1 - node.null_index:
+            raise CorruptAvro(f"union branch {index} of 2")
+        return read(node.item, cursor)
+    if kind == ARRAY:
+        items = []
+        count = take_block(cursor)
+        while count:
+            for i in range(count):
+                items.append(read(node.item, cursor))
+            count = take_block(cursor)
+        return items
+    if kind == MAP:
+        entries = {}
+        count = take_block(cursor)
+        while count:
+            for i in range(count):
+                key = take_string(cursor)
+                entries[key] = read(node.item, cursor)
+            count = take_block(cursor)
+        return entries
+    if kind == DOUBLE:
+        memcpy(&double_value, take_raw(cursor, 8), 8)
+        return double_value
+    if kind == FLOAT:
+        memcpy(&float_value, take_raw(cursor, 4), 4)
+        return float_value
+    if kind == BOOLEAN:
+        return take_raw(cursor, 1)[0] != 0
+    if kind == ENUM:
+        index = take_long(cursor)
+        if not 0 <= index < len(node.symbols):
+            raise CorruptAvro(f"enum index {index} of {len(node.symbols)}")
+        return node.symbols[index]
+    return None  # null
 
 
 _KINDS = {
@@ -185,7 +308,8 @@ cdef _Node compile_node(object schema, dict named, str attribute):
         node.kind = _KINDS[kind]
     elif kind == "enum":
         node.kind = ENUM
-        node.symbols = {symbol: index for index, symbol in enumerate(schema["symbols"])}
+        node.symbols = list(schema["symbols"])
+        node.symbol_index = {symbol: index for index, symbol in enumerate(node.symbols)}
         named[schema["name"]] = schema
     elif kind == "record":
         node.kind = RECORD
@@ -234,3 +358,30 @@ cdef class AvroWriter:
             return PyBytes_FromStringAndSize(buffer.data, buffer.size)
         finally:
             free(buffer.data)
+
+
+cdef class AvroReader:
+    """Reads records of one schema, written with that same schema, into dicts.
+
+    Raises `CorruptAvro` on bytes that are not one such record (nothing else but the
+    `UnicodeDecodeError` of a string that is not UTF-8), and never reads outside `data`.
+    """
+
+    cdef _Node root
+
+    def __init__(self, parsed):
+        if not isinstance(parsed, dict) or parsed.get("type") != "record":
+            raise NotImplementedError("a compiled reader reads records")
+        self.root = compile_node(parsed, {}, None)
+
+    def decode(self, bytes data, Py_ssize_t offset=0):
+        cdef Cursor cursor
+        if not 0 <= offset <= len(data):
+            raise ValueError(f"offset {offset} outside {len(data)} bytes")
+        cursor.data = <const unsigned char*>PyBytes_AS_STRING(data)
+        cursor.position = offset
+        cursor.end = len(data)
+        record = read(self.root, &cursor)
+        if cursor.position != cursor.end:
+            raise CorruptAvro(f"{cursor.end - cursor.position} trailing bytes")
+        return record

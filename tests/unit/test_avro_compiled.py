@@ -1,5 +1,6 @@
-"""The compiled writers write exactly fastavro's bytes, for every event type and for the
-values that take other paths through them (big and negative ints, long arrays, non-ASCII)."""
+"""The compiled writers write exactly fastavro's bytes, and the compiled readers read exactly
+fastavro's dicts, for every event type and for the values that take other paths through
+them (big and negative ints, long arrays, non-ASCII); corrupt bytes are refused."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
-from fastavro import parse_schema, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from fulmen.schemas import (
     Attributes,
@@ -19,7 +20,7 @@ from fulmen.schemas import (
     VersionEvent,
     current_schemas,
 )
-from fulmen.schemas._avro_writer import AvroWriter
+from fulmen.schemas._avro_compiled import AvroReader, AvroWriter, CorruptAvro
 from fulmen.schemas._records import avro_record
 from tests.support.events import all_events, llm_span, meta
 
@@ -134,3 +135,82 @@ def test_values_the_schema_cannot_hold_raise(update: dict[str, object], error: t
     span = llm_span().model_copy(update=update)
     with pytest.raises(error):
         SingleObjectCodec().encode(span, topic="t")
+
+
+def _fastavro_read(data: bytes, event_type: str) -> object:
+    body = io.BytesIO(data)
+    body.seek(10)
+    record = schemaless_reader(body, current_schemas()[event_type].parsed, None)
+    assert body.tell() == len(data)
+    return record
+
+
+@pytest.mark.parametrize("event", [*all_events(), *_unusual()], ids=lambda e: e.event_type)
+def test_compiled_readers_read_fastavros_dicts(event: Event) -> None:
+    data = SingleObjectCodec().encode(event, topic="t")
+    reader = AvroReader(current_schemas()[event.event_type].parsed)
+    assert reader.decode(data, 10) == _fastavro_read(data, event.event_type)
+
+
+def test_blocks_with_negative_counts_are_read() -> None:
+    """Writers may split an array or a map into blocks, a negative count followed by the
+    block's size in bytes."""
+    schema = parse_schema(
+        {
+            "type": "record",
+            "name": "Blocks",
+            "fields": [
+                {"name": "xs", "type": {"type": "array", "items": "long"}},
+                {"name": "m", "type": {"type": "map", "values": "string"}},
+            ],
+        }
+    )
+    # xs: a block of -2 (2 items, 2 bytes), a block of 1, the end; m: {"a": "b"}, the end
+    data = bytes([3, 4, 2, 4, 2, 6, 0, 2, 2, ord("a"), 2, ord("b"), 0])
+    body = io.BytesIO(data)
+    assert AvroReader(schema).decode(data) == schemaless_reader(body, schema, None)
+    assert AvroReader(schema).decode(data) == {"xs": [1, 2, 3], "m": {"a": "b"}}
+
+
+def test_corrupt_bytes_raise_or_read_as_fastavro_reads_them() -> None:
+    """Cut short, flipped, or grown: the compiled reader raises `CorruptAvro` (or the
+    `UnicodeDecodeError` of a broken string), or reads what fastavro reads — never
+    anything else, and never past the end."""
+    rng = random.Random(7)
+    samples = [SingleObjectCodec().encode(e, topic="t") for e in [*all_events(), *_unusual()]]
+    types = [e.event_type for e in [*all_events(), *_unusual()]]
+    for _ in range(4000):
+        index = rng.randrange(len(samples))
+        data = bytearray(samples[index])
+        change = rng.randrange(3)
+        if change == 0:
+            del data[rng.randrange(10, len(data)) :]
+        elif change == 1:
+            for _ in range(rng.randrange(1, 4)):
+                data[rng.randrange(10, len(data))] = rng.randrange(256)
+        else:
+            data += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4)))
+        reader = AvroReader(current_schemas()[types[index]].parsed)
+        try:
+            record = reader.decode(bytes(data), 10)
+        except (CorruptAvro, UnicodeDecodeError):
+            continue
+        assert record == _fastavro_read(bytes(data), types[index])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff" * 11,  # a varint past 64 bits
+        b"\x81\x80\x80\x80\x80\x80\x80\x80\x80\x02",  # its tenth byte past the 64th bit
+        b"\x7f",  # a length of -64
+        b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",  # a length of 2**62
+    ],
+    ids=["eleven bytes", "bit 64", "negative length", "huge length"],
+)
+def test_impossible_lengths_are_corrupt(data: bytes) -> None:
+    schema = parse_schema(
+        {"type": "record", "name": "S", "fields": [{"name": "s", "type": "string"}]}
+    )
+    with pytest.raises(CorruptAvro):
+        AvroReader(schema).decode(data)
