@@ -339,7 +339,7 @@ cdef class AvroWriter:
     cdef _Node root
     cdef bytes prefix
 
-    def __init__(self, parsed, bytes prefix=b""):
+    def __init__(self, parsed, bytes prefix not None=b""):
         if not isinstance(parsed, dict) or parsed.get("type") != "record":
             raise NotImplementedError("a compiled writer writes records")
         self.root = compile_node(parsed, {}, None)
@@ -374,13 +374,14 @@ cdef class AvroReader:
             raise NotImplementedError("a compiled reader reads records")
         self.root = compile_node(parsed, {}, None)
 
-    def decode(self, bytes data, Py_ssize_t offset=0):
+    def decode(self, data, Py_ssize_t offset=0):
         cdef Cursor cursor
-        if not 0 <= offset <= len(data):
-            raise ValueError(f"offset {offset} outside {len(data)} bytes")
-        cursor.data = <const unsigned char*>PyBytes_AS_STRING(data)
+        cdef bytes raw = data if type(data) is bytes else bytes(memoryview(data))
+        if not 0 <= offset <= len(raw):
+            raise ValueError(f"offset {offset} outside {len(raw)} bytes")
+        cursor.data = <const unsigned char*>PyBytes_AS_STRING(raw)
         cursor.position = offset
-        cursor.end = len(data)
+        cursor.end = len(raw)
         record = read(self.root, &cursor)
         if cursor.position != cursor.end:
             raise CorruptAvro(f"{cursor.end - cursor.position} trailing bytes")

@@ -214,3 +214,17 @@ def test_impossible_lengths_are_corrupt(data: bytes) -> None:
     )
     with pytest.raises(CorruptAvro):
         AvroReader(schema).decode(data)
+
+
+def test_any_bytes_like_is_read_and_anything_else_refused() -> None:
+    data = SingleObjectCodec().encode(llm_span(), topic="t")
+    reader = AvroReader(current_schemas()["span"].parsed)
+    assert reader.decode(bytearray(data), 10) == reader.decode(memoryview(data), 10)
+    assert reader.decode(data, 10) == reader.decode(bytearray(data), 10)
+    for not_bytes in (None, 3, "text"):
+        with pytest.raises(TypeError):
+            reader.decode(not_bytes, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="offset"):
+        reader.decode(data, len(data) + 1)
+    with pytest.raises(TypeError):
+        AvroWriter(current_schemas()["span"].parsed, None)  # type: ignore[arg-type]
