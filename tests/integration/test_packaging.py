@@ -1,5 +1,6 @@
 """What agents install: the sdist builds a wheel (the Avro codec compiled from its Cython
-source) carrying the contracts, the DDL and the codec's type information."""
+source) carrying the contracts, the DDL and the codec's type information. Built from a clone
+of HEAD: what is committed, as a release would be."""
 
 from __future__ import annotations
 
