@@ -28,7 +28,7 @@ from libc.string cimport memcpy
 
 # Doubles and floats are copied as the machine holds them; Avro's are little-endian.
 if sys.byteorder != "little":
-    raise ImportError("fulmen's Avro writer needs a little-endian machine")
+    raise ImportError("fulmen's compiled Avro needs a little-endian machine")
 
 _FIRST_CAPACITY = 2048
 
@@ -328,6 +328,13 @@ cdef _Node compile_node(object schema, dict named, str attribute):
     return node
 
 
+cdef _Node compile_record(object parsed):
+    """The root node of a writer or a reader: event schemas are records."""
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise NotImplementedError("compiled Avro writes and reads records only")
+    return compile_node(parsed, {}, None)
+
+
 cdef class AvroWriter:
     """Writes models of one record schema: `prefix`, then the Avro body of the model.
 
@@ -340,9 +347,7 @@ cdef class AvroWriter:
     cdef bytes prefix
 
     def __init__(self, parsed, bytes prefix not None=b""):
-        if not isinstance(parsed, dict) or parsed.get("type") != "record":
-            raise NotImplementedError("a compiled writer writes records")
-        self.root = compile_node(parsed, {}, None)
+        self.root = compile_record(parsed)
         self.prefix = prefix
 
     def encode(self, value):
@@ -370,9 +375,7 @@ cdef class AvroReader:
     cdef _Node root
 
     def __init__(self, parsed):
-        if not isinstance(parsed, dict) or parsed.get("type") != "record":
-            raise NotImplementedError("a compiled reader reads records")
-        self.root = compile_node(parsed, {}, None)
+        self.root = compile_record(parsed)
 
     def decode(self, data, Py_ssize_t offset=0):
         cdef Cursor cursor

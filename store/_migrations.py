@@ -111,11 +111,13 @@ def _pending(client: Client, database: str) -> list[Migration]:
 
 @contextlib.contextmanager
 def _migration_lock(client: Client, database: str) -> Iterator[None]:
-    """Hold `database`'s migration lock; a lock older than `LOCK_STALE_S` is broken."""
+    """Hold `database`'s migration lock; a lock older than `LOCK_STALE_S` is broken. The
+    lock table's one column is never written (a table needs one): how long it has been held
+    is its creation time in `system.tables`."""
     lock = f"{database}.{_LOCK}"
     while True:
         try:
-            client.command(f"CREATE TABLE {lock} (held_since DateTime) ENGINE = Memory")
+            client.command(f"CREATE TABLE {lock} (unused UInt8) ENGINE = Memory")
             break
         except DatabaseError as exc:
             if "TABLE_ALREADY_EXISTS" not in str(exc):

@@ -39,6 +39,17 @@ def _tables(store: LightningStore) -> set[str]:
     return set(rows["name"].to_pylist())
 
 
+def _migrated_then_locked(server: StoreServer, database: str) -> LightningStore:
+    """A store whose ledger is gone (every migration pending again) and whose migration
+    lock another process holds."""
+    store = LightningStore(_settings(server, database))
+    store.client.command(f"DROP TABLE {database}.schema_migrations")
+    store.client.command(
+        f"CREATE TABLE {database}.schema_migrations_lock (unused UInt8) ENGINE = Memory"
+    )
+    return store
+
+
 @pytest.mark.parametrize("round_", range(3))
 def test_migrators_starting_together_leave_the_store_whole(
     server: StoreServer, round_: int
@@ -74,11 +85,7 @@ def test_migrators_starting_together_leave_the_store_whole(
 
 def test_a_held_lock_is_waited_for(server: StoreServer) -> None:
     database = f"m_{uuid.uuid4().hex[:10]}"
-    store = LightningStore(_settings(server, database))
-    store.client.command(f"DROP TABLE {database}.schema_migrations")
-    store.client.command(
-        f"CREATE TABLE {database}.schema_migrations_lock (held_since DateTime) ENGINE = Memory"
-    )
+    store = _migrated_then_locked(server, database)
     done = threading.Event()
     thread = threading.Thread(
         target=lambda: (migrate(store.client, store.settings), done.set()), daemon=True
@@ -95,11 +102,7 @@ def test_a_held_lock_is_waited_for(server: StoreServer) -> None:
 
 def test_a_stale_lock_is_broken(server: StoreServer, monkeypatch: pytest.MonkeyPatch) -> None:
     database = f"m_{uuid.uuid4().hex[:10]}"
-    store = LightningStore(_settings(server, database))
-    store.client.command(f"DROP TABLE {database}.schema_migrations")
-    store.client.command(
-        f"CREATE TABLE {database}.schema_migrations_lock (held_since DateTime) ENGINE = Memory"
-    )
+    store = _migrated_then_locked(server, database)
     time.sleep(1.1)  # system.tables times have whole seconds
     monkeypatch.setattr(migration_module, "LOCK_STALE_S", 0.5)
     assert len(migrate(store.client, store.settings)) == len(migrations())
