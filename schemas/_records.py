@@ -1,5 +1,5 @@
 """Event models as the plain dicts fastavro writes, fast: for the Confluent wire format, whose
-serializer takes dicts (the single-object codec writes models directly, `_avro_writer.pyx`).
+serializer takes dicts (the single-object codec writes models directly, `_avro_compiled.pyx`).
 
 `BaseModel.model_dump` costs ~25 µs for a span on this hardware; a per-class converter that
 copies `__dict__` and recurses only into the fields that hold models does the same in a few
